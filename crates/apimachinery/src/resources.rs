@@ -1,0 +1,112 @@
+//! The built-in resources the apiserver serves: one row per resource.
+//! Discovery, OpenAPI, the REST paths and `kubectl api-resources` all read
+//! this table; adding a resource starts here.
+
+/// One served resource (group/version/resource and how it looks in discovery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceInfo {
+    /// API group; `""` for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// Plural resource name used in URLs (`pods`).
+    pub resource: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Subresources served, e.g. `status`, `scale`, `log`, `binding`.
+    pub subresources: &'static [&'static str],
+    /// Verbs for discovery.
+    pub verbs: &'static [&'static str],
+}
+
+impl ResourceInfo {
+    /// `v1` for core, `apps/v1` otherwise.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+    /// The group name used in store keys (`core` for the core group).
+    pub fn storage_group(&self) -> &'static str {
+        if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        }
+    }
+}
+
+const RW: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const RO_EVENTS: &[&str] = RW;
+
+macro_rules! res {
+    ($g:expr, $v:expr, $k:expr, $r:expr, $s:expr, $ns:expr, $short:expr, $cat:expr, $sub:expr) => {
+        ResourceInfo {
+            group: $g,
+            version: $v,
+            kind: $k,
+            resource: $r,
+            singular: $s,
+            namespaced: $ns,
+            short_names: $short,
+            categories: $cat,
+            subresources: $sub,
+            verbs: RW,
+        }
+    };
+}
+
+static BUILTIN: &[ResourceInfo] = &[
+    res!("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], &[], &["status", "finalize"]),
+    res!("", "v1", "Node", "nodes", "node", false, &["no"], &[], &["status", "proxy"]),
+    res!("", "v1", "Pod", "pods", "pod", true, &["po"], &["all"], &["status", "log", "binding", "exec", "attach", "portforward", "eviction", "ephemeralcontainers"]),
+    res!("", "v1", "Service", "services", "service", true, &["svc"], &["all"], &["status", "proxy"]),
+    res!("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], &[], &[]),
+    res!("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], &[], &[]),
+    res!("", "v1", "Secret", "secrets", "secret", true, &[], &[], &[]),
+    res!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], &[], &["token"]),
+    ResourceInfo { verbs: RO_EVENTS, ..res!("", "v1", "Event", "events", "event", true, &["ev"], &[], &[]) },
+    res!("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], &["all"], &["status", "scale"]),
+    res!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], &["all"], &["status", "scale"]),
+    res!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, &[], &[], &[]),
+    res!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, &[], &[], &[]),
+    res!("events.k8s.io", "v1", "Event", "events", "event", true, &["ev"], &[], &[]),
+];
+
+/// Every built-in resource, in discovery order.
+pub fn builtin_resources() -> &'static [ResourceInfo] {
+    BUILTIN
+}
+
+/// Finds a resource by group, version and plural name.
+pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static ResourceInfo> {
+    BUILTIN
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.resource == resource)
+}
+
+/// Finds a resource by group, version and kind.
+pub fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    BUILTIN
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_agree() {
+        let d = find("apps", "v1", "deployments").unwrap();
+        assert_eq!(d.kind, "Deployment");
+        assert_eq!(d.api_version(), "apps/v1");
+        assert_eq!(find_kind("", "v1", "Pod").unwrap().resource, "pods");
+        assert_eq!(find_kind("", "v1", "Pod").unwrap().storage_group(), "core");
+        assert!(find("", "v1", "nosuch").is_none());
+    }
+}
