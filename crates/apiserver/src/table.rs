@@ -1,0 +1,879 @@
+//! Server-side printing: the `meta.k8s.io/v1` `Table` kubectl asks for with
+//! `Accept: application/json;as=Table;v=v1;g=meta.k8s.io`. Columns and cell
+//! formatting follow kube's `pkg/printers/internalversion/printers.go`
+//! (cells are printed by kubectl verbatim, so the server formats ages and
+//! statuses). Everything here is pure and unit-tested; `now` is a parameter.
+
+use crate::selector::LabelSelector;
+use chrono::{DateTime, Utc};
+use minik_apimachinery::ResourceInfo;
+use serde_json::{json, Map, Value};
+
+/// kube's `duration.HumanDuration`: 5s, 3m2s, 15m, 4h, 5h30m, 2d, 3d4h, 2y.
+pub fn human_duration(seconds: i64) -> String {
+    if seconds < -1 {
+        return "<invalid>".into();
+    }
+    if seconds < 0 {
+        return "0s".into();
+    }
+    if seconds < 120 {
+        return format!("{seconds}s");
+    }
+    let minutes = seconds / 60;
+    if minutes < 10 {
+        let s = seconds % 60;
+        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+    }
+    if minutes < 180 {
+        return format!("{minutes}m");
+    }
+    let hours = seconds / 3600;
+    if hours < 8 {
+        let m = minutes % 60;
+        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+    }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
+    if hours < 24 * 8 {
+        let h = hours % 24;
+        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{}h", hours / 24, h) };
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    }
+    if hours < 24 * 365 * 8 {
+        let dy = (hours / 24) % 365;
+        return if dy == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{}d", hours / 24 / 365, dy)
+        };
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+/// `translateTimestampSince`: `<unknown>` for a missing timestamp.
+pub fn since(ts: Option<&Value>, now: DateTime<Utc>) -> String {
+    match ts.and_then(Value::as_str).and_then(|s| DateTime::parse_from_rfc3339(s).ok()) {
+        Some(t) => human_duration((now - t.with_timezone(&Utc)).num_seconds()),
+        None => "<unknown>".into(),
+    }
+}
+
+fn col(name: &str, ty: &str, priority: i32, description: &str) -> Value {
+    let mut c = json!({"name": name, "type": ty, "format": "", "description": description, "priority": priority});
+    if name == "Name" {
+        c["format"] = json!("name");
+    }
+    c
+}
+
+const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.";
+
+fn name_col() -> Value {
+    col("Name", "string", 0, NAME_DESC)
+}
+fn age_col() -> Value {
+    col("Age", "string", 0, AGE_DESC)
+}
+
+/// The column definitions for a resource.
+pub fn columns(info: &ResourceInfo) -> Vec<Value> {
+    match (info.group, info.resource) {
+        ("", "pods") => vec![
+            name_col(),
+            col("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
+            col("Status", "string", 0, "The aggregate status of the containers in this pod."),
+            col("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+            age_col(),
+            col("IP", "string", 1, "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."),
+            col("Node", "string", 1, "NodeName indicates in which node this pod is scheduled."),
+            col("Nominated Node", "string", 1, "nominatedNodeName is set only when this pod preempts other pods on the node."),
+            col("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
+        ],
+        ("apps", "deployments") => vec![
+            name_col(),
+            col("Ready", "string", 0, "Number of the pod with ready state"),
+            col("Up-to-date", "integer", 0, "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
+            col("Available", "integer", 0, "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+            age_col(),
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+            col("Selector", "string", 1, "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment."),
+        ],
+        ("apps", "replicasets") => vec![
+            name_col(),
+            col("Desired", "integer", 0, "Replicas is the number of desired replicas."),
+            col("Current", "integer", 0, "Replicas is the most recently observed number of replicas."),
+            col("Ready", "integer", 0, "The number of ready replicas for this replica set."),
+            age_col(),
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+            col("Selector", "string", 1, "Selector is a label query over pods that should match the replica count."),
+        ],
+        ("", "services") => vec![
+            name_col(),
+            col("Type", "string", 0, "type determines how the Service is exposed."),
+            col("Cluster-IP", "string", 0, "clusterIP is the IP address of the service and is usually assigned randomly."),
+            col("External-IP", "string", 0, "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service."),
+            col("Port(s)", "string", 0, "The list of ports that are exposed by this service."),
+            age_col(),
+            col("Selector", "string", 1, "Route service traffic to pods with label keys and values matching this selector."),
+        ],
+        ("", "nodes") => vec![
+            name_col(),
+            col("Status", "string", 0, "The status of the node"),
+            col("Roles", "string", 0, "The roles of the node"),
+            age_col(),
+            col("Version", "string", 0, "Kubelet Version reported by the node."),
+            col("Internal-IP", "string", 1, "List of addresses reachable to the node."),
+            col("External-IP", "string", 1, "List of addresses reachable to the node."),
+            col("OS-Image", "string", 1, "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
+            col("Kernel-Version", "string", 1, "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
+            col("Container-Runtime", "string", 1, "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
+        ],
+        ("", "namespaces") => vec![
+            name_col(),
+            col("Status", "string", 0, "The status of the namespace"),
+            age_col(),
+        ],
+        ("", "endpoints") => vec![
+            name_col(),
+            col("Endpoints", "string", 0, "Endpoints of the resource."),
+            age_col(),
+        ],
+        ("", "configmaps") => vec![name_col(), col("Data", "integer", 0, "Number of data entries."), age_col()],
+        ("", "secrets") => vec![
+            name_col(),
+            col("Type", "string", 0, "The type of the secret"),
+            col("Data", "integer", 0, "Number of data entries."),
+            age_col(),
+        ],
+        ("", "serviceaccounts") => vec![
+            name_col(),
+            col("Secrets", "integer", 0, "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."),
+            age_col(),
+        ],
+        ("", "events") | ("events.k8s.io", "events") => vec![
+            col("Last Seen", "string", 0, "The time at which the most recent occurrence of this event was recorded."),
+            col("Type", "string", 0, "Type of this event (Normal, Warning), new types could be added in the future"),
+            col("Reason", "string", 0, "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+            col("Object", "string", 0, "The object that this event is about."),
+            col("Subobject", "string", 1, "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement."),
+            col("Source", "string", 1, "The component reporting this event."),
+            col("Message", "string", 0, "A human-readable description of the status of this operation."),
+            col("First Seen", "string", 1, "The time at which the event was first recorded."),
+            col("Count", "string", 1, "The number of times this event has occurred."),
+            json!({"name": "Name", "type": "string", "format": "name", "description": NAME_DESC, "priority": 1}),
+        ],
+        ("discovery.k8s.io", "endpointslices") => vec![
+            name_col(),
+            col("AddressType", "string", 0, "The IP protocol family of the addresses in this EndpointSlice."),
+            col("Ports", "string", 0, "The ports of this EndpointSlice."),
+            col("Endpoints", "string", 0, "The endpoints of this EndpointSlice."),
+            age_col(),
+        ],
+        ("coordination.k8s.io", "leases") => vec![
+            name_col(),
+            col("Holder", "string", 0, "The holder of the lease."),
+            age_col(),
+        ],
+        _ => vec![name_col(), age_col()],
+    }
+}
+
+fn s<'a>(obj: &'a Value, ptr: &str) -> &'a str {
+    obj.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+fn i(obj: &Value, ptr: &str) -> i64 {
+    obj.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+fn arr<'a>(obj: &'a Value, ptr: &str) -> &'a [Value] {
+    obj.pointer(ptr).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+}
+fn or_none(v: &str) -> String {
+    if v.is_empty() {
+        "<none>".into()
+    } else {
+        v.to_string()
+    }
+}
+
+fn is_restartable_init(c: Option<&Value>) -> bool {
+    c.map(|c| s(c, "/restartPolicy") == "Always").unwrap_or(false)
+}
+
+fn later(a: &str, b: &str) -> bool {
+    match (DateTime::parse_from_rfc3339(a), DateTime::parse_from_rfc3339(b)) {
+        (Ok(a), Ok(b)) => a > b,
+        (Ok(_), Err(_)) => true,
+        _ => false,
+    }
+}
+
+/// The pod STATUS column (kubectl's `printPod` reason logic).
+pub fn pod_cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let containers = arr(pod, "/spec/containers");
+    let init_specs = arr(pod, "/spec/initContainers");
+    let mut total = containers.len();
+    let mut ready = 0usize;
+    let mut restarts = 0i64;
+    let mut restartable_init_restarts = 0i64;
+    let mut last_restart = String::new();
+    let mut last_restartable_init_restart = String::new();
+    let phase = s(pod, "/status/phase");
+    let mut reason = phase.to_string();
+    if !s(pod, "/status/reason").is_empty() {
+        reason = s(pod, "/status/reason").to_string();
+    }
+    let conditions = arr(pod, "/status/conditions");
+    for c in conditions {
+        if s(c, "/type") == "PodScheduled" && s(c, "/reason") == "SchedulingGated" {
+            reason = "SchedulingGated".into();
+        }
+    }
+    for c in init_specs {
+        if s(c, "/restartPolicy") == "Always" {
+            total += 1;
+        }
+    }
+    let init_by_name = |n: &str| init_specs.iter().find(|c| s(c, "/name") == n);
+
+    let mut initializing = false;
+    for (idx, st) in arr(pod, "/status/initContainerStatuses").iter().enumerate() {
+        restarts += i(st, "/restartCount");
+        let fin = s(st, "/lastState/terminated/finishedAt");
+        if st.pointer("/lastState/terminated").is_some() && later(fin, &last_restart) {
+            last_restart = fin.to_string();
+        }
+        let restartable = is_restartable_init(init_by_name(s(st, "/name")));
+        if restartable {
+            restartable_init_restarts += i(st, "/restartCount");
+            if st.pointer("/lastState/terminated").is_some() && later(fin, &last_restartable_init_restart) {
+                last_restartable_init_restart = fin.to_string();
+            }
+        }
+        let terminated = st.pointer("/state/terminated");
+        let waiting_reason = s(st, "/state/waiting/reason");
+        if terminated.is_some() && i(st, "/state/terminated/exitCode") == 0 {
+            continue;
+        } else if restartable && st.get("started").and_then(Value::as_bool) == Some(true) {
+            if st.get("ready").and_then(Value::as_bool) == Some(true) {
+                ready += 1;
+            }
+            continue;
+        } else if terminated.is_some() {
+            let r = s(st, "/state/terminated/reason");
+            reason = if r.is_empty() {
+                let sig = i(st, "/state/terminated/signal");
+                if sig != 0 {
+                    format!("Init:Signal:{sig}")
+                } else {
+                    format!("Init:ExitCode:{}", i(st, "/state/terminated/exitCode"))
+                }
+            } else {
+                format!("Init:{r}")
+            };
+        } else if !waiting_reason.is_empty() && waiting_reason != "PodInitializing" {
+            reason = format!("Init:{waiting_reason}");
+        } else {
+            reason = format!("Init:{}/{}", idx, init_specs.len());
+        }
+        initializing = true;
+        break;
+    }
+
+    let initialized = conditions
+        .iter()
+        .any(|c| s(c, "/type") == "Initialized" && s(c, "/status") == "True");
+    if !initializing || initialized {
+        restarts = restartable_init_restarts;
+        last_restart = last_restartable_init_restart;
+        let mut has_running = false;
+        for st in arr(pod, "/status/containerStatuses").iter().rev() {
+            restarts += i(st, "/restartCount");
+            let fin = s(st, "/lastState/terminated/finishedAt");
+            if st.pointer("/lastState/terminated").is_some() && later(fin, &last_restart) {
+                last_restart = fin.to_string();
+            }
+            let waiting_reason = s(st, "/state/waiting/reason");
+            let terminated = st.pointer("/state/terminated");
+            let term_reason = s(st, "/state/terminated/reason");
+            if !waiting_reason.is_empty() {
+                reason = waiting_reason.to_string();
+            } else if terminated.is_some() && !term_reason.is_empty() {
+                reason = term_reason.to_string();
+            } else if terminated.is_some() {
+                let sig = i(st, "/state/terminated/signal");
+                reason = if sig != 0 {
+                    format!("Signal:{sig}")
+                } else {
+                    format!("ExitCode:{}", i(st, "/state/terminated/exitCode"))
+                };
+            } else if st.get("ready").and_then(Value::as_bool) == Some(true) && st.pointer("/state/running").is_some() {
+                has_running = true;
+                ready += 1;
+            }
+        }
+        if reason == "Completed" && has_running {
+            let pod_ready = conditions.iter().any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True");
+            reason = if pod_ready { "Running".into() } else { "NotReady".into() };
+        }
+    }
+
+    let deleting = pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+    if deleting && s(pod, "/status/reason") == "NodeLost" {
+        reason = "Unknown".into();
+    } else if deleting && phase != "Succeeded" && phase != "Failed" {
+        reason = "Terminating".into();
+    }
+
+    let restarts_str = if restarts != 0 && !last_restart.is_empty() {
+        format!("{} ({} ago)", restarts, since(Some(&Value::String(last_restart)), now))
+    } else {
+        restarts.to_string()
+    };
+
+    let pod_ip = arr(pod, "/status/podIPs")
+        .first()
+        .map(|p| s(p, "/ip").to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| s(pod, "/status/podIP").to_string());
+    let gates = arr(pod, "/spec/readinessGates");
+    let readiness_gates = if gates.is_empty() {
+        "<none>".to_string()
+    } else {
+        let true_count = gates
+            .iter()
+            .filter(|g| {
+                let t = s(g, "/conditionType");
+                conditions.iter().find(|c| s(c, "/type") == t).is_some_and(|c| s(c, "/status") == "True")
+            })
+            .count();
+        format!("{}/{}", true_count, gates.len())
+    };
+    vec![
+        json!(s(pod, "/metadata/name")),
+        json!(format!("{ready}/{total}")),
+        json!(reason),
+        json!(restarts_str),
+        json!(since(pod.pointer("/metadata/creationTimestamp"), now)),
+        json!(or_none(&pod_ip)),
+        json!(or_none(s(pod, "/spec/nodeName"))),
+        json!(or_none(s(pod, "/status/nominatedNodeName"))),
+        json!(readiness_gates),
+    ]
+}
+
+fn template_containers(obj: &Value) -> (String, String) {
+    let cs = arr(obj, "/spec/template/spec/containers");
+    let names: Vec<&str> = cs.iter().map(|c| s(c, "/name")).collect();
+    let images: Vec<&str> = cs.iter().map(|c| s(c, "/image")).collect();
+    (names.join(","), images.join(","))
+}
+
+fn selector_string(obj: &Value) -> String {
+    match obj.pointer("/spec/selector") {
+        Some(sel) => {
+            let s = LabelSelector::from_json(sel).to_string();
+            if s.is_empty() {
+                "<none>".into()
+            } else {
+                s
+            }
+        }
+        None => "<none>".into(),
+    }
+}
+
+/// `labels.FormatLabels`: sorted `k=v,k2=v2`, `<none>` when empty.
+fn format_map(obj: Option<&Value>) -> String {
+    let mut pairs: Vec<String> = obj
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| format!("{}={}", k, v.as_str().unwrap_or_default())).collect())
+        .unwrap_or_default();
+    pairs.sort();
+    if pairs.is_empty() {
+        "<none>".into()
+    } else {
+        pairs.join(",")
+    }
+}
+
+fn service_external_ip(svc: &Value) -> String {
+    let external: Vec<&str> = arr(svc, "/spec/externalIPs").iter().filter_map(Value::as_str).collect();
+    match s(svc, "/spec/type") {
+        "ClusterIP" | "NodePort" | "" => {
+            if external.is_empty() {
+                "<none>".into()
+            } else {
+                external.join(",")
+            }
+        }
+        "LoadBalancer" => {
+            let mut ips: Vec<String> = arr(svc, "/status/loadBalancer/ingress")
+                .iter()
+                .map(|i| if s(i, "/ip").is_empty() { s(i, "/hostname").to_string() } else { s(i, "/ip").to_string() })
+                .filter(|s| !s.is_empty())
+                .collect();
+            ips.extend(external.iter().map(|s| s.to_string()));
+            if ips.is_empty() {
+                "<pending>".into()
+            } else {
+                ips.join(",")
+            }
+        }
+        "ExternalName" => s(svc, "/spec/externalName").to_string(),
+        _ => "<unknown>".into(),
+    }
+}
+
+fn service_ports(svc: &Value) -> String {
+    let pieces: Vec<String> = arr(svc, "/spec/ports")
+        .iter()
+        .map(|p| {
+            let proto = if s(p, "/protocol").is_empty() { "TCP" } else { s(p, "/protocol") };
+            let np = i(p, "/nodePort");
+            if np > 0 {
+                format!("{}:{}/{}", i(p, "/port"), np, proto)
+            } else {
+                format!("{}/{}", i(p, "/port"), proto)
+            }
+        })
+        .collect();
+    if pieces.is_empty() {
+        "<none>".into()
+    } else {
+        pieces.join(",")
+    }
+}
+
+fn node_cells(node: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut status: Vec<String> = Vec::new();
+    if let Some(c) = arr(node, "/status/conditions").iter().find(|c| s(c, "/type") == "Ready") {
+        status.push(if s(c, "/status") == "True" { "Ready".into() } else { "NotReady".into() });
+    }
+    if status.is_empty() {
+        status.push("Unknown".into());
+    }
+    if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+        status.push("SchedulingDisabled".into());
+    }
+    let mut roles: Vec<String> = Vec::new();
+    if let Some(labels) = node.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            if let Some(r) = k.strip_prefix("node-role.kubernetes.io/") {
+                if !r.is_empty() {
+                    roles.push(r.to_string());
+                }
+            } else if k == "kubernetes.io/role" {
+                if let Some(v) = v.as_str().filter(|v| !v.is_empty()) {
+                    roles.push(v.to_string());
+                }
+            }
+        }
+    }
+    roles.sort();
+    roles.dedup();
+    let addr = |t: &str| {
+        arr(node, "/status/addresses")
+            .iter()
+            .find(|a| s(a, "/type") == t)
+            .map(|a| s(a, "/address").to_string())
+            .unwrap_or_else(|| "<none>".into())
+    };
+    let unknown = |p: &str| {
+        let v = s(node, p);
+        if v.is_empty() {
+            "<unknown>".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    vec![
+        json!(s(node, "/metadata/name")),
+        json!(status.join(",")),
+        json!(if roles.is_empty() { "<none>".to_string() } else { roles.join(",") }),
+        json!(since(node.pointer("/metadata/creationTimestamp"), now)),
+        json!(s(node, "/status/nodeInfo/kubeletVersion")),
+        json!(addr("InternalIP")),
+        json!(addr("ExternalIP")),
+        json!(unknown("/status/nodeInfo/osImage")),
+        json!(unknown("/status/nodeInfo/kernelVersion")),
+        json!(unknown("/status/nodeInfo/containerRuntimeVersion")),
+    ]
+}
+
+fn format_endpoints(ep: &Value) -> String {
+    let subsets = arr(ep, "/subsets");
+    if subsets.is_empty() {
+        return "<none>".into();
+    }
+    let max = 3;
+    let mut list: Vec<String> = Vec::new();
+    let mut more = false;
+    let mut count = 0;
+    for ss in subsets {
+        let addrs = arr(ss, "/addresses");
+        let ports = arr(ss, "/ports");
+        if ports.is_empty() {
+            count += addrs.len();
+            for a in addrs {
+                if list.len() == max {
+                    more = true;
+                    break;
+                }
+                list.push(s(a, "/ip").to_string());
+            }
+            continue;
+        }
+        for p in ports {
+            count += addrs.len();
+            for a in addrs {
+                if list.len() == max {
+                    more = true;
+                    break;
+                }
+                let ip = s(a, "/ip");
+                let port = i(p, "/port");
+                list.push(if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") });
+            }
+        }
+    }
+    let ret = list.join(",");
+    if more {
+        format!("{} + {} more...", ret, count - max)
+    } else {
+        ret
+    }
+}
+
+fn list_with_more(list: Vec<String>, more: bool, count: usize, max: usize) -> String {
+    let ret = list.join(",");
+    if more {
+        return format!("{} + {} more...", ret, count - max);
+    }
+    if ret.is_empty() {
+        "<unset>".into()
+    } else {
+        ret
+    }
+}
+
+fn endpointslice_cells(es: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let max = 3;
+    let (mut list, mut more, mut count) = (Vec::new(), false, 0);
+    for p in arr(es, "/ports") {
+        if list.len() < max {
+            let n = if let Some(port) = p.get("port").and_then(Value::as_i64) {
+                port.to_string()
+            } else if let Some(name) = p.get("name").and_then(Value::as_str) {
+                name.to_string()
+            } else {
+                "*".to_string()
+            };
+            list.push(n);
+        } else if list.len() == max {
+            more = true;
+        }
+        count += 1;
+    }
+    let ports = list_with_more(list, more, count, max);
+    let (mut list, mut more, mut count) = (Vec::new(), false, 0);
+    for e in arr(es, "/endpoints") {
+        for a in arr(e, "/addresses") {
+            if list.len() < max {
+                list.push(a.as_str().unwrap_or_default().to_string());
+            } else if list.len() == max {
+                more = true;
+            }
+            count += 1;
+        }
+    }
+    let endpoints = list_with_more(list, more, count, max);
+    vec![
+        json!(s(es, "/metadata/name")),
+        json!(s(es, "/addressType")),
+        json!(ports),
+        json!(endpoints),
+        json!(since(es.pointer("/metadata/creationTimestamp"), now)),
+    ]
+}
+
+fn event_cells(ev: &Value, now: DateTime<Utc>, new_api: bool) -> Vec<Value> {
+    // events.k8s.io/v1 renames the core fields; read either form.
+    let (first_p, last_p, involved, msg_p, src_comp, src_host) = if new_api {
+        ("/deprecatedFirstTimestamp", "/deprecatedLastTimestamp", "/regarding", "/note", "/deprecatedSource/component", "/deprecatedSource/host")
+    } else {
+        ("/firstTimestamp", "/lastTimestamp", "/involvedObject", "/message", "/source/component", "/source/host")
+    };
+    let present = |p: &str| ev.pointer(p).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let mut first = since(ev.pointer(first_p), now);
+    if !present(first_p) {
+        first = since(ev.pointer("/eventTime"), now);
+    }
+    let mut last = since(ev.pointer(last_p), now);
+    if !present(last_p) {
+        last = first.clone();
+    }
+    let count_p = if new_api { "/deprecatedCount" } else { "/count" };
+    let mut count = i(ev, count_p);
+    if ev.get("series").is_some_and(|v| !v.is_null()) {
+        last = since(ev.pointer("/series/lastObservedTime"), now);
+        count = i(ev, "/series/count");
+    } else if count == 0 {
+        count = 1;
+    }
+    let kind = s(ev, &format!("{involved}/kind")).to_lowercase();
+    let name = s(ev, &format!("{involved}/name"));
+    let target = if name.is_empty() { kind } else { format!("{kind}/{name}") };
+    let component = if present(src_comp) { s(ev, src_comp) } else { s(ev, "/reportingController") };
+    let host = if present(src_host) { s(ev, src_host) } else { s(ev, "/reportingInstance") };
+    let source = if component.is_empty() {
+        String::new()
+    } else if host.is_empty() {
+        component.to_string()
+    } else {
+        format!("{component}, {host}")
+    };
+    vec![
+        json!(last),
+        json!(s(ev, "/type")),
+        json!(s(ev, "/reason")),
+        json!(target),
+        json!(s(ev, &format!("{involved}/fieldPath"))),
+        json!(source),
+        json!(s(ev, msg_p).trim()),
+        json!(first),
+        json!(count),
+        json!(s(ev, "/metadata/name")),
+    ]
+}
+
+/// The cells of one row.
+pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let name = json!(s(obj, "/metadata/name"));
+    let age = json!(since(obj.pointer("/metadata/creationTimestamp"), now));
+    match (info.group, info.resource) {
+        ("", "pods") => pod_cells(obj, now),
+        ("apps", "deployments") => {
+            let (c, im) = template_containers(obj);
+            let desired = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            vec![
+                name,
+                json!(format!("{}/{}", i(obj, "/status/readyReplicas"), desired)),
+                json!(i(obj, "/status/updatedReplicas")),
+                json!(i(obj, "/status/availableReplicas")),
+                age,
+                json!(c),
+                json!(im),
+                json!(selector_string(obj)),
+            ]
+        }
+        ("apps", "replicasets") => {
+            let (c, im) = template_containers(obj);
+            vec![
+                name,
+                json!(obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)),
+                json!(i(obj, "/status/replicas")),
+                json!(i(obj, "/status/readyReplicas")),
+                age,
+                json!(c),
+                json!(im),
+                json!(selector_string(obj)),
+            ]
+        }
+        ("", "services") => {
+            let cluster_ip = arr(obj, "/spec/clusterIPs")
+                .first()
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| or_none(s(obj, "/spec/clusterIP")));
+            vec![
+                name,
+                json!(s(obj, "/spec/type")),
+                json!(cluster_ip),
+                json!(service_external_ip(obj)),
+                json!(service_ports(obj)),
+                age,
+                json!(format_map(obj.pointer("/spec/selector"))),
+            ]
+        }
+        ("", "nodes") => node_cells(obj, now),
+        ("", "namespaces") => vec![name, json!(s(obj, "/status/phase")), age],
+        ("", "endpoints") => vec![name, json!(format_endpoints(obj)), age],
+        ("", "configmaps") => {
+            let n = obj.get("data").and_then(Value::as_object).map_or(0, Map::len)
+                + obj.get("binaryData").and_then(Value::as_object).map_or(0, Map::len);
+            vec![name, json!(n), age]
+        }
+        ("", "secrets") => {
+            let n = obj.get("data").and_then(Value::as_object).map_or(0, Map::len);
+            vec![name, json!(s(obj, "/type")), json!(n), age]
+        }
+        ("", "serviceaccounts") => vec![name, json!(arr(obj, "/secrets").len()), age],
+        ("", "events") => event_cells(obj, now, false),
+        ("events.k8s.io", "events") => event_cells(obj, now, true),
+        ("discovery.k8s.io", "endpointslices") => endpointslice_cells(obj, now),
+        ("coordination.k8s.io", "leases") => vec![name, json!(s(obj, "/spec/holderIdentity")), age],
+        _ => vec![name, age],
+    }
+}
+
+/// `PartialObjectMetadata` for `rows[].object` (managedFields dropped).
+pub fn partial_object(obj: &Value) -> Value {
+    let mut meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    if let Some(m) = meta.as_object_mut() {
+        m.remove("managedFields");
+    }
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
+}
+
+/// One row: cells plus the object's metadata.
+pub fn row(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Value {
+    let mut r = json!({"cells": cells(info, obj, now), "object": partial_object(obj)});
+    let phase = s(obj, "/status/phase");
+    if info.resource == "pods" && (phase == "Succeeded" || phase == "Failed") {
+        r["conditions"] = json!([{"type": "Completed", "status": "True", "reason": phase, "message": format!("The pod has completed {}", if phase == "Succeeded" { "successfully" } else { "with a failure" })}]);
+    }
+    r
+}
+
+/// A whole Table for a list (or a single object: one row).
+pub fn table(info: &ResourceInfo, objs: &[Value], list_meta: Value, now: DateTime<Utc>) -> Value {
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": columns(info),
+        "rows": objs.iter().map(|o| row(info, o, now)).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minik_apimachinery::resources::find;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-10T12:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn human_durations_like_kubectl() {
+        assert_eq!(human_duration(-5), "<invalid>");
+        assert_eq!(human_duration(-1), "0s");
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(119), "119s");
+        assert_eq!(human_duration(182), "3m2s");
+        assert_eq!(human_duration(180), "3m");
+        assert_eq!(human_duration(15 * 60 + 7), "15m");
+        assert_eq!(human_duration(4 * 3600), "4h");
+        assert_eq!(human_duration(5 * 3600 + 30 * 60), "5h30m");
+        assert_eq!(human_duration(20 * 3600), "20h");
+        assert_eq!(human_duration(2 * 86400), "2d");
+        assert_eq!(human_duration(3 * 86400 + 4 * 3600), "3d4h");
+        assert_eq!(human_duration(100 * 86400), "100d");
+        assert_eq!(human_duration(3 * 365 * 86400), "3y");
+        assert_eq!(human_duration(3 * 365 * 86400 + 10 * 86400), "3y10d");
+        assert_eq!(since(None, now()), "<unknown>");
+        assert_eq!(since(Some(&json!("2026-01-10T11:59:55Z")), now()), "5s");
+    }
+
+    fn pod(status: Value) -> Value {
+        json!({"metadata": {"name": "p", "creationTimestamp": "2026-01-10T11:55:00Z"},
+               "spec": {"containers": [{"name": "c", "image": "i"}], "nodeName": "minik"},
+               "status": status})
+    }
+
+    #[test]
+    fn pod_status_column() {
+        let c = pod_cells(&pod(json!({"phase": "Pending"})), now());
+        assert_eq!(c[1], "0/1");
+        assert_eq!(c[2], "Pending");
+        assert_eq!(c[4], "5m");
+        assert_eq!(c[5], "<none>");
+        assert_eq!(c[6], "minik");
+        let running = pod(json!({"phase": "Running", "podIP": "10.244.0.5", "podIPs": [{"ip": "10.244.0.5"}],
+            "containerStatuses": [{"name": "c", "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2026-01-10T11:56:00Z"}}}]}));
+        let c = pod_cells(&running, now());
+        assert_eq!((c[1].as_str(), c[2].as_str(), c[5].as_str()), (Some("1/1"), Some("Running"), Some("10.244.0.5")));
+        for waiting in ["ContainerCreating", "ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff"] {
+            let p = pod(json!({"phase": "Pending", "containerStatuses": [{"name": "c", "ready": false, "restartCount": 3,
+                "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2026-01-10T11:59:00Z"}},
+                "state": {"waiting": {"reason": waiting}}}]}));
+            let c = pod_cells(&p, now());
+            assert_eq!(c[2], waiting);
+            assert_eq!(c[3], "3 (60s ago)");
+        }
+        let done = pod(json!({"phase": "Succeeded", "containerStatuses": [{"name": "c", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}));
+        assert_eq!(pod_cells(&done, now())[2], "Completed");
+        let mut term = running.clone();
+        term["metadata"]["deletionTimestamp"] = json!("2026-01-10T12:00:30Z");
+        assert_eq!(pod_cells(&term, now())[2], "Terminating");
+        let init = json!({"metadata": {"name": "p"}, "spec": {"initContainers": [{"name": "i"}], "containers": [{"name": "c"}]},
+            "status": {"phase": "Pending", "initContainerStatuses": [{"name": "i", "state": {"running": {}}}]}});
+        assert_eq!(pod_cells(&init, now())[2], "Init:0/1");
+    }
+
+    #[test]
+    fn deployment_and_service_rows() {
+        let d = json!({"metadata": {"name": "hello", "creationTimestamp": "2026-01-08T12:00:00Z"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "hello"}},
+                     "template": {"spec": {"containers": [{"name": "hello", "image": "minik/hello"}]}}},
+            "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
+        let info = find("apps", "v1", "deployments").unwrap();
+        let c = cells(info, &d, now());
+        assert_eq!(c, vec![json!("hello"), json!("2/3"), json!(3), json!(2), json!("2d"), json!("hello"), json!("minik/hello"), json!("app=hello")]);
+        assert_eq!(columns(info).len(), c.len());
+
+        let svc = json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort", "clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
+            "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}], "selector": {"app": "web"}}});
+        let info = find("", "v1", "services").unwrap();
+        let c = cells(info, &svc, now());
+        assert_eq!(c[1], "NodePort");
+        assert_eq!(c[2], "10.96.0.20");
+        assert_eq!(c[3], "<none>");
+        assert_eq!(c[4], "80:30080/TCP,53/UDP");
+        assert_eq!(c[5], "<unknown>");
+        assert_eq!(c[6], "app=web");
+        let mut lb = svc.clone();
+        lb["spec"]["type"] = json!("LoadBalancer");
+        assert_eq!(cells(info, &lb, now())[3], "<pending>");
+    }
+
+    #[test]
+    fn every_resource_has_matching_cells_and_columns() {
+        for info in minik_apimachinery::builtin_resources() {
+            let obj = json!({"metadata": {"name": "x"}});
+            assert_eq!(columns(info).len(), cells(info, &obj, now()).len(), "{}", info.resource);
+        }
+    }
+
+    #[test]
+    fn node_endpoints_events() {
+        let node = json!({"metadata": {"name": "minik", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v1.33.2"},
+                       "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}});
+        let c = node_cells(&node, now());
+        assert_eq!(&c[1..3], &[json!("Ready"), json!("control-plane")]);
+        assert_eq!(c[5], "127.0.0.1");
+        assert_eq!(c[6], "<none>");
+        let ep = json!({"subsets": [{"addresses": [{"ip": "1.1.1.1"}, {"ip": "2.2.2.2"}, {"ip": "3.3.3.3"}, {"ip": "4.4.4.4"}], "ports": [{"port": 80}]}]});
+        assert_eq!(format_endpoints(&ep), "1.1.1.1:80,2.2.2.2:80,3.3.3.3:80 + 1 more...");
+        assert_eq!(format_endpoints(&json!({})), "<none>");
+        let ev = json!({"metadata": {"name": "e1"}, "type": "Normal", "reason": "Scheduled", "message": " ok ",
+            "involvedObject": {"kind": "Pod", "name": "hw"}, "source": {"component": "default-scheduler"},
+            "lastTimestamp": "2026-01-10T11:59:00Z"});
+        let c = event_cells(&ev, now(), false);
+        assert_eq!(c[0], "60s");
+        assert_eq!(c[3], "pod/hw");
+        assert_eq!(c[5], "default-scheduler");
+        assert_eq!(c[6], "ok");
+        assert_eq!(c[8], 1);
+    }
+}

@@ -1,0 +1,523 @@
+//! Image store: owns `<root>/images`. Nothing else writes there.
+//!
+//! Layout (chosen so registry pulls drop in later: a pulled layer is unpacked
+//! once into `layers/` and shared by every image that lists it):
+//! ```text
+//! <root>/images/layers/<hex>/            one unpacked layer (an overlayfs lowerdir)
+//! <root>/images/refs/<escaped ref>.json  ImageRecord: id, layers (bottom first), config
+//! ```
+//! A layer directory is built under a temporary name and renamed into place,
+//! so its presence means it is complete. The built-in images (`minik/busybox`,
+//! `minik/hello`) are made from the host's statically linked `/bin/busybox`
+//! (Debian's busybox-static; also in the VM ISO): no network is needed.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where the built-in images find busybox (first that exists).
+const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
+
+/// Bumped when the built-in layers' contents change, so old layers are not reused.
+const BUILTIN_LAYER_VERSION: &str = "minik-builtin-v2";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("invalid image reference {0:?}")]
+    InvalidReference(String),
+    #[error("image {0:?} is not present on the node and registry pulls are not available yet")]
+    NotPresent(String),
+    #[error("busybox not found (looked in {0}); install Debian's busybox-static to build the built-in images")]
+    NoBusybox(String),
+    #[error("image store I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("image record {path} is corrupt: {source}; delete it and restart the node")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A normalized image reference, the way docker/containerd spell them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    pub registry: String,
+    pub repository: String,
+    /// `tag` or `None` when a digest is given.
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// `minik/hello` → `docker.io/minik/hello:latest`; `nginx` → `docker.io/library/nginx:latest`.
+    pub fn parse(reference: &str) -> Result<Self, ImageError> {
+        let r = reference.trim();
+        let bad = || ImageError::InvalidReference(reference.to_string());
+        if r.is_empty() || r.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase()) {
+            return Err(bad());
+        }
+        let (rest, digest) = match r.split_once('@') {
+            Some((a, d)) => (a, Some(d.to_string())),
+            None => (r, None),
+        };
+        // A tag is a ':' after the last '/'.
+        let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let (name, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => (&rest[..last_slash + i], Some(rest[last_slash + i + 1..].to_string())),
+            None => (rest, None),
+        };
+        if name.is_empty() || name.ends_with('/') || tag.as_deref() == Some("") {
+            return Err(bad());
+        }
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, tail))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_string(), tail.to_string())
+            }
+            _ => ("docker.io".to_string(), name.to_string()),
+        };
+        let repository = if registry == "docker.io" && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
+        let tag = match (&tag, &digest) {
+            (None, None) => Some("latest".to_string()),
+            _ => tag,
+        };
+        Ok(ImageRef {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+
+    /// `docker.io/minik/hello:latest`
+    pub fn full(&self) -> String {
+        let mut s = format!("{}/{}", self.registry, self.repository);
+        if let Some(t) = &self.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            s.push('@');
+            s.push_str(d);
+        }
+        s
+    }
+
+    /// `docker.io/minik/hello` (what goes before `@sha256:` in an imageID).
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// Images the node itself provides (`minik/*` on docker.io).
+    pub fn is_builtin(&self) -> bool {
+        self.registry == "docker.io" && self.repository.starts_with("minik/")
+    }
+}
+
+/// Kubernetes' default: `Always` when the tag is `latest` or absent, else `IfNotPresent`.
+pub fn effective_pull_policy(image: &str, policy: Option<&str>) -> String {
+    if let Some(p) = policy.filter(|p| !p.is_empty()) {
+        return p.to_string();
+    }
+    match ImageRef::parse(image) {
+        Ok(r) if r.digest.is_none() && r.tag.as_deref() == Some("latest") => "Always".into(),
+        _ => "IfNotPresent".into(),
+    }
+}
+
+/// The part of an OCI image config the kubelet uses (OCI/docker field names).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    #[serde(rename = "Entrypoint", default, skip_serializing_if = "Vec::is_empty")]
+    pub entrypoint: Vec<String>,
+    #[serde(rename = "Cmd", default, skip_serializing_if = "Vec::is_empty")]
+    pub cmd: Vec<String>,
+    #[serde(rename = "Env", default)]
+    pub env: Vec<String>,
+    #[serde(rename = "WorkingDir", default)]
+    pub working_dir: String,
+    #[serde(rename = "User", default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(rename = "ExposedPorts", default)]
+    pub exposed_ports: BTreeMap<String, serde_json::Value>,
+}
+
+/// One image in the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Normalized reference, e.g. `docker.io/minik/hello:latest`.
+    pub name: String,
+    /// `sha256:<hex>` over layers + config.
+    pub id: String,
+    /// Layer directory names under `layers/`, bottom first.
+    pub layers: Vec<String>,
+    pub config: ImageConfig,
+}
+
+impl ImageRecord {
+    /// `docker.io/minik/hello@sha256:…`, what `containerStatuses[].imageID` shows.
+    pub fn image_id(&self) -> String {
+        match ImageRef::parse(&self.name) {
+            Ok(r) => format!("{}@{}", r.name(), self.id),
+            Err(_) => self.id.clone(),
+        }
+    }
+}
+
+/// The image store rooted at `<root>/images`.
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    dir: PathBuf,
+}
+
+fn escape_ref(name: &str) -> String {
+    let mut s = String::new();
+    for c in name.chars() {
+        match c {
+            '%' => s.push_str("%25"),
+            '/' => s.push_str("%2F"),
+            ':' => s.push_str("%3A"),
+            '@' => s.push_str("%40"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+impl ImageStore {
+    pub fn new(root_dir: &Path) -> Self {
+        ImageStore {
+            dir: root_dir.join("images"),
+        }
+    }
+
+    pub fn layer_dir(&self, layer: &str) -> PathBuf {
+        self.dir.join("layers").join(layer)
+    }
+
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.dir
+            .join("refs")
+            .join(format!("{}.json", escape_ref(name)))
+    }
+
+    /// Looks an image up by any spelling of its reference.
+    pub fn resolve(&self, reference: &str) -> Result<ImageRecord, ImageError> {
+        let r = ImageRef::parse(reference)?;
+        let path = self.record_path(&r.full());
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ImageError::NotPresent(reference.to_string()))
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let rec: ImageRecord =
+            serde_json::from_slice(&data).map_err(|source| ImageError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        for l in &rec.layers {
+            if !self.layer_dir(l).is_dir() {
+                return Err(ImageError::NotPresent(reference.to_string()));
+            }
+        }
+        Ok(rec)
+    }
+
+    /// Lowerdirs for overlayfs: topmost layer first.
+    pub fn lowerdirs(&self, rec: &ImageRecord) -> Vec<PathBuf> {
+        rec.layers.iter().rev().map(|l| self.layer_dir(l)).collect()
+    }
+
+    fn write_record(&self, rec: &ImageRecord) -> Result<(), ImageError> {
+        let path = self.record_path(&rec.name);
+        let parent = path.parent().unwrap_or(&self.dir).to_path_buf();
+        std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        let data = serde_json::to_vec_pretty(rec).expect("image record serializes");
+        if std::fs::read(&path).ok().as_deref() == Some(&data[..]) {
+            return Ok(());
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, &data).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))
+    }
+
+    /// Builds a layer with `fill` unless `layers/<id>` already exists.
+    fn ensure_layer(
+        &self,
+        id: &str,
+        fill: impl FnOnce(&Path) -> Result<(), ImageError>,
+    ) -> Result<(), ImageError> {
+        let dest = self.layer_dir(id);
+        if dest.is_dir() {
+            return Ok(());
+        }
+        let layers = self.dir.join("layers");
+        std::fs::create_dir_all(&layers).map_err(io_err(&layers))?;
+        let tmp = layers.join(format!(".tmp-{id}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        fill(&tmp)?;
+        match std::fs::rename(&tmp, &dest) {
+            Ok(()) => Ok(()),
+            Err(_) if dest.is_dir() => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Ok(())
+            }
+            Err(e) => Err(io_err(&dest)(e)),
+        }
+    }
+
+    /// Builds `minik/busybox` and `minik/hello` if missing. Idempotent and fast
+    /// when they exist (one hash of the busybox binary).
+    pub fn ensure_builtin(&self) -> Result<Vec<ImageRecord>, ImageError> {
+        let busybox = BUSYBOX_CANDIDATES
+            .iter()
+            .map(Path::new)
+            .find(|p| p.is_file())
+            .ok_or_else(|| ImageError::NoBusybox(BUSYBOX_CANDIDATES.join(", ")))?;
+        let bin = std::fs::read(busybox).map_err(io_err(busybox))?;
+        let base_id = sha256_hex(&[BUILTIN_LAYER_VERSION.as_bytes(), b"busybox", &bin]);
+        self.ensure_layer(&base_id, |dir| fill_busybox_layer(dir, busybox, &bin))?;
+        let hello_id = sha256_hex(&[
+            BUILTIN_LAYER_VERSION.as_bytes(),
+            b"hello",
+            HELLO_SCRIPT.as_bytes(),
+        ]);
+        self.ensure_layer(&hello_id, fill_hello_layer)?;
+
+        let path_env = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        let busybox_cfg = ImageConfig {
+            cmd: vec!["sh".into()],
+            env: vec![path_env.into()],
+            working_dir: "/".into(),
+            ..Default::default()
+        };
+        let mut ports = BTreeMap::new();
+        ports.insert("80/tcp".to_string(), serde_json::json!({}));
+        let hello_cfg = ImageConfig {
+            entrypoint: vec!["/usr/bin/minik-hello".into()],
+            env: vec![path_env.into()],
+            working_dir: "/".into(),
+            exposed_ports: ports,
+            ..Default::default()
+        };
+        let recs = vec![
+            make_record("docker.io/minik/busybox:latest", vec![base_id.clone()], busybox_cfg),
+            make_record("docker.io/minik/hello:latest", vec![base_id, hello_id], hello_cfg),
+        ];
+        for r in &recs {
+            self.write_record(r)?;
+        }
+        Ok(recs)
+    }
+}
+
+fn make_record(name: &str, layers: Vec<String>, config: ImageConfig) -> ImageRecord {
+    let cfg = serde_json::to_vec(&config).expect("image config serializes");
+    let joined = layers.join(",");
+    let id = format!("sha256:{}", sha256_hex(&[joined.as_bytes(), &cfg]));
+    ImageRecord {
+        name: name.to_string(),
+        id,
+        layers,
+        config,
+    }
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The entrypoint of `minik/hello`. It traps SIGTERM (PID 1 ignores it by
+/// default) so `kubectl delete pod` is quick, and logs each request line.
+pub const HELLO_SCRIPT: &str = r#"#!/bin/sh
+# minik/hello: a page that names the pod serving it.
+POD="$(hostname)"
+mkdir -p /www
+cat > /www/index.html <<EOF
+<!DOCTYPE html>
+<html>
+<head><title>Hello from minik</title></head>
+<body>
+<h1>Hello from minik!</h1>
+<p>Hello from minik! This page is served by pod ${POD}.</p>
+</body>
+</html>
+EOF
+echo "minik/hello: serving /www on port 80 as pod ${POD}"
+httpd -f -vv -p 80 -h /www &
+child=$!
+trap 'kill -TERM $child 2>/dev/null; wait $child; echo "minik/hello: stopped"; exit 0' TERM INT
+wait $child
+"#;
+
+fn fill_busybox_layer(dir: &Path, busybox: &Path, bin: &[u8]) -> Result<(), ImageError> {
+    for d in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "home", "tmp", "var/log", "var/run",
+        "proc", "sys", "dev", "www",
+    ] {
+        let p = dir.join(d);
+        std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+    }
+    let tmp = dir.join("tmp");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).map_err(io_err(&tmp))?;
+    let root = dir.join("root");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
+        .map_err(io_err(&root))?;
+    let target = dir.join("bin/busybox");
+    std::fs::write(&target, bin).map_err(io_err(&target))?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_err(&target))?;
+    let out = std::process::Command::new(busybox)
+        .arg("--list-full")
+        .output()
+        .map_err(io_err(busybox))?;
+    let list = String::from_utf8_lossy(&out.stdout);
+    let mut applets: Vec<&str> = list.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if applets.is_empty() {
+        // Older busybox without --list-full: put every applet in /bin.
+        let out = std::process::Command::new(busybox)
+            .arg("--list")
+            .output()
+            .map_err(io_err(busybox))?;
+        let names = String::from_utf8_lossy(&out.stdout).into_owned();
+        let owned: Vec<String> = names.lines().map(|n| format!("bin/{}", n.trim())).collect();
+        for a in owned {
+            link_applet(dir, &a)?;
+        }
+    } else {
+        applets.retain(|a| *a != "bin/busybox" && !a.contains(".."));
+        for a in applets {
+            link_applet(dir, a)?;
+        }
+    }
+    let files: &[(&str, &str)] = &[
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\nwww-data:x:33:33:www-data:/var/www:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        ),
+        (
+            "etc/group",
+            "root:x:0:\ndaemon:x:1:\ntty:x:5:\nwww-data:x:33:\nnogroup:x:65534:\n",
+        ),
+        ("etc/shells", "/bin/sh\n/bin/ash\n"),
+        ("etc/os-release", "NAME=\"minik busybox\"\nID=busybox\nPRETTY_NAME=\"minik/busybox\"\n"),
+    ];
+    for (p, c) in files {
+        let path = dir.join(p);
+        std::fs::write(&path, c).map_err(io_err(&path))?;
+    }
+    Ok(())
+}
+
+fn link_applet(dir: &Path, rel: &str) -> Result<(), ImageError> {
+    let path = dir.join(rel);
+    if path.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    symlink("/bin/busybox", &path).map_err(io_err(&path))
+}
+
+fn fill_hello_layer(dir: &Path) -> Result<(), ImageError> {
+    let bin = dir.join("usr/bin");
+    std::fs::create_dir_all(&bin).map_err(io_err(&bin))?;
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).map_err(io_err(&www))?;
+    let script = bin.join("minik-hello");
+    std::fs::write(&script, HELLO_SCRIPT).map_err(io_err(&script))?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_err(&script))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_normalize_like_docker() {
+        let full = |s: &str| ImageRef::parse(s).unwrap().full();
+        assert_eq!(full("minik/hello"), "docker.io/minik/hello:latest");
+        assert_eq!(full("minik/hello:latest"), "docker.io/minik/hello:latest");
+        assert_eq!(full("docker.io/minik/hello:latest"), "docker.io/minik/hello:latest");
+        assert_eq!(full("nginx"), "docker.io/library/nginx:latest");
+        assert_eq!(full("nginx:1.27"), "docker.io/library/nginx:1.27");
+        assert_eq!(full("localhost:5000/app"), "localhost:5000/app:latest");
+        assert_eq!(full("quay.io/x/y:v1"), "quay.io/x/y:v1");
+        assert_eq!(full("busybox@sha256:abc"), "docker.io/library/busybox@sha256:abc");
+        assert!(ImageRef::parse("").is_err());
+        assert!(ImageRef::parse("Nginx").is_err());
+        assert!(ImageRef::parse("nginx:").is_err());
+        assert!(ImageRef::parse("minik/hello").unwrap().is_builtin());
+        assert!(!ImageRef::parse("nginx").unwrap().is_builtin());
+    }
+
+    #[test]
+    fn pull_policy_defaults() {
+        assert_eq!(effective_pull_policy("minik/hello", None), "Always");
+        assert_eq!(effective_pull_policy("minik/hello:latest", None), "Always");
+        assert_eq!(effective_pull_policy("nginx:1.2", None), "IfNotPresent");
+        assert_eq!(effective_pull_policy("nginx", Some("Never")), "Never");
+    }
+
+    #[test]
+    fn escaping_is_injective_for_ref_chars() {
+        assert_ne!(escape_ref("a/b"), escape_ref("a%2Fb"));
+        assert_eq!(escape_ref("docker.io/a:b"), "docker.io%2Fa%3Ab");
+    }
+
+    #[test]
+    fn builtin_images_build_and_resolve() {
+        let root = std::env::temp_dir().join(format!("minik-img-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let store = ImageStore::new(&root);
+        let recs = store.ensure_builtin().unwrap();
+        assert_eq!(recs.len(), 2);
+        for spelling in ["minik/hello", "minik/hello:latest", "docker.io/minik/hello:latest"] {
+            let r = store.resolve(spelling).unwrap();
+            assert_eq!(r.name, "docker.io/minik/hello:latest");
+            assert_eq!(r.layers.len(), 2);
+        }
+        let bb = store.resolve("minik/busybox").unwrap();
+        let base = store.layer_dir(&bb.layers[0]);
+        assert!(base.join("bin/busybox").is_file());
+        assert_eq!(
+            std::fs::read_link(base.join("bin/sh")).unwrap(),
+            PathBuf::from("/bin/busybox")
+        );
+        assert!(base.join("etc/passwd").is_file());
+        // Shared base layer.
+        assert_eq!(store.resolve("minik/hello").unwrap().layers[0], bb.layers[0]);
+        assert!(matches!(store.resolve("nginx"), Err(ImageError::NotPresent(_))));
+        // Second call is a no-op returning the same ids.
+        let again = store.ensure_builtin().unwrap();
+        assert_eq!(again, recs);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, builds once, runs every test
+# (unit tests, then the integration tests that drive the real minik binary and
+# the real kubectl). CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+cargo build --workspace --all-targets
+# Integration tests share one cluster per test binary and host-wide resources
+# (the minik0 bridge, port 8443): run test binaries one at a time.
+cargo test --workspace -- --test-threads=1

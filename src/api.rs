@@ -1,0 +1,84 @@
+//! The CLI's small HTTPS client for its own cluster (readiness, node status,
+//! services), authenticated with the profile's admin certificate.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::certs::CertPaths;
+
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl ApiClient {
+    pub fn new(certs: &CertPaths, base: &str) -> Result<ApiClient> {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&certs.ca_cert)?)?;
+        let mut pem = std::fs::read(&certs.admin_cert)?;
+        pem.extend(std::fs::read(&certs.admin_key)?);
+        let id = reqwest::Identity::from_pem(&pem).context("loading the admin certificate")?;
+        let http = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .identity(id)
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(ApiClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// GET a path; Ok(None) on 404.
+    pub async fn get(&self, path: &str) -> Result<Option<Value>> {
+        let resp = self.http.get(format!("{}{}", self.base, path)).send().await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let status = resp.status();
+        let body: Value = resp.json().await?;
+        if !status.is_success() {
+            let msg = body["message"].as_str().unwrap_or("unknown error");
+            anyhow::bail!("the API server answered {status}: {msg}");
+        }
+        Ok(Some(body))
+    }
+
+    /// Whether `/readyz` answers ok.
+    pub async fn ready(&self) -> bool {
+        match self.http.get(format!("{}/readyz", self.base)).send().await {
+            Ok(r) => r.status().is_success(),
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the node `name` reports Ready=True.
+    pub async fn node_ready(&self, name: &str) -> bool {
+        match self.get(&format!("/api/v1/nodes/{name}")).await {
+            Ok(Some(node)) => node_is_ready(&node),
+            _ => false,
+        }
+    }
+}
+
+pub fn node_is_ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_condition() {
+        let n = serde_json::json!({"status":{"conditions":[{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"True"}]}});
+        assert!(node_is_ready(&n));
+        let n = serde_json::json!({"status":{"conditions":[{"type":"Ready","status":"False"}]}});
+        assert!(!node_is_ready(&n));
+        assert!(!node_is_ready(&serde_json::json!({})));
+    }
+}

@@ -1,0 +1,12 @@
+//! One file per command, as minikube's `cmd/minikube/cmd/<command>.go`.
+
+pub mod delete;
+pub mod kubectl;
+pub mod service;
+pub mod start;
+pub mod status;
+pub mod stop;
+
+/// The Kubernetes version the cluster reports (the kubectl dispatcher on
+/// these machines picks its kubectl build by this minor version).
+pub const KUBERNETES_VERSION: &str = "v1.33.2";

@@ -1,0 +1,224 @@
+//! The walking skeleton, end to end, as a user would do it: `minik start
+//! --driver=none`, the seeds' hello world with the real kubectl, real
+//! containers serving the page, stop/start, delete. One cluster for the whole
+//! file (the none driver owns host-wide resources), steps in order.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{curl, host_snapshot, text, wait_for, Env};
+
+const HELLO_V1: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: hello
+        image: minik/hello
+        ports:
+        - containerPort: 80
+        env:
+        - name: GREETING
+          value: one
+"#;
+
+fn pods_of(env: &Env, selector: &str) -> Vec<(String, String, String)> {
+    // name, READY, STATUS — as a user reads them from `kubectl get pods`.
+    env.k(&["get", "pods", "-l", selector, "--no-headers"])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f.get(1).unwrap_or(&"").to_string(), f.get(2).unwrap_or(&"").to_string())
+        })
+        .collect()
+}
+
+fn wait_running(env: &Env, selector: &str, n: usize) -> Vec<String> {
+    wait_for(
+        &format!("{n} Running pods for {selector}"),
+        Duration::from_secs(90),
+        || {
+            let pods = pods_of(env, selector);
+            let running: Vec<String> = pods
+                .iter()
+                .filter(|(_, ready, status)| status == "Running" && ready == "1/1")
+                .map(|(n, _, _)| n.clone())
+                .collect();
+            if running.len() == n && pods.len() == n {
+                Ok(running)
+            } else {
+                Err(format!("{pods:?}"))
+            }
+        },
+    )
+}
+
+fn service_url(env: &Env, name: &str) -> String {
+    let url = env.m(&["service", name, "--url"]).trim().to_string();
+    assert!(url.starts_with("http://127.0.0.1:3"), "unexpected URL {url}");
+    url
+}
+
+#[test]
+fn hello_world_on_the_none_driver() {
+    let env = Env::new("hello");
+    let before = host_snapshot();
+
+    // --- start -------------------------------------------------------------
+    let out = env.minik(&["start", "--driver=none"]);
+    assert!(out.status.success(), "minik start failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stderr).contains("kubectl is now configured to use \"minik\""));
+
+    let nodes = env.k(&["get", "nodes"]);
+    let line = nodes.lines().nth(1).expect("a node row");
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(f[0], "minik", "{nodes}");
+    assert_eq!(f[1], "Ready", "{nodes}");
+    assert_eq!(f[2], "control-plane", "{nodes}");
+    assert!(f[4].starts_with("v1.33."), "{nodes}");
+    assert!(env.k(&["version"]).contains("Server Version: v1.33."));
+
+    let status = env.minik(&["status"]);
+    assert!(status.status.success(), "{}", text(&status.stdout));
+    assert!(text(&status.stdout).contains("apiserver: Running"));
+
+    // --- kubectl run: a bare pod --------------------------------------------
+    env.k(&["run", "hw", "--image=minik/hello", "--port=80"]);
+    wait_running(&env, "run=hw", 1);
+
+    // --- create deployment (protobuf body) ----------------------------------
+    env.k(&["create", "deployment", "hello", "--image=minik/hello", "--port=80"]);
+    wait_running(&env, "app=hello", 1);
+    let all = env.k(&["get", "deployments,rs,pods"]);
+    assert!(all.contains("UP-TO-DATE"), "server-side table columns missing:\n{all}");
+    let deploy_line = all.lines().find(|l| l.starts_with("deployment.apps/hello")).expect(&all);
+    assert_eq!(deploy_line.split_whitespace().nth(1), Some("1/1"), "{all}");
+
+    // --- expose + service URL ----------------------------------------------
+    env.k(&["expose", "deployment", "hello", "--type=NodePort", "--port=80"]);
+    let svcs = env.k(&["get", "services"]);
+    let row = svcs.lines().find(|l| l.starts_with("hello ")).expect(&svcs);
+    let f: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(f[1], "NodePort", "{svcs}");
+    assert!(f[2].starts_with("10."), "{svcs}");
+    assert_eq!(f[3], "<none>", "{svcs}");
+    assert!(f[4].starts_with("80:3") && f[4].ends_with("/TCP"), "{svcs}");
+    assert!(svcs.contains("kubernetes"), "{svcs}");
+
+    let url = service_url(&env, "hello");
+    let page = wait_for("the hello page", Duration::from_secs(30), || curl(&url));
+    let pod = &pods_of(&env, "app=hello")[0].0;
+    assert!(page.contains("Hello") && page.contains(pod.as_str()), "page {page:?} should name pod {pod}");
+
+    // --- scale: requests reach all three pods -------------------------------
+    env.k(&["scale", "deployment", "hello", "--replicas=3"]);
+    let pods: BTreeSet<String> = wait_running(&env, "app=hello", 3).into_iter().collect();
+    let seen = wait_for("all three pods answering", Duration::from_secs(60), || {
+        let mut seen = BTreeSet::new();
+        for _ in 0..60 {
+            let page = curl(&url)?;
+            if let Some(p) = pods.iter().find(|p| page.contains(p.as_str())) {
+                seen.insert(p.clone());
+            }
+        }
+        if seen == pods { Ok(seen) } else { Err(format!("seen {seen:?} of {pods:?}")) }
+    });
+    assert_eq!(seen.len(), 3);
+
+    // --- cluster DNS and ClusterIP from inside a pod ------------------------
+    env.k(&["run", "toolbox", "--image=minik/busybox", "--restart=Never", "--", "sleep", "3600"]);
+    wait_running(&env, "run=toolbox", 1);
+    let ns = wait_for("cluster DNS answer", Duration::from_secs(30), || {
+        let o = env.kubectl(&["exec", "toolbox", "--", "nslookup", "hello.default.svc.cluster.local"]);
+        let s = text(&o.stdout);
+        if o.status.success() && s.contains("10.") { Ok(s) } else { Err(format!("{s}{}", text(&o.stderr))) }
+    });
+    let cluster_ip = env.k(&["get", "svc", "hello", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(ns.contains(&cluster_ip), "nslookup gave {ns}, ClusterIP is {cluster_ip}");
+    let via_dns = env.k(&["exec", "toolbox", "--", "wget", "-qO-", "http://hello.default.svc.cluster.local/"]);
+    assert!(via_dns.contains("Hello"), "{via_dns}");
+
+    // --- apply twice: rolling update ----------------------------------------
+    env.kubectl_stdin(&["apply", "-f", "-"], HELLO_V1);
+    let first = wait_running(&env, "app=web", 2);
+    let out = env.kubectl_stdin(&["apply", "-f", "-"], &HELLO_V1.replace("value: one", "value: two"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("deployment.apps/web configured"));
+    let rollout = env.kubectl(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    assert!(rollout.status.success(), "{}{}", text(&rollout.stdout), text(&rollout.stderr));
+    let second = wait_running(&env, "app=web", 2);
+    assert!(second.iter().all(|p| !first.contains(p)), "pods were not replaced: {first:?} -> {second:?}");
+    let rs = env.k(&["get", "rs", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision} {end}"]);
+    assert!(rs.contains('2'), "revision 2 missing: {rs}");
+
+    // --- logs ----------------------------------------------------------------
+    let logs = wait_for("request lines in the log", Duration::from_secs(20), || {
+        let l = text(&env.kubectl(&["logs", "deploy/hello"]).stdout);
+        if l.contains("GET /") { Ok(l) } else { Err(l) }
+    });
+    assert!(!logs.is_empty());
+
+    // --- bad input: 4xx with a message, nothing stored ----------------------
+    let bad = env.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: broken\n");
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).to_lowercase().contains("yaml"), "{}", text(&bad.stderr));
+    let unknown = env.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: strict}\ndata: {a: b}\nbogus: 1\n",
+    );
+    assert!(!unknown.status.success());
+    assert!(text(&unknown.stderr).contains("unknown field"), "{}", text(&unknown.stderr));
+    assert!(!env.kubectl(&["get", "configmap", "strict"]).status.success(), "strict cm must not be stored");
+    let invalid = env.kubectl(&["create", "configmap", "Bad_Name"]);
+    assert!(!invalid.status.success());
+    assert!(text(&invalid.stderr).contains("Invalid value"), "{}", text(&invalid.stderr));
+    env.k(&["create", "configmap", "cas", "--from-literal=k=v1"]);
+    let stale = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cas","resourceVersion":"1"},"data":{"k":"v2"}}"#;
+    let conflict = env.kubectl_stdin(&["replace", "-f", "-"], stale);
+    assert!(!conflict.status.success());
+    assert!(text(&conflict.stderr).contains("the object has been modified"), "{}", text(&conflict.stderr));
+    assert_eq!(env.k(&["get", "cm", "cas", "-o", "jsonpath={.data.k}"]), "v1");
+
+    // --- delete deployment: its ReplicaSet and pods go too ------------------
+    env.k(&["delete", "deployment", "hello"]);
+    wait_for("hello's ReplicaSets and pods gone", Duration::from_secs(60), || {
+        let rs = env.k(&["get", "rs", "-l", "app=hello", "--no-headers"]);
+        let pods = env.k(&["get", "pods", "-l", "app=hello", "--no-headers"]);
+        if rs.trim().is_empty() && pods.trim().is_empty() { Ok(()) } else { Err(format!("{rs}{pods}")) }
+    });
+
+    // --- stop / start: everything is back and serving -----------------------
+    env.k(&["expose", "deployment", "web", "--type=NodePort", "--port=80"]);
+    env.m(&["stop"]);
+    let st = env.minik(&["status"]);
+    assert_eq!(st.status.code(), Some(7), "{}", text(&st.stdout));
+    let out = env.minik(&["start", "--driver=none"]);
+    assert!(out.status.success(), "restart failed: {}", text(&out.stderr));
+    wait_running(&env, "app=web", 2);
+    wait_running(&env, "run=hw", 1);
+    assert_eq!(env.k(&["get", "cm", "cas", "-o", "jsonpath={.data.k}"]), "v1");
+    let url = service_url(&env, "web");
+    let page = wait_for("web serving after restart", Duration::from_secs(30), || curl(&url));
+    assert!(page.contains("Hello"), "{page}");
+
+    // --- delete: the host is left as it was found ---------------------------
+    env.m(&["delete"]);
+    let kc = std::fs::read_to_string(env.kubeconfig()).unwrap_or_default();
+    assert!(!kc.contains("name: minik"), "kubeconfig still has minik:\n{kc}");
+    assert_eq!(host_snapshot(), before, "host state differs after delete");
+    assert!(!env.dir.join("minik/profiles/minik").exists());
+    let _ = std::fs::remove_dir_all(&env.dir);
+}
