@@ -6,6 +6,7 @@ pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;
+pub mod schema;
 pub mod validation;
 
 pub use resources::{builtin_resources, ResourceInfo};

@@ -14,7 +14,12 @@ pub enum PatchError {
 }
 
 /// Applies a strategic merge patch to `original` for an object of `api_version`/`kind`.
-pub fn strategic_merge(original: &Value, patch: &Value, api_version: &str, kind: &str) -> Result<Value, PatchError> {
+pub fn strategic_merge(
+    original: &Value,
+    patch: &Value,
+    api_version: &str,
+    kind: &str,
+) -> Result<Value, PatchError> {
     let _ = (api_version, kind);
     Ok(merge(original, patch))
 }

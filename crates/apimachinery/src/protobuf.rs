@@ -90,13 +90,19 @@ fn parse_schema(text: &'static str) -> Schema {
             continue;
         }
         let mut parts = line.split(' ');
-        let (Some(tag), Some(name), Some(label), Some(ty), Some(msg)) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), current)
-        else {
+        let (Some(tag), Some(name), Some(label), Some(ty), Some(msg)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            current,
+        ) else {
             continue;
         };
         let keep_zero = parts.next() == Some("z");
-        let Ok(tag) = tag.parse::<u32>() else { continue };
+        let Ok(tag) = tag.parse::<u32>() else {
+            continue;
+        };
         let label = match label {
             "o" => Label::Optional,
             "r" => Label::Repeated,
@@ -114,7 +120,15 @@ fn parse_schema(text: &'static str) -> Schema {
             other => Ty::Message(other),
         };
         if let Some(fields) = out.get_mut(msg) {
-            fields.insert(tag, Field { name, label, ty, keep_zero });
+            fields.insert(
+                tag,
+                Field {
+                    name,
+                    label,
+                    ty,
+                    keep_zero,
+                },
+            );
         }
     }
     out
@@ -135,9 +149,13 @@ pub fn message_name(api_version: &str, kind: &str) -> Option<&'static str> {
     } else if group.is_empty() {
         vec![format!("io.k8s.api.core.{version}.{kind}")]
     } else if group == "apiextensions.k8s.io" {
-        vec![format!("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{version}.{kind}")]
+        vec![format!(
+            "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{version}.{kind}"
+        )]
     } else if group == "apiregistration.k8s.io" {
-        vec![format!("io.k8s.kube-aggregator.pkg.apis.apiregistration.{version}.{kind}")]
+        vec![format!(
+            "io.k8s.kube-aggregator.pkg.apis.apiregistration.{version}.{kind}"
+        )]
     } else {
         let pkg = group.split('.').next().unwrap_or(group);
         vec![format!("io.k8s.api.{pkg}.{version}.{kind}")]
@@ -165,11 +183,15 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
             "runtime.Unknown has no typeMeta (apiVersion and kind are required)".into(),
         ));
     }
-    let name = message_name(&unknown.api_version, &unknown.kind)
-        .ok_or_else(|| ProtobufError::UnsupportedKind(format!("{}/{}", unknown.api_version, unknown.kind)))?;
+    let name = message_name(&unknown.api_version, &unknown.kind).ok_or_else(|| {
+        ProtobufError::UnsupportedKind(format!("{}/{}", unknown.api_version, unknown.kind))
+    })?;
     let mut obj = Map::new();
     obj.insert("kind".into(), Value::String(unknown.kind.clone()));
-    obj.insert("apiVersion".into(), Value::String(unknown.api_version.clone()));
+    obj.insert(
+        "apiVersion".into(),
+        Value::String(unknown.api_version.clone()),
+    );
     decode_fields(&unknown.raw, name, &mut obj, 0)?;
     Ok(Value::Object(obj))
 }
@@ -250,11 +272,14 @@ impl<'a> Reader<'a> {
                 return Ok(v);
             }
         }
-        Err(ProtobufError::Malformed("varint longer than 10 bytes".into()))
+        Err(ProtobufError::Malformed(
+            "varint longer than 10 bytes".into(),
+        ))
     }
     fn key(&mut self) -> Result<(u32, u8), ProtobufError> {
         let k = self.varint()?;
-        let tag = u32::try_from(k >> 3).map_err(|_| ProtobufError::Malformed("field number too large".into()))?;
+        let tag = u32::try_from(k >> 3)
+            .map_err(|_| ProtobufError::Malformed("field number too large".into()))?;
         if tag == 0 {
             return Err(ProtobufError::Malformed("field number 0".into()));
         }
@@ -265,14 +290,17 @@ impl<'a> Reader<'a> {
             .pos
             .checked_add(n)
             .filter(|e| *e <= self.buf.len())
-            .ok_or_else(|| ProtobufError::Malformed("field runs past the end of the body".into()))?;
+            .ok_or_else(|| {
+                ProtobufError::Malformed("field runs past the end of the body".into())
+            })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
     }
     fn bytes(&mut self) -> Result<&'a [u8], ProtobufError> {
         let n = self.varint()?;
-        let n = usize::try_from(n).map_err(|_| ProtobufError::Malformed("length too large".into()))?;
+        let n =
+            usize::try_from(n).map_err(|_| ProtobufError::Malformed("length too large".into()))?;
         self.take(n)
     }
     fn skip(&mut self, wire: u8) -> Result<(), ProtobufError> {
@@ -281,13 +309,16 @@ impl<'a> Reader<'a> {
             WIRE_I64 => self.take(8).map(|_| ()),
             WIRE_LEN => self.bytes().map(|_| ()),
             WIRE_I32 => self.take(4).map(|_| ()),
-            other => Err(ProtobufError::Malformed(format!("unsupported wire type {other}"))),
+            other => Err(ProtobufError::Malformed(format!(
+                "unsupported wire type {other}"
+            ))),
         }
     }
 }
 
 fn utf8(b: &[u8]) -> Result<String, ProtobufError> {
-    String::from_utf8(b.to_vec()).map_err(|_| ProtobufError::Malformed("a string field is not valid UTF-8".into()))
+    String::from_utf8(b.to_vec())
+        .map_err(|_| ProtobufError::Malformed("a string field is not valid UTF-8".into()))
 }
 
 fn wire_mismatch(msg: &str, name: &str) -> ProtobufError {
@@ -295,7 +326,12 @@ fn wire_mismatch(msg: &str, name: &str) -> ProtobufError {
 }
 
 /// Decodes the fields of message `msg` from `buf` into `out`.
-fn decode_fields(buf: &[u8], msg: &'static str, out: &mut Map<String, Value>, depth: usize) -> Result<(), ProtobufError> {
+fn decode_fields(
+    buf: &[u8],
+    msg: &'static str,
+    out: &mut Map<String, Value>,
+    depth: usize,
+) -> Result<(), ProtobufError> {
     if depth > MAX_DEPTH {
         return Err(ProtobufError::Malformed("objects nested too deeply".into()));
     }
@@ -336,11 +372,16 @@ fn decode_fields(buf: &[u8], msg: &'static str, out: &mut Map<String, Value>, de
                     .entry(f.name.to_string())
                     .or_insert_with(|| Value::Array(Vec::new()));
                 let Value::Array(items) = entry else { continue };
-                if wire == WIRE_LEN && matches!(f.ty, Ty::Int32 | Ty::Int64 | Ty::Bool | Ty::Double) {
+                if wire == WIRE_LEN && matches!(f.ty, Ty::Int32 | Ty::Int64 | Ty::Bool | Ty::Double)
+                {
                     // packed encoding
                     let mut p = Reader::new(r.bytes()?);
                     while !p.done() {
-                        let w = if f.ty == Ty::Double { WIRE_I64 } else { WIRE_VARINT };
+                        let w = if f.ty == Ty::Double {
+                            WIRE_I64
+                        } else {
+                            WIRE_VARINT
+                        };
                         if let Some(v) = decode_value(&mut p, w, f.ty, msg, f.name, depth)? {
                             items.push(v);
                         }
@@ -381,7 +422,11 @@ fn is_zero_scalar(v: &Value, ty: Ty) -> bool {
     }
 }
 
-fn decode_map_entry(buf: &[u8], ty: Ty, depth: usize) -> Result<(String, Option<Value>), ProtobufError> {
+fn decode_map_entry(
+    buf: &[u8],
+    ty: Ty,
+    depth: usize,
+) -> Result<(String, Option<Value>), ProtobufError> {
     let mut r = Reader::new(buf);
     let mut key = String::new();
     let mut val = None;
@@ -416,7 +461,9 @@ fn decode_value(
 ) -> Result<Option<Value>, ProtobufError> {
     let v = match (ty, wire) {
         (Ty::String, WIRE_LEN) => Value::String(utf8(r.bytes()?)?),
-        (Ty::Bytes, WIRE_LEN) => Value::String(base64::engine::general_purpose::STANDARD.encode(r.bytes()?)),
+        (Ty::Bytes, WIRE_LEN) => {
+            Value::String(base64::engine::general_purpose::STANDARD.encode(r.bytes()?))
+        }
         (Ty::Int32, WIRE_VARINT) => Value::from(r.varint()? as i64 as i32),
         (Ty::Int64, WIRE_VARINT) => Value::from(r.varint()? as i64),
         (Ty::Bool, WIRE_VARINT) => Value::Bool(r.varint()? != 0),
@@ -433,13 +480,20 @@ fn decode_value(
 }
 
 /// The JSON value of one embedded message, with the Kubernetes special types.
-fn message_value(buf: &[u8], msg: &'static str, depth: usize) -> Result<Option<Value>, ProtobufError> {
+fn message_value(
+    buf: &[u8],
+    msg: &'static str,
+    depth: usize,
+) -> Result<Option<Value>, ProtobufError> {
     match msg {
         TIME | MICRO_TIME => time_value(buf, msg == MICRO_TIME),
         QUANTITY => {
             let mut m = Map::new();
             decode_fields(buf, msg, &mut m, depth)?;
-            Ok(Some(m.remove("string").unwrap_or_else(|| Value::String("0".into()))))
+            Ok(Some(
+                m.remove("string")
+                    .unwrap_or_else(|| Value::String("0".into())),
+            ))
         }
         INT_OR_STRING => int_or_string(buf).map(Some),
         RAW_EXTENSION | FIELDS_V1 => {
@@ -460,9 +514,9 @@ fn message_value(buf: &[u8], msg: &'static str, depth: usize) -> Result<Option<V
                 // A nested protobuf object (RawExtension of a protobuf body).
                 return decode(raw).map(Some);
             }
-            serde_json::from_slice(raw)
-                .map(Some)
-                .map_err(|e| ProtobufError::Malformed(format!("embedded raw JSON in {msg} is invalid: {e}")))
+            serde_json::from_slice(raw).map(Some).map_err(|e| {
+                ProtobufError::Malformed(format!("embedded raw JSON in {msg} is invalid: {e}"))
+            })
         }
         _ => {
             let mut m = Map::new();
@@ -516,7 +570,11 @@ fn int_or_string(buf: &[u8]) -> Result<Value, ProtobufError> {
             _ => r.skip(wire)?,
         }
     }
-    Ok(if ty == 1 { Value::String(str_val) } else { Value::from(int_val) })
+    Ok(if ty == 1 {
+        Value::String(str_val)
+    } else {
+        Value::from(int_val)
+    })
 }
 
 /// Wraps raw object bytes in the `k8s\0` + `runtime.Unknown` envelope, the way

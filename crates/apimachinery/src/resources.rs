@@ -40,7 +40,16 @@ impl ResourceInfo {
     }
 }
 
-const RW: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const RW: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 const RO_EVENTS: &[&str] = RW;
 
 macro_rules! res {
@@ -61,20 +70,305 @@ macro_rules! res {
 }
 
 static BUILTIN: &[ResourceInfo] = &[
-    res!("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], &[], &["status", "finalize"]),
-    res!("", "v1", "Node", "nodes", "node", false, &["no"], &[], &["status", "proxy"]),
-    res!("", "v1", "Pod", "pods", "pod", true, &["po"], &["all"], &["status", "log", "binding", "exec", "attach", "portforward", "eviction", "ephemeralcontainers"]),
-    res!("", "v1", "Service", "services", "service", true, &["svc"], &["all"], &["status", "proxy"]),
-    res!("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], &[], &[]),
-    res!("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], &[], &[]),
+    res!(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        &["ns"],
+        &[],
+        &["status", "finalize"]
+    ),
+    res!(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        false,
+        &["no"],
+        &[],
+        &["status", "proxy"]
+    ),
+    res!(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        &["po"],
+        &["all"],
+        &[
+            "status",
+            "log",
+            "binding",
+            "exec",
+            "attach",
+            "portforward",
+            "eviction",
+            "ephemeralcontainers"
+        ]
+    ),
+    res!(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        true,
+        &["svc"],
+        &["all"],
+        &["status", "proxy"]
+    ),
+    res!(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        &["ep"],
+        &[],
+        &[]
+    ),
+    res!(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        &["cm"],
+        &[],
+        &[]
+    ),
     res!("", "v1", "Secret", "secrets", "secret", true, &[], &[], &[]),
-    res!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], &[], &["token"]),
-    ResourceInfo { verbs: RO_EVENTS, ..res!("", "v1", "Event", "events", "event", true, &["ev"], &[], &[]) },
-    res!("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], &["all"], &["status", "scale"]),
-    res!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], &["all"], &["status", "scale"]),
-    res!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, &[], &[], &[]),
-    res!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, &[], &[], &[]),
-    res!("events.k8s.io", "v1", "Event", "events", "event", true, &["ev"], &[], &[]),
+    res!(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        &["sa"],
+        &[],
+        &["token"]
+    ),
+    ResourceInfo {
+        verbs: RO_EVENTS,
+        ..res!(
+            "",
+            "v1",
+            "Event",
+            "events",
+            "event",
+            true,
+            &["ev"],
+            &[],
+            &[]
+        )
+    },
+    res!(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        true,
+        &["deploy"],
+        &["all"],
+        &["status", "scale"]
+    ),
+    res!(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        true,
+        &["rs"],
+        &["all"],
+        &["status", "scale"]
+    ),
+    res!(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        &[],
+        &[],
+        &[]
+    ),
+    res!(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+        &[],
+        &[],
+        &[]
+    ),
+    res!(
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        &["ev"],
+        &[],
+        &[]
+    ),
+    res!(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        "resourcequota",
+        true,
+        &["quota"],
+        &[],
+        &["status"]
+    ),
+    res!(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        true,
+        &["sts"],
+        &["all"],
+        &["status", "scale"]
+    ),
+    res!(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        &["ds"],
+        &["all"],
+        &["status"]
+    ),
+    res!(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        true,
+        &[],
+        &[],
+        &[]
+    ),
+    res!(
+        "batch",
+        "v1",
+        "Job",
+        "jobs",
+        "job",
+        true,
+        &[],
+        &["all"],
+        &["status"]
+    ),
+    res!(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        true,
+        &["cj"],
+        &["all"],
+        &["status"]
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        "role",
+        true,
+        &[],
+        &[],
+        &[]
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        true,
+        &[],
+        &[],
+        &[]
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        false,
+        &[],
+        &[],
+        &[]
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+        &[],
+        &[],
+        &[]
+    ),
+    res!(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        true,
+        &["pdb"],
+        &[],
+        &["status"]
+    ),
+    res!(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        "ingress",
+        true,
+        &["ing"],
+        &[],
+        &["status"]
+    ),
+    res!(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        "priorityclass",
+        false,
+        &["pc"],
+        &[],
+        &[]
+    ),
 ];
 
 /// Every built-in resource, in discovery order.
@@ -108,5 +402,22 @@ mod tests {
         assert_eq!(find_kind("", "v1", "Pod").unwrap().resource, "pods");
         assert_eq!(find_kind("", "v1", "Pod").unwrap().storage_group(), "core");
         assert!(find("", "v1", "nosuch").is_none());
+    }
+
+    #[test]
+    fn resources_and_kinds_are_unique() {
+        let all = builtin_resources();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert!(
+                    !(a.group == b.group && a.version == b.version && a.resource == b.resource),
+                    "{a:?}"
+                );
+                assert!(
+                    !(a.group == b.group && a.version == b.version && a.kind == b.kind),
+                    "{a:?}"
+                );
+            }
+        }
     }
 }

@@ -56,11 +56,12 @@ json_names = {}  # def name -> {rust_name: json_name}
 required = {}  # def name -> JSON names of required fields
 
 # Go pointer fields (`*int32`, `*bool`) whose zero value means something other
-# than "unset". Go writes pointer fields only when set and value fields always,
+# than "unset" (a bare name: in any message; Message.field: only there). Go writes pointer fields only when set and value fields always,
 # and the wire cannot tell them apart, so a zero scalar is dropped (as Go's
 # `omitempty` would) unless the field is required or listed here.
 POINTER_ZERO = {
-    "replicas", "parallelism", "completions", "backoffLimit", "backoffLimitPerIndex",
+    "DeploymentSpec.replicas", "ReplicaSetSpec.replicas", "StatefulSetSpec.replicas",
+    "ReplicationControllerSpec.replicas", "parallelism", "completions", "backoffLimit", "backoffLimitPerIndex",
     "maxFailedIndexes", "terminationGracePeriodSeconds", "automountServiceAccountToken",
     "enableServiceLinks", "allocateLoadBalancerNodePorts", "revisionHistoryLimit",
     "successfulJobsHistoryLimit", "failedJobsHistoryLimit", "ttlSecondsAfterFinished",
@@ -68,7 +69,7 @@ POINTER_ZERO = {
     "defaultMode", "mode", "gracePeriodSeconds", "allowPrivilegeEscalation", "runAsNonRoot",
     "hostUsers", "setHostnameAsFQDN", "shareProcessNamespace", "suspend", "immutable",
     "optional", "expirationSeconds", "minAvailable", "maxUnavailable", "maxSurge",
-    "progressDeadlineSeconds", "manualSelector", "publishNotReadyAddresses",
+    "progressDeadlineSeconds", "manualSelector",
 }
 for path in glob.glob(os.path.join(OA, "**", "*.rs"), recursive=True):
     src = open(path, encoding="utf-8").read()
@@ -131,6 +132,11 @@ for path in sorted(glob.glob(os.path.join(PB, "**", "mod.rs"), recursive=True)):
             i += 1
             continue
         name = mod_to_def(mod) + "." + m.group(1)
+        if lines[i].rstrip().endswith("{}"):
+            messages[name] = []
+            parent_names[name] = set()
+            i += 1
+            continue
         names = json_names.get(name) or json_names_ci.get(name.lower(), {})
         if not names:
             no_names.append(name)
@@ -181,7 +187,8 @@ for path in sorted(glob.glob(os.path.join(PB, "**", "mod.rs"), recursive=True)):
                 typ = kind
             else:
                 sys.exit(f"unknown prost kind {kind} in {name}")
-            keep = "z" if jname in required.get(name, ()) or jname in POINTER_ZERO else ""
+            short = name.rsplit(".", 1)[1] + "." + jname
+            keep = "z" if jname in required.get(name, ()) or jname in POINTER_ZERO or short in POINTER_ZERO else ""
             fields.append((int(tag), jname, label, typ, keep))
         messages[name] = sorted(fields)
         parent_names[name] = set(names.values())

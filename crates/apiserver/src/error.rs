@@ -112,7 +112,7 @@ impl ApiError {
         ApiError { code, reason, message: message.into(), details: None }
     }
 
-    fn with_details(mut self, details: Value) -> ApiError {
+    pub fn with_details(mut self, details: Value) -> ApiError {
         self.details = Some(details);
         self
     }

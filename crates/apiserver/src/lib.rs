@@ -1,1 +1,368 @@
-//! minik-apiserver
+//! minik-apiserver: the Kubernetes API server of minik. Serves discovery,
+//! OpenAPI, and one generic REST path over `minik-store` for every resource
+//! in `minik_apimachinery::builtin_resources()` (per-resource behaviour in
+//! `strategy`), watches, server-side Tables, and the subresources kubectl
+//! and the node components use. It owns HTTP(S) and authentication; it
+//! does not touch containers or the network (pod logs are proxied to the
+//! kubelet).
+//!
+//! The same `axum::Router` is served over TLS (`serve_tls`, client
+//! certificates) and used in-process by `kube::Client::new(router, ..)`.
+
+pub mod alloc;
+pub mod discovery;
+pub mod error;
+pub mod logs;
+pub mod names;
+pub mod request;
+pub mod rest;
+pub mod selector;
+pub mod strategy;
+pub mod table;
+pub mod tls;
+pub mod watch;
+
+use crate::error::ApiError;
+use crate::request::{output, route, Query, ResourcePath, Route};
+use crate::rest::{json_response, storage_key, verb_not_allowed, UpdateMode};
+use crate::tls::Authn;
+use anyhow::Context;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_body_util::Empty;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use minik_apimachinery::resources;
+use minik_store::Store;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub use tls::UserInfo;
+
+/// The reported server version (kubectl's dispatcher picks its build from `minor`).
+pub const VERSION_MAJOR: &str = "1";
+pub const VERSION_MINOR: &str = "33";
+pub const GIT_VERSION: &str = "v1.33.2";
+
+/// Cluster settings the apiserver needs.
+#[derive(Debug, Clone)]
+pub struct ApiServerOptions {
+    /// Service IP range, `10.96.0.0/12`.
+    pub service_cidr: String,
+    /// NodePort range, `(30000, 32767)`.
+    pub node_port_range: (u16, u16),
+    /// The address published in the `kubernetes` Endpoints.
+    pub advertise_address: String,
+    /// The TLS port published in the `kubernetes` Endpoints.
+    pub secure_port: u16,
+}
+
+impl Default for ApiServerOptions {
+    fn default() -> Self {
+        ApiServerOptions {
+            service_cidr: "10.96.0.0/12".into(),
+            node_port_range: (30000, 32767),
+            advertise_address: "127.0.0.1".into(),
+            secure_port: 8443,
+        }
+    }
+}
+
+/// PEM material for `serve_tls`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca_cert_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Shared state of all handlers.
+pub struct Inner {
+    pub(crate) store: Store,
+    pub(crate) opts: ApiServerOptions,
+    pub(crate) alloc: alloc::Allocator,
+    /// Serialises Service writes so allocations derived from the stored
+    /// Services cannot race.
+    pub(crate) svc_lock: tokio::sync::Mutex<()>,
+    pub(crate) http: HttpClient<HttpConnector, Empty<Bytes>>,
+}
+
+/// The API server. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiServer {
+    inner: Arc<Inner>,
+}
+
+fn info(group: &str, resource: &str) -> anyhow::Result<&'static resources::ResourceInfo> {
+    resources::find(group, "v1", resource).with_context(|| format!("built-in resource {resource} is missing from the resource table"))
+}
+
+impl ApiServer {
+    /// Opens the API over `store` and makes sure the namespaces `default`,
+    /// `kube-system`, `kube-public`, `kube-node-lease` and the `kubernetes`
+    /// Service, Endpoints and EndpointSlice exist.
+    pub async fn new(store: Store, opts: ApiServerOptions) -> anyhow::Result<ApiServer> {
+        let alloc = alloc::Allocator::new(&opts.service_cidr, opts.node_port_range)?;
+        let http = HttpClient::builder(TokioExecutor::new()).build_http();
+        let server = ApiServer {
+            inner: Arc::new(Inner { store, opts, alloc, svc_lock: tokio::sync::Mutex::new(()), http }),
+        };
+        server.bootstrap().await?;
+        Ok(server)
+    }
+
+    async fn ensure(&self, info: &'static resources::ResourceInfo, ns: Option<&str>, obj: Value) -> anyhow::Result<()> {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        if self.inner.store.get(&storage_key(info, ns, &name)).is_some() {
+            return Ok(());
+        }
+        match self.inner.create_object(info, ns, obj, false).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.reason == "AlreadyExists" => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("creating {} {name}: {}", info.resource, e.message)),
+        }
+    }
+
+    async fn bootstrap(&self) -> anyhow::Result<()> {
+        let ns = info("", "namespaces")?;
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            self.ensure(ns, None, json!({"metadata": {"name": name}})).await?;
+        }
+        let o = &self.inner.opts;
+        let ip = self.inner.alloc.cidr.nth(1).to_string();
+        self.ensure(
+            info("", "services")?,
+            Some("default"),
+            json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                   "spec": {"type": "ClusterIP", "clusterIP": ip,
+                            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": o.secure_port}]}}),
+        )
+        .await?;
+        let subsets = json!([{"addresses": [{"ip": o.advertise_address}], "ports": [{"name": "https", "port": o.secure_port, "protocol": "TCP"}]}]);
+        let ep = info("", "endpoints")?;
+        self.ensure(
+            ep,
+            Some("default"),
+            json!({"metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}}, "subsets": subsets}),
+        )
+        .await?;
+        // the advertise address may change between runs (VM IP): reconcile
+        let subsets2 = subsets.clone();
+        self.inner
+            .update_with(ep, Some("default"), "kubernetes", UpdateMode::Raw, false, move |old| {
+                let mut new = old.clone();
+                new["subsets"] = subsets2.clone();
+                Ok(new)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("reconciling the kubernetes Endpoints: {}", e.message))?;
+        let slice = json!({
+            "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [o.advertise_address], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": o.secure_port, "protocol": "TCP"}],
+        });
+        let es = resources::find("discovery.k8s.io", "v1", "endpointslices").context("endpointslices missing from the resource table")?;
+        self.ensure(es, Some("default"), slice.clone()).await?;
+        self.inner
+            .update_with(es, Some("default"), "kubernetes", UpdateMode::Raw, false, move |old| {
+                let mut new = old.clone();
+                new["endpoints"] = slice["endpoints"].clone();
+                new["ports"] = slice["ports"].clone();
+                Ok(new)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("reconciling the kubernetes EndpointSlice: {}", e.message))?;
+        Ok(())
+    }
+
+    /// The full-access router (no authentication): for in-process clients.
+    pub fn router(&self) -> Router {
+        Router::new().fallback(dispatch).with_state(self.inner.clone())
+    }
+
+    /// Serves the router over TLS on `listener` until the listener fails.
+    /// Clients must present a certificate signed by `tls.ca_cert_pem`.
+    pub async fn serve_tls(&self, listener: tokio::net::TcpListener, tls: TlsFiles) -> anyhow::Result<()> {
+        let cfg = tls::server_config(&tls.ca_cert_pem, &tls.cert_pem, &tls.key_pem)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let router = self.router();
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // e.g. EMFILE: back off instead of spinning
+                    tracing::warn!("apiserver accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let router = router.clone();
+            tokio::spawn(async move {
+                let stream = match acceptor.accept(tcp).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!("TLS handshake with {peer} failed: {e}");
+                        return;
+                    }
+                };
+                let authn = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| tls::user_from_cert(c))
+                    .map(Authn::User)
+                    .unwrap_or(Authn::Anonymous);
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(Body::new);
+                    req.extensions_mut().insert(authn.clone());
+                    let router = router.clone();
+                    async move { tower::ServiceExt::oneshot(router, req).await }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
+                    tracing::debug!("connection from {peer} ended: {e}");
+                }
+            });
+        }
+    }
+}
+
+fn text(code: StatusCode, body: &'static str) -> Response {
+    let mut r = (code, body).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn version_json() -> Value {
+    json!({
+        "major": VERSION_MAJOR, "minor": VERSION_MINOR,
+        "emulationMajor": VERSION_MAJOR, "emulationMinor": VERSION_MINOR,
+        "minCompatibilityMajor": "1", "minCompatibilityMinor": "32",
+        "gitVersion": GIT_VERSION, "gitCommit": "minik", "gitTreeState": "clean",
+        "buildDate": "2025-06-17T00:00:00Z", "goVersion": "go1.24.4", "compiler": "gc", "platform": "linux/amd64",
+    })
+}
+
+async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let r = route(parts.uri.path());
+    if let Some(Authn::Anonymous) = parts.extensions.get::<Authn>() {
+        if !matches!(r, Route::Version | Route::Health) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    let body = match axum::body::to_bytes(body, 64 << 20).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::bad_request(format!("reading the request body failed: {e}")).into_response(),
+    };
+    match handle(inner, parts.method, r, parts.uri.query(), &parts.headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(inner: Arc<Inner>, method: Method, r: Route, query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+    let q = Query::parse(query);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let get_only = |m: &Method| -> Result<(), ApiError> {
+        if m == Method::GET || m == Method::HEAD {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_allowed("only GET is allowed on this path"))
+        }
+    };
+    match r {
+        Route::Version => {
+            get_only(&method)?;
+            Ok(json_response(StatusCode::OK, &version_json()))
+        }
+        Route::Health => Ok(text(StatusCode::OK, "ok")),
+        Route::ApiRoot | Route::ApisRoot => {
+            get_only(&method)?;
+            let core = r == Route::ApiRoot;
+            if let Some(v) = discovery::wants_aggregated(accept) {
+                let mut resp = json_response(StatusCode::OK, &discovery::aggregated(core, v));
+                let ct = if v == "v2" { discovery::AGG_V2 } else { discovery::AGG_V2BETA1 };
+                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+                return Ok(resp);
+            }
+            let body = if core {
+                discovery::api_versions(&format!("{}:{}", inner.opts.advertise_address, inner.opts.secure_port))
+            } else {
+                discovery::api_group_list()
+            };
+            let mut resp = json_response(StatusCode::OK, &body);
+            resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+            Ok(resp)
+        }
+        Route::Group(g) => {
+            get_only(&method)?;
+            discovery::api_group(&g).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(ApiError::path_not_found)
+        }
+        Route::GroupVersion(g, v) => {
+            get_only(&method)?;
+            discovery::resource_list(&g, &v).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(ApiError::path_not_found)
+        }
+        Route::OpenApiV3Index => {
+            get_only(&method)?;
+            Ok(json_response(StatusCode::OK, &minik_apimachinery::openapi::v3_index()))
+        }
+        Route::OpenApiV3(gv) => {
+            get_only(&method)?;
+            let doc = minik_apimachinery::openapi::v3_group_version(&gv).ok_or_else(ApiError::path_not_found)?;
+            let mut resp = json_response(StatusCode::OK, &doc);
+            if q.get("hash").is_some() {
+                // the hash in the URL pins the content: cacheable forever
+                resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+            } else {
+                resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+            }
+            Ok(resp)
+        }
+        Route::OpenApiV2 | Route::NotFound => Err(ApiError::path_not_found()),
+        Route::Resource(p) => resource(inner, method, &p, &q, headers, body, output(accept)).await,
+    }
+}
+
+async fn resource(
+    inner: Arc<Inner>,
+    method: Method,
+    p: &ResourcePath,
+    q: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+    out: request::Output,
+) -> Result<Response, ApiError> {
+    let is_watch = p.watch_prefix || q.flag("watch");
+    let name = p.name.as_deref();
+    let sub = p.subresource.as_deref();
+    if p.info.namespaced && name.is_some() && p.namespace.is_none() {
+        return Err(ApiError::path_not_found());
+    }
+    match (&method, name, sub) {
+        (&Method::GET, _, None) if is_watch => watch::watch(inner.clone(), p, q, out).await,
+        (&Method::GET, None, None) => inner.list(p, q, out).await,
+        (&Method::GET, Some(_), None) | (&Method::GET, Some(_), Some("status")) => inner.get(p, out).await,
+        (&Method::GET, Some(_), Some("scale")) => inner.scale_get(p).await,
+        (&Method::GET, Some(_), Some("log")) if p.info.resource == "pods" => inner.pod_log(p, q).await,
+        (&Method::POST, None, None) => inner.create(p, q, headers, body).await,
+        (&Method::POST, Some(_), Some("binding")) if p.info.resource == "pods" => inner.bind(p, q, body).await,
+        (&Method::POST, Some(_), Some("eviction")) if p.info.resource == "pods" => inner.evict(p, body).await,
+        (&Method::PUT, Some(_), _) => inner.update(p, q, headers, body).await,
+        (&Method::PATCH, Some(_), _) => inner.patch(p, q, headers, body).await,
+        (&Method::DELETE, Some(_), None) => inner.delete(p, q, body).await,
+        (&Method::DELETE, None, None) => inner.delete_collection(p, q, body).await,
+        (_, Some(_), Some(s @ ("exec" | "attach" | "portforward" | "proxy"))) => Err(ApiError::bad_request(format!(
+            "{s} is not supported by this minik API server yet"
+        ))),
+        _ => Err(verb_not_allowed(method.as_str(), p.info)),
+    }
+}

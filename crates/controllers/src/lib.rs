@@ -5,14 +5,31 @@
 //! writes back through the API only. This crate must not depend on the
 //! apiserver or the store: in the node agent the `kube::Client` it gets talks
 //! in-process to the apiserver, elsewhere it could be any cluster.
+//!
+//! One module per controller; `events`, `discovery` and `util` are shared.
 
+pub mod deployment;
+pub mod discovery;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod events;
+pub mod garbagecollector;
+pub mod namespace;
 pub mod replicaset;
+pub mod serviceaccount;
 pub mod util;
 
-/// Runs every controller concurrently until the task is dropped or one of
-/// them fails.
+/// Runs every controller concurrently until the task is dropped (or one of
+/// them fails, which none does on its own: API errors are retried inside).
 pub async fn run(client: kube::Client) -> anyhow::Result<()> {
-    tokio::try_join!(replicaset::run(client.clone()),)?;
+    tokio::try_join!(
+        deployment::run(client.clone()),
+        replicaset::run(client.clone()),
+        endpoints::run(client.clone()),
+        endpointslice::run(client.clone()),
+        serviceaccount::run(client.clone()),
+        namespace::run(client.clone()),
+        garbagecollector::run(client.clone()),
+    )?;
     Ok(())
 }

@@ -37,7 +37,10 @@ pub(crate) fn file_header(magic: [u8; 8]) -> [u8; HEADER_LEN] {
 
 pub(crate) fn check_header(buf: &[u8], magic: [u8; 8]) -> Result<(), String> {
     if buf.len() < HEADER_LEN {
-        return Err(format!("file is {} bytes, shorter than its header", buf.len()));
+        return Err(format!(
+            "file is {} bytes, shorter than its header",
+            buf.len()
+        ));
     }
     if buf[..8] != magic {
         return Err(format!(
@@ -87,7 +90,10 @@ pub(crate) fn read_frame(buf: &[u8], off: usize) -> FrameRead<'_> {
         return FrameRead::End;
     }
     if rest.len() < FRAME_HEADER_LEN {
-        return FrameRead::Bad(format!("{} bytes left, less than a frame header", rest.len()));
+        return FrameRead::Bad(format!(
+            "{} bytes left, less than a frame header",
+            rest.len()
+        ));
     }
     let len_bytes = [rest[0], rest[1], rest[2], rest[3]];
     let len = u32::from_le_bytes(len_bytes) as usize;
@@ -313,7 +319,7 @@ pub(crate) fn encode_snapshot<E>(
 pub(crate) fn decode_snapshot(buf: &[u8]) -> Result<SnapshotData, String> {
     check_header(buf, SNAPSHOT_MAGIC)?;
     let mut off = HEADER_LEN;
-    let mut next = |off: &mut usize| -> Result<&[u8], String> {
+    let next = |off: &mut usize| -> Result<&[u8], String> {
         match read_frame(buf, *off) {
             FrameRead::Frame(p, n) => {
                 let at = *off;

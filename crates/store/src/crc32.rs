@@ -67,7 +67,11 @@ mod tests {
         for &b in data {
             c ^= b as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
         }
         !c
@@ -87,7 +91,11 @@ mod tests {
     fn matches_reference_and_chains() {
         let data: Vec<u8> = (0..1000u32).map(|i| (i * 31 + 7) as u8).collect();
         for len in [0, 1, 7, 8, 9, 63, 64, 65, 1000] {
-            assert_eq!(update(0, &data[..len]), reference(&data[..len]), "len {len}");
+            assert_eq!(
+                update(0, &data[..len]),
+                reference(&data[..len]),
+                "len {len}"
+            );
         }
         let (a, b) = data.split_at(333);
         assert_eq!(update(update(0, a), b), update(0, &data));

@@ -41,6 +41,8 @@ pub(crate) struct HistoryLimits {
 
 struct WatcherSlot {
     prefix: String,
+    /// Only events after this revision (a watch may start in the future).
+    after: i64,
     tx: mpsc::Sender<Event>,
 }
 
@@ -55,6 +57,8 @@ pub(crate) struct State {
     history_bytes: usize,
     limits: HistoryLimits,
     watchers: Vec<WatcherSlot>,
+    /// Set when the writer stops: no new watches (they would never end).
+    pub(crate) closed: bool,
 }
 
 /// Rough memory cost of keeping `ev` in the history (values are shared
@@ -88,6 +92,7 @@ impl State {
             history_bytes: 0,
             limits,
             watchers: Vec::new(),
+            closed: false,
         }
     }
 
@@ -226,6 +231,7 @@ impl State {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         self.watchers.push(WatcherSlot {
             prefix: prefix.to_string(),
+            after: after_revision,
             tx,
         });
         Ok((replay, rx))
@@ -240,7 +246,7 @@ impl State {
                 return false;
             }
             for ev in events {
-                if !ev.kv.key.starts_with(&w.prefix) {
+                if ev.kv.mod_revision <= w.after || !ev.kv.key.starts_with(&w.prefix) {
                     continue;
                 }
                 match w.tx.try_send(ev.clone()) {
@@ -260,8 +266,9 @@ impl State {
         });
     }
 
-    /// Ends every watch stream (store closing).
+    /// Ends every watch stream and refuses new ones (store closing).
     pub(crate) fn close_watchers(&mut self) {
+        self.closed = true;
         self.watchers.clear();
     }
 
@@ -294,9 +301,15 @@ mod tests {
     #[test]
     fn apply_rejects_gaps_and_bad_deletes() {
         let mut s = State::new(limits(100));
-        assert!(s.apply(put(3, 3, "/a", "x")).is_err(), "gap must be rejected");
+        assert!(
+            s.apply(put(3, 3, "/a", "x")).is_err(),
+            "gap must be rejected"
+        );
         s.apply(put(2, 2, "/a", "x")).unwrap();
-        assert!(s.apply(put(3, 3, "/a", "y")).is_err(), "create rev must be kept");
+        assert!(
+            s.apply(put(3, 3, "/a", "y")).is_err(),
+            "create rev must be kept"
+        );
         s.apply(put(3, 2, "/a", "y")).unwrap();
         assert!(s
             .apply(Mutation::Delete {
@@ -338,7 +351,9 @@ mod tests {
             s.apply(put(i as i64 + 2, i as i64 + 2, k, "v")).unwrap();
         }
         let keys = |p: &str, after: Option<&str>| -> Vec<String> {
-            prefix_range(&s.kv, p, after).map(|kv| kv.key.clone()).collect()
+            prefix_range(&s.kv, p, after)
+                .map(|kv| kv.key.clone())
+                .collect()
         };
         assert_eq!(keys("/a/", None), ["/a/1", "/a/2", "/a/3"]);
         assert_eq!(keys("/a/", Some("/a/1")), ["/a/2", "/a/3"]);

@@ -129,6 +129,15 @@ pub(crate) fn create_fresh_wal(dir: &Path) -> io::Result<File> {
 
 impl Writer {
     pub(crate) fn run(mut self) {
+        // Ends all watches when this thread stops, even by a panic, so no
+        // watcher waits forever on a store that will never write again.
+        struct CloseWatchersOnExit(Arc<RwLock<State>>);
+        impl Drop for CloseWatchersOnExit {
+            fn drop(&mut self) {
+                write_lock(&self.0).close_watchers();
+            }
+        }
+        let _close_watchers = CloseWatchersOnExit(self.state.clone());
         let mut buf = Vec::new();
         let mut pending: Option<Request> = None;
         loop {
@@ -142,9 +151,7 @@ impl Writer {
             let mut bytes = first.size();
             let mut batch = vec![first];
             let mut closing = matches!(batch[0], Request::Close { .. });
-            while !closing
-                && batch.len() < MAX_BATCH_REQUESTS
-                && bytes < self.opts.max_batch_bytes
+            while !closing && batch.len() < MAX_BATCH_REQUESTS && bytes < self.opts.max_batch_bytes
             {
                 match self.rx.try_recv() {
                     Ok(r) => {
@@ -170,7 +177,6 @@ impl Writer {
                 buf = Vec::new();
             }
         }
-        write_lock(&self.state).close_watchers();
         // Requests still queued get `Closed` when their reply sender drops with `rx`.
         self.rx.close();
         while let Ok(r) = self.rx.try_recv() {
@@ -186,7 +192,9 @@ impl Writer {
 
         if let Some(why) = &self.failed {
             for r in batch {
-                let err = || io_error(format!("the store stopped accepting writes after an earlier disk error ({why}); restart minik after checking the disk"));
+                let err = || {
+                    io_error(format!("the store stopped accepting writes after an earlier disk error ({why}); restart minik after checking the disk"))
+                };
                 match r {
                     Request::Create { reply, .. }
                     | Request::Update { reply, .. }
@@ -207,12 +215,11 @@ impl Writer {
             let mut overlay: HashMap<String, Option<KeyValue>> = HashMap::new();
             let mut rev = st.rev;
             let mut compacted = st.compacted;
-            let current = |overlay: &HashMap<String, Option<KeyValue>>, key: &str| match overlay
-                .get(key)
-            {
-                Some(v) => v.clone(),
-                None => st.kv.get(key).cloned(),
-            };
+            let current =
+                |overlay: &HashMap<String, Option<KeyValue>>, key: &str| match overlay.get(key) {
+                    Some(v) => v.clone(),
+                    None => st.kv.get(key).cloned(),
+                };
             for r in batch {
                 match r {
                     Request::Create { key, value, reply } => {
@@ -377,17 +384,21 @@ impl Writer {
                 .write(true)
                 .open(&tmp)?,
         );
-        let mut len = 0u64;
-        let (rev, keys) = {
-            // Only this thread mutates the state, so a read lock gives a
-            // consistent view while readers keep going.
+        // Copy the state (keys and Arc'd values: cheap) and encode it
+        // without holding the lock, so neither readers nor `watch` wait on
+        // the disk. Only this thread mutates the state, so the copy is
+        // consistent.
+        let (rev, compacted, kv, history) = {
             let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-            codec::encode_snapshot(st.rev, st.compacted, &st.kv, &st.history, |chunk| {
-                len += chunk.len() as u64;
-                f.write_all(chunk)
-            })?;
-            (st.rev, st.kv.len())
+            (st.rev, st.compacted, st.kv.clone(), st.history.clone())
         };
+        let keys = kv.len();
+        let mut len = 0u64;
+        codec::encode_snapshot(rev, compacted, &kv, &history, |chunk| {
+            len += chunk.len() as u64;
+            f.write_all(chunk)
+        })?;
+        drop((kv, history));
         let f = f.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         drop(f);
@@ -410,9 +421,10 @@ impl Writer {
     }
 }
 
-/// Largest key and value the store accepts.
-pub(crate) const MAX_KEY_LEN: usize = 64 << 10;
-pub(crate) const MAX_VALUE_LEN: usize = 32 << 20;
+/// Largest key (bytes) the store accepts.
+pub const MAX_KEY_LEN: usize = 64 << 10;
+/// Largest value (bytes) the store accepts.
+pub const MAX_VALUE_LEN: usize = 32 << 20;
 
 fn check_sizes(key: &str, value_len: usize) -> Result<(), StoreError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {

@@ -1,1 +1,39 @@
-//! minik-vm
+//! minik-vm: the VM that holds a minik cluster.
+//!
+//! Owns: fetching and caching the minik ISO ([`iso`]), the agent payload
+//! handed to the guest ([`payload`]), the QMP client ([`qmp`]), SSH keys and
+//! commands into the guest ([`ssh`]), and the `qemu` driver ([`qemu`]) that
+//! starts, stops, forwards ports to and deletes a VM whose state lives in a
+//! profile directory. Knows nothing about Kubernetes.
+//!
+//! The guest side (kernel, initramfs, `/init`) is built by `iso/build.sh`;
+//! `iso/README.md` describes the contract between the two (disk serials,
+//! payload format, console markers).
+
+pub mod iso;
+pub mod payload;
+pub mod qemu;
+pub mod qmp;
+pub mod ssh;
+mod state;
+
+pub use iso::{ensure_iso, ensure_iso_with, FetchOptions, IsoError};
+pub use payload::{AgentPayload, PayloadError};
+pub use qemu::{Accel, QemuDriver, StopOutcome, VmError, VmInfo, VmSpec, VmState};
+pub use qmp::{Qmp, QmpError};
+pub use ssh::SshError;
+
+/// Lines `/init` prints on the serial console (see `iso/rootfs/init`).
+pub mod markers {
+    /// `/init` started (first line of our userland).
+    pub const INIT_STARTED: &str = "minik-init: started";
+    /// `/init` finished: data disk mounted, dropbear and the agent started.
+    pub const INIT_READY: &str = "minik-init: ready";
+}
+
+/// Port the agent's API server listens on inside the VM.
+pub const GUEST_API_PORT: u16 = 8443;
+/// Port dropbear listens on inside the VM.
+pub const GUEST_SSH_PORT: u16 = 22;
+/// The VM's address on qemu's user-mode network (SLIRP's fixed DHCP lease).
+pub const GUEST_USERNET_IP: &str = "10.0.2.15";

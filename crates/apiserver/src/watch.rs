@@ -1,0 +1,210 @@
+//! Watch: a chunked HTTP response with one JSON event per line, fed by a
+//! store watch. Sends the current state first when no resourceVersion (or
+//! "0") is given, applies label/field selectors (an object that stops
+//! matching is sent as DELETED, as kube's cacher does), sends BOOKMARKs when
+//! allowed, an ERROR 410 event when the revision is compacted, and ends on
+//! `timeoutSeconds` or when the client goes away.
+
+use crate::error::ApiError;
+use crate::request::{Output, Query, ResourcePath};
+use crate::rest::{from_kv, json_response, render_object, storage_prefix, Selectors};
+use crate::Inner;
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use minik_apimachinery::ResourceInfo;
+use minik_store::{Event, EventType, StoreError};
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// One wire line: `{"type":"ADDED","object":{...}}\n`.
+pub fn event_line(ty: &str, obj: &Value) -> Bytes {
+    let mut v = serde_json::to_vec(&json!({"type": ty, "object": obj})).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// Maps a store event to a watch event under the selectors (None = not visible).
+pub fn convert(info: &ResourceInfo, ev: &Event, sel: &Selectors) -> Option<(&'static str, Value)> {
+    match ev.event_type {
+        EventType::Put => {
+            let new = from_kv(info, &ev.kv).ok()?;
+            let new_match = sel.matches(&new);
+            let old = ev.prev.as_ref().and_then(|p| from_kv(info, p).ok());
+            let old_match = old.as_ref().map(|o| sel.matches(o));
+            match (new_match, old_match) {
+                (true, Some(true)) => Some(("MODIFIED", new)),
+                (true, _) => Some(("ADDED", new)),
+                (false, Some(true)) => {
+                    let mut old = old?;
+                    crate::rest::set_rv(&mut old, ev.kv.mod_revision);
+                    Some(("DELETED", old))
+                }
+                (false, _) => None,
+            }
+        }
+        EventType::Delete => {
+            let old = from_kv(info, &ev.kv).ok()?;
+            sel.matches(&old).then_some(("DELETED", old))
+        }
+    }
+}
+
+fn too_old(rv: i64, compact: i64, current: i64) -> Value {
+    let _ = current;
+    ApiError::gone(format!("too old resource version: {rv} ({compact})")).status()
+}
+
+fn bookmark(info: &ResourceInfo, rev: i64, initial_end: bool) -> Value {
+    let mut meta = json!({"resourceVersion": rev.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta})
+}
+
+/// Starts a watch and returns the streaming response.
+pub async fn watch(inner: Arc<Inner>, p: &ResourcePath, q: &Query, output: Output) -> Result<Response, ApiError> {
+    let info = p.info;
+    let sel = Selectors::from_query(info, q, p.name.as_deref())?;
+    let ns = p.namespace.clone();
+    let allow_bookmarks = q.flag("allowWatchBookmarks");
+    let send_initial_param = q.get("sendInitialEvents").map(|v| v == "true");
+    let rv_param = q.get("resourceVersion").unwrap_or("");
+    let rv: Option<i64> = match rv_param {
+        "" | "0" => None,
+        s => Some(s.parse().map_err(|_| {
+            ApiError::bad_request(format!("resourceVersion {s:?} is not valid: use the resourceVersion of a list"))
+        })?),
+    };
+    let send_initial = send_initial_param.unwrap_or(rv.is_none());
+    let timeout = match q.int("timeoutSeconds")? {
+        Some(t) if t > 0 => Duration::from_secs(t as u64),
+        _ => Duration::from_secs(1800 + (rand::random::<u64>() % 1800)),
+    };
+
+    let mut initial: Vec<Value> = Vec::new();
+    let start_rev = if send_initial {
+        let (items, rev, _) = inner.list_objects(info, ns.as_deref(), &sel, 0, None)?;
+        initial = items;
+        // an explicit rv with sendInitialEvents: still start after the list
+        rev
+    } else {
+        rv.unwrap_or_else(|| inner.store.revision())
+    };
+
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
+    let prefix = storage_prefix(info, ns.as_deref());
+    let render = move |obj: &Value| render_object(info, obj, output);
+    let store_watch = inner.store.watch(&prefix, start_rev);
+    tokio::spawn(async move {
+        let mut w = match store_watch {
+            Ok(w) => w,
+            Err(StoreError::Compacted { compact_revision, current_revision }) => {
+                let _ = tx.send(Ok(event_line("ERROR", &too_old(start_rev, compact_revision, current_revision)))).await;
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(Ok(event_line("ERROR", &ApiError::internal(e.to_string()).status()))).await;
+                return;
+            }
+        };
+        for obj in &initial {
+            if tx.send(Ok(event_line("ADDED", &render(obj)))).await.is_err() {
+                return;
+            }
+        }
+        if send_initial && allow_bookmarks && send_initial_param == Some(true) {
+            if tx.send(Ok(event_line("BOOKMARK", &bookmark(info, start_rev, true)))).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let period = Duration::from_secs(60);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut last_rev = start_rev;
+        loop {
+            tokio::select! {
+                _ = tx.closed() => break,
+                _ = &mut deadline => break,
+                _ = ticker.tick(), if allow_bookmarks => {
+                    if tx.send(Ok(event_line("BOOKMARK", &bookmark(info, last_rev, false)))).await.is_err() {
+                        break;
+                    }
+                }
+                ev = w.next() => {
+                    let Some(ev) = ev else { break };
+                    last_rev = ev.revision();
+                    if let Some((ty, obj)) = convert(info, &ev, &sel) {
+                        if tx.send(Ok(event_line(ty, &render(&obj)))).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    });
+
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}
+
+/// For handlers that must answer a watch request on a path that cannot watch.
+pub fn not_watchable(info: &ResourceInfo) -> Response {
+    json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &ApiError::method_not_allowed(format!("watch is not supported on {}", info.resource)).status(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minik_apimachinery::resources::find;
+    use minik_store::KeyValue;
+
+    fn kv(v: Value, rev: i64) -> KeyValue {
+        KeyValue { key: "/k".into(), value: serde_json::to_vec(&v).unwrap().into(), create_revision: 1, mod_revision: rev }
+    }
+
+    #[test]
+    fn selector_transitions_become_added_and_deleted() {
+        let pods = find("", "v1", "pods").unwrap();
+        let q = Query::parse(Some("labelSelector=app%3Dweb"));
+        let sel = Selectors::from_query(pods, &q, None).unwrap();
+        let web = json!({"metadata": {"name": "p", "labels": {"app": "web"}}});
+        let other = json!({"metadata": {"name": "p", "labels": {"app": "db"}}});
+        let created = Event { event_type: EventType::Put, kv: kv(web.clone(), 2), prev: None };
+        assert_eq!(convert(pods, &created, &sel).unwrap().0, "ADDED");
+        let modified = Event { event_type: EventType::Put, kv: kv(web.clone(), 3), prev: Some(kv(web.clone(), 2)) };
+        let (ty, obj) = convert(pods, &modified, &sel).unwrap();
+        assert_eq!((ty, obj["metadata"]["resourceVersion"].as_str()), ("MODIFIED", Some("3")));
+        let left = Event { event_type: EventType::Put, kv: kv(other.clone(), 4), prev: Some(kv(web.clone(), 3)) };
+        let (ty, obj) = convert(pods, &left, &sel).unwrap();
+        assert_eq!(ty, "DELETED");
+        assert_eq!(obj["metadata"]["labels"]["app"], "web");
+        assert_eq!(obj["metadata"]["resourceVersion"], "4");
+        let back = Event { event_type: EventType::Put, kv: kv(web.clone(), 5), prev: Some(kv(other.clone(), 4)) };
+        assert_eq!(convert(pods, &back, &sel).unwrap().0, "ADDED");
+        let invisible = Event { event_type: EventType::Put, kv: kv(other.clone(), 6), prev: Some(kv(other, 5)) };
+        assert!(convert(pods, &invisible, &sel).is_none());
+        let deleted = Event { event_type: EventType::Delete, kv: kv(web, 7), prev: None };
+        assert_eq!(convert(pods, &deleted, &sel).unwrap().0, "DELETED");
+    }
+
+    #[test]
+    fn lines_are_newline_terminated_json() {
+        let l = event_line("ADDED", &json!({"a": 1}));
+        assert_eq!(&l[..], b"{\"type\":\"ADDED\",\"object\":{\"a\":1}}\n");
+        assert_eq!(too_old(5, 10, 20)["code"], 410);
+        assert_eq!(too_old(5, 10, 20)["reason"], "Expired");
+    }
+}

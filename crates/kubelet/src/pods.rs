@@ -1,0 +1,1283 @@
+//! Pod manager and pod workers: owns the reconciliation of Pods bound to
+//! this node. One watch (`fieldSelector=spec.nodeName=<node>`) feeds one
+//! worker task per pod UID; each worker is a level-triggered loop — look at
+//! the pod, make one round of progress (sandbox, image, container start,
+//! restart with back-off, termination), write `pods/status` when it changed,
+//! sleep until the next event (pod update, container exit, back-off timer).
+//! All container work goes through `sandbox::Machinery`; all cluster state
+//! through the API client.
+
+use crate::events::{pod_ref, Recorder};
+use crate::images::{effective_pull_policy, ImageError, ImageRecord};
+use crate::sandbox::{ContainerInputs, ExitInfo, Machinery, PodMeta, RunningContainer, Sandbox};
+use crate::spec::BindMount;
+use crate::status::{self, backoff_delay, CState, ContainerRecord, PodStatusInput, Termination};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, EnvVar, Pod, PodStatus, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// A container that ran for this long gets its crash back-off reset.
+const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
+/// How long `ErrImagePull` shows before it turns into `ImagePullBackOff`.
+const ERR_IMAGE_PULL_SHOWN: Duration = Duration::from_secs(2);
+
+/// Shared by all workers.
+pub struct Ctx {
+    pub client: Client,
+    pub machinery: Machinery,
+    pub events: Recorder,
+}
+
+/// Watches this node's pods and runs one worker per pod until aborted.
+pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
+    let node = ctx.machinery.cfg.node_name.clone();
+    let api: Api<Pod> = Api::all(ctx.client.clone());
+    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let mut stream = watcher(api, cfg).default_backoff().boxed();
+    let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
+    let mut set: JoinSet<String> = JoinSet::new();
+    let mut listing: Option<HashSet<String>> = None;
+    let mut first_sync_done = false;
+    // UIDs whose worker finished a deletion; later events for them are stale.
+    let mut finished: HashSet<String> = HashSet::new();
+    loop {
+        tokio::select! {
+            ev = stream.next() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    Ok(Event::Init) => listing = Some(HashSet::new()),
+                    Ok(Event::InitApply(pod)) | Ok(Event::Apply(pod)) => {
+                        if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node.as_str()) {
+                            continue;
+                        }
+                        let Some(uid) = pod.metadata.uid.clone() else { continue };
+                        if let Some(l) = listing.as_mut() {
+                            l.insert(uid.clone());
+                        }
+                        if finished.contains(&uid) {
+                            continue;
+                        }
+                        if let Some(ns) = pod.metadata.namespace.as_deref() {
+                            if let Some(name) = pod.metadata.name.as_deref() {
+                                ctx.machinery.logs.set_pod(ns, name, Some(&uid));
+                            }
+                        }
+                        match workers.get(&uid) {
+                            Some(tx) => {
+                                let _ = tx.send(Some(pod));
+                            }
+                            None => {
+                                let (tx, rx) = watch::channel(Some(pod));
+                                workers.insert(uid.clone(), tx);
+                                let ctx = ctx.clone();
+                                set.spawn(async move {
+                                    worker(ctx, uid.clone(), rx).await;
+                                    uid
+                                });
+                            }
+                        }
+                    }
+                    Ok(Event::Delete(pod)) => {
+                        if let Some(uid) = pod.metadata.uid.as_deref() {
+                            if let Some(tx) = workers.get(uid) {
+                                let _ = tx.send(None);
+                            }
+                        }
+                    }
+                    Ok(Event::InitDone) => {
+                        let seen = listing.take().unwrap_or_default();
+                        for (uid, tx) in &workers {
+                            if !seen.contains(uid) {
+                                let _ = tx.send(None);
+                            }
+                        }
+                        if !first_sync_done {
+                            first_sync_done = true;
+                            // Pods with state on disk that no longer exist: remove.
+                            let m = ctx.machinery.clone();
+                            let keep: HashSet<String> = seen.union(&workers.keys().cloned().collect()).cloned().collect();
+                            tokio::task::spawn_blocking(move || {
+                                for uid in m.pods_on_disk() {
+                                    if !keep.contains(&uid) {
+                                        tracing::info!("removing state of pod {uid}: it no longer exists");
+                                        m.remove_pod(&uid);
+                                    }
+                                }
+                                // IPs held by pods that have no directory any more.
+                                let on_disk: HashSet<String> = m.pods_on_disk().into_iter().collect();
+                                for (_, uid) in m.ipam.list() {
+                                    if !on_disk.contains(&uid) && !keep.contains(&uid) {
+                                        m.ipam.release(&uid);
+                                    }
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!("watching pods of node {node}: {e}"),
+                }
+            }
+            Some(done) = set.join_next() => {
+                if let Ok(uid) = done {
+                    workers.remove(&uid);
+                    finished.insert(uid);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Per-container bookkeeping of a worker.
+struct Slot {
+    rec: ContainerRecord,
+    spec: Container,
+    running: Option<RunningContainer>,
+    /// Consecutive restarts (crash back-off).
+    failures: u32,
+    not_before: Option<Instant>,
+    pull_failures: u32,
+    pull_error: Option<(Instant, String)>,
+    /// Terminated and will not run again (init success or restart policy).
+    done: bool,
+    ever_started: bool,
+    backoff_reported: Option<Instant>,
+}
+
+impl Slot {
+    fn new(c: &Container, prev: Option<&k8s_openapi::api::core::v1::ContainerStatus>) -> Self {
+        let image = c.image.clone().unwrap_or_default();
+        let mut rec = ContainerRecord::new(&c.name, &image);
+        if let Some(p) = prev {
+            // A container from an earlier kubelet life (node restart) counts as a restart.
+            rec.restart_count = p.restart_count + i32::from(p.container_id.is_some());
+        }
+        Slot {
+            rec,
+            spec: c.clone(),
+            running: None,
+            failures: 0,
+            not_before: None,
+            pull_failures: 0,
+            pull_error: None,
+            done: false,
+            ever_started: false,
+            backoff_reported: None,
+        }
+    }
+}
+
+struct Worker {
+    ctx: Arc<Ctx>,
+    uid: String,
+    meta: PodMeta,
+    sandbox: Option<Sandbox>,
+    sandbox_error: Option<String>,
+    sandbox_retry: Option<Instant>,
+    network_released: bool,
+    init: Vec<Slot>,
+    app: Vec<Slot>,
+    init_failed: bool,
+    start_time: DateTime<Utc>,
+    posted: Option<PodStatus>,
+    exit_tx: mpsc::UnboundedSender<ExitInfo>,
+    terminating: bool,
+}
+
+fn pod_meta(pod: &Pod, uid: &str) -> PodMeta {
+    let spec = pod.spec.clone().unwrap_or_default();
+    PodMeta {
+        uid: uid.to_string(),
+        namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        host_network: spec.host_network.unwrap_or(false),
+        dns_policy: spec.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into()),
+        host_aliases: spec
+            .host_aliases
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| (h.ip, h.hostnames.unwrap_or_default()))
+            .collect(),
+        grace_seconds: spec.termination_grace_period_seconds.unwrap_or(30),
+    }
+}
+
+async fn worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Pod>>) {
+    let Some(first) = rx.borrow().clone() else { return };
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
+    let spec = first.spec.clone().unwrap_or_default();
+    let prev_status = first.status.clone().unwrap_or_default();
+    let prev_of = |name: &str, init: bool| {
+        let list = if init {
+            prev_status.init_container_statuses.as_ref()
+        } else {
+            prev_status.container_statuses.as_ref()
+        };
+        list.and_then(|l| l.iter().find(|s| s.name == name)).cloned()
+    };
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| Slot::new(c, prev_of(&c.name, true).as_ref()))
+        .collect();
+    let app = spec
+        .containers
+        .iter()
+        .map(|c| Slot::new(c, prev_of(&c.name, false).as_ref()))
+        .collect();
+    let start_time = prev_status
+        .start_time
+        .as_ref()
+        .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
+        .unwrap_or_else(Utc::now);
+    let mut w = Worker {
+        meta: pod_meta(&first, &uid),
+        ctx,
+        uid,
+        sandbox: None,
+        sandbox_error: None,
+        sandbox_retry: None,
+        network_released: false,
+        init,
+        app,
+        init_failed: false,
+        start_time,
+        posted: first.status.clone(),
+        exit_tx,
+        terminating: false,
+    };
+    let mut last_pod = first;
+    loop {
+        let current = rx.borrow_and_update().clone();
+        let wake = match current {
+            None => {
+                // Gone from the API: stop everything, nothing to delete.
+                w.terminate(&last_pod, &mut exit_rx, false).await;
+                return;
+            }
+            Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                w.terminate(&pod, &mut exit_rx, true).await;
+                return;
+            }
+            Some(pod) => {
+                let wake = w.sync(&pod).await;
+                last_pod = pod;
+                wake
+            }
+        };
+        let sleep = async {
+            match wake {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            r = rx.changed() => {
+                if r.is_err() {
+                    // The manager is gone (kubelet stopping); containers are
+                    // stopped by `shutdown`.
+                    return;
+                }
+            }
+            Some(exit) = exit_rx.recv() => {
+                w.on_exit(exit).await;
+                while let Ok(more) = exit_rx.try_recv() {
+                    w.on_exit(more).await;
+                }
+            }
+            _ = sleep => {}
+        }
+    }
+}
+
+impl Worker {
+    fn obj(&self, pod: &Pod, c: &Container, init: bool) -> k8s_openapi::api::core::v1::ObjectReference {
+        let list = if init { "initContainers" } else { "containers" };
+        pod_ref(pod, Some(format!("spec.{list}{{{}}}", c.name)))
+    }
+
+    fn restart_policy(pod: &Pod) -> String {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into())
+    }
+
+    /// One round of progress. Returns when to look again (if no event comes).
+    async fn sync(&mut self, pod: &Pod) -> Option<Instant> {
+        let policy = Self::restart_policy(pod);
+        let terminal = self.is_terminal(&policy);
+        if self.sandbox.is_none() && !terminal {
+            if let Some(t) = self.sandbox_retry {
+                if Instant::now() < t {
+                    self.post_status(pod).await;
+                    return Some(t);
+                }
+            }
+            let m = self.ctx.machinery.clone();
+            let meta = pod_meta(pod, &self.uid);
+            self.meta = meta.clone();
+            let res = tokio::task::spawn_blocking(move || m.create_sandbox(&meta)).await;
+            match res {
+                Ok(Ok(sb)) => {
+                    self.sandbox = Some(sb);
+                    self.sandbox_error = None;
+                    self.sandbox_retry = None;
+                }
+                Ok(Err(e)) => {
+                    let msg = format!("Failed to create pod sandbox: {e}");
+                    self.ctx.events.warning(pod_ref(pod, None), "FailedCreatePodSandBox", msg.clone());
+                    self.sandbox_error = Some(msg);
+                    let t = Instant::now() + Duration::from_secs(3);
+                    self.sandbox_retry = Some(t);
+                    self.post_status(pod).await;
+                    return Some(t);
+                }
+                Err(e) => {
+                    tracing::warn!("sandbox task: {e}");
+                    return Some(Instant::now() + Duration::from_secs(3));
+                }
+            }
+        }
+        if !terminal && self.sandbox.is_some() {
+            // Init containers, in order, each to completion.
+            let mut init_done = true;
+            for i in 0..self.init.len() {
+                if self.init[i].done {
+                    continue;
+                }
+                init_done = false;
+                if self.init[i].running.is_some() {
+                    break;
+                }
+                let failed_before = matches!(self.init[i].rec.state, CState::Terminated(_));
+                if failed_before && policy == "Never" {
+                    self.init_failed = true;
+                    break;
+                }
+                self.try_start(pod, i, true).await;
+                break;
+            }
+            if init_done && !self.init_failed {
+                for i in 0..self.app.len() {
+                    let s = &self.app[i];
+                    if s.running.is_some() || s.done {
+                        continue;
+                    }
+                    self.try_start(pod, i, false).await;
+                }
+            } else if !self.init_failed {
+                for s in &mut self.app {
+                    if s.running.is_none() && !s.ever_started {
+                        s.rec.state = CState::Waiting {
+                            reason: "PodInitializing".into(),
+                            message: None,
+                        };
+                    }
+                }
+            }
+        }
+        // A finished pod does not keep its network.
+        if self.is_terminal(&policy) && !self.network_released && self.sandbox.is_some() {
+            self.network_released = true;
+            let m = self.ctx.machinery.clone();
+            let uid = self.uid.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                m.stop_sandbox_network(&uid);
+                m.ipam.release(&uid);
+            })
+            .await;
+        }
+        self.post_status(pod).await;
+        // Next wake-up: the earliest back-off expiry or ErrImagePull→BackOff flip.
+        self.init
+            .iter()
+            .chain(self.app.iter())
+            .filter(|s| s.running.is_none() && !s.done)
+            .flat_map(|s| {
+                let flip = s.pull_error.as_ref().map(|(t, _)| *t + ERR_IMAGE_PULL_SHOWN);
+                [s.not_before, flip]
+            })
+            .flatten()
+            .filter(|t| *t > Instant::now())
+            .min()
+            .or_else(|| {
+                // Anything due now (e.g. an immediate restart) — come back soon.
+                self.init.iter().chain(self.app.iter()).any(|s| {
+                    s.running.is_none() && !s.done && s.not_before.is_some_and(|t| t <= Instant::now())
+                })
+                .then(|| Instant::now() + Duration::from_millis(10))
+            })
+    }
+
+    fn is_terminal(&self, policy: &str) -> bool {
+        if self.init_failed {
+            return true;
+        }
+        let init_done = self.init.iter().all(|s| s.done);
+        init_done
+            && !self.app.is_empty()
+            && matches!(
+                status::pod_phase(policy, false, true, &self.recs(false)),
+                "Succeeded" | "Failed"
+            )
+    }
+
+    fn recs(&self, init: bool) -> Vec<ContainerRecord> {
+        let v = if init { &self.init } else { &self.app };
+        v.iter().map(|s| s.rec.clone()).collect()
+    }
+
+    fn slot(&mut self, i: usize, init: bool) -> &mut Slot {
+        if init {
+            &mut self.init[i]
+        } else {
+            &mut self.app[i]
+        }
+    }
+
+    async fn try_start(&mut self, pod: &Pod, i: usize, init: bool) {
+        let now = Instant::now();
+        let pod_name = self.meta.name.clone();
+        let ns = self.meta.namespace.clone();
+        let uid = self.uid.clone();
+        let events = self.ctx.events.clone();
+        let spec = self.slot(i, init).spec.clone();
+        let obj = self.obj(pod, &spec, init);
+        let image = spec.image.clone().unwrap_or_default();
+        {
+            let s = self.slot(i, init);
+            if let CState::Terminated(t) = &s.rec.state {
+                s.rec.last_termination = Some(t.clone());
+            }
+            if let Some(t) = s.not_before {
+                if now < t {
+                    let left = (t - now).as_secs().max(1);
+                    if let Some((since, err)) = &s.pull_error {
+                        let reason = if now < *since + ERR_IMAGE_PULL_SHOWN {
+                            "ErrImagePull"
+                        } else {
+                            "ImagePullBackOff"
+                        };
+                        s.rec.state = CState::Waiting {
+                            reason: reason.into(),
+                            message: Some(if reason == "ErrImagePull" {
+                                err.clone()
+                            } else {
+                                format!("Back-off pulling image \"{image}\": {err}")
+                            }),
+                        };
+                        if reason == "ImagePullBackOff" && s.backoff_reported != s.not_before {
+                            s.backoff_reported = s.not_before;
+                            events.normal(obj.clone(), "BackOff", format!("Back-off pulling image \"{image}\""));
+                        }
+                    } else if s.failures > 0 {
+                        let delay = backoff_delay(s.failures.saturating_sub(1)).as_secs();
+                        s.rec.state = CState::Waiting {
+                            reason: "CrashLoopBackOff".into(),
+                            message: Some(format!(
+                                "back-off {delay}s restarting failed container={} pod={pod_name}_{ns}({uid})",
+                                spec.name
+                            )),
+                        };
+                        if s.backoff_reported != s.not_before {
+                            s.backoff_reported = s.not_before;
+                            events.warning(
+                                obj.clone(),
+                                "BackOff",
+                                format!("Back-off restarting failed container {} in pod {pod_name}_{ns}({uid})", spec.name),
+                            );
+                        }
+                    }
+                    let _ = left;
+                    return;
+                }
+            }
+        }
+        // Image.
+        let policy = effective_pull_policy(&image, spec.image_pull_policy.as_deref());
+        let t0 = std::time::Instant::now();
+        let resolved = self.ctx.machinery.images.resolve(&image);
+        let record: ImageRecord = match resolved {
+            Ok(r) => {
+                if policy == "Always" {
+                    events.normal(obj.clone(), "Pulling", format!("Pulling image \"{image}\""));
+                    let ms = t0.elapsed().as_millis();
+                    events.normal(
+                        obj.clone(),
+                        "Pulled",
+                        format!("Successfully pulled image \"{image}\" in {ms}ms ({ms}ms including waiting). Image is built into the node."),
+                    );
+                } else {
+                    events.normal(
+                        obj.clone(),
+                        "Pulled",
+                        format!("Container image \"{image}\" already present on machine"),
+                    );
+                }
+                r
+            }
+            Err(e) => {
+                let (reason, msg) = match (&e, policy.as_str()) {
+                    (ImageError::InvalidReference(_), _) => {
+                        ("InvalidImageName", format!("Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": invalid reference format"))
+                    }
+                    (_, "Never") => (
+                        "ErrImageNeverPull",
+                        format!("Container image \"{image}\" is not present with pull policy of Never"),
+                    ),
+                    _ => ("ErrImagePull", e.to_string()),
+                };
+                if reason == "ErrImagePull" {
+                    events.normal(obj.clone(), "Pulling", format!("Pulling image \"{image}\""));
+                    events.warning(obj.clone(), "Failed", format!("Failed to pull image \"{image}\": {msg}"));
+                }
+                events.warning(obj.clone(), "Failed", format!("Error: {reason}"));
+                let s = self.slot(i, init);
+                s.pull_failures += 1;
+                s.pull_error = Some((now, msg.clone()));
+                s.not_before = Some(now + backoff_delay(s.pull_failures));
+                s.rec.state = CState::Waiting {
+                    reason: reason.into(),
+                    message: Some(msg),
+                };
+                return;
+            }
+        };
+        {
+            let s = self.slot(i, init);
+            s.pull_error = None;
+            s.pull_failures = 0;
+            s.rec.image_ref = Some(record.name.clone());
+            s.rec.image_id = Some(record.image_id());
+        }
+        // Environment and volumes (may read ConfigMaps/Secrets).
+        let sandbox = match &self.sandbox {
+            Some(s) => s.clone(),
+            None => return,
+        };
+        let inputs = match self.container_inputs(pod, &spec, &sandbox).await {
+            Ok(inp) => inp,
+            Err(msg) => {
+                events.warning(obj.clone(), "Failed", format!("Error: {msg}"));
+                let s = self.slot(i, init);
+                s.rec.state = CState::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(msg),
+                };
+                s.not_before = Some(now + Duration::from_secs(5));
+                return;
+            }
+        };
+        let restart_count = {
+            let s = self.slot(i, init);
+            if s.ever_started {
+                s.rec.restart_count += 1;
+            }
+            s.rec.restart_count
+        };
+        let inputs = ContainerInputs {
+            restart_count,
+            ..inputs
+        };
+        let m = self.ctx.machinery.clone();
+        let res = m
+            .start_container(&self.meta, &sandbox, &record, &spec, inputs, self.exit_tx.clone())
+            .await;
+        let s = self.slot(i, init);
+        s.ever_started = true;
+        match res {
+            Ok(run) => {
+                events.normal(obj.clone(), "Created", format!("Created container: {}", spec.name));
+                events.normal(obj, "Started", format!("Started container {}", spec.name));
+                s.rec.state = CState::Running {
+                    id: run.id.clone(),
+                    started_at: run.started_at,
+                };
+                s.running = Some(run);
+                s.not_before = None;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                events.warning(obj, "Failed", format!("Error: {msg}"));
+                s.failures += 1;
+                s.not_before = Some(now + backoff_delay(s.failures));
+                let t = Termination {
+                    exit_code: 128,
+                    signal: None,
+                    reason: "StartError".into(),
+                    message: Some(msg),
+                    started_at: None,
+                    finished_at: Utc::now(),
+                    container_id: crate::sandbox::container_id(&uid, &spec.name, restart_count),
+                };
+                s.rec.state = CState::Terminated(t);
+            }
+        }
+    }
+
+    async fn on_exit(&mut self, exit: ExitInfo) {
+        let policy = self.posted_policy.clone();
+        let terminating = self.terminating;
+        let uid = self.uid.clone();
+        let m = self.ctx.machinery.clone();
+        let (is_init, idx) = match self
+            .init
+            .iter()
+            .position(|s| s.running.as_ref().is_some_and(|r| r.id == exit.id))
+        {
+            Some(i) => (true, i),
+            None => match self
+                .app
+                .iter()
+                .position(|s| s.running.as_ref().is_some_and(|r| r.id == exit.id))
+            {
+                Some(i) => (false, i),
+                None => return,
+            },
+        };
+        let s = self.slot(idx, is_init);
+        let Some(run) = s.running.take() else { return };
+        let code = exit.exit_code.unwrap_or(255);
+        let t = Termination {
+            exit_code: code,
+            signal: None,
+            reason: Termination::reason_for(code).into(),
+            message: None,
+            started_at: Some(run.started_at),
+            finished_at: exit.finished_at,
+            container_id: run.id.clone(),
+        };
+        s.rec.state = CState::Terminated(t);
+        let restart = if is_init {
+            code != 0 && policy != "Never"
+        } else {
+            match policy.as_str() {
+                "Never" => false,
+                "OnFailure" => code != 0,
+                _ => true,
+            }
+        };
+        if (is_init && code == 0) || !restart || terminating {
+            s.done = is_init && code == 0 || !restart;
+            s.not_before = None;
+        } else {
+            let ran = exit.finished_at - run.started_at;
+            if ran.to_std().unwrap_or_default() > BACKOFF_RESET_AFTER {
+                s.failures = 0;
+            }
+            s.failures += 1;
+            let delay = if s.failures == 1 {
+                Duration::ZERO
+            } else {
+                backoff_delay(s.failures - 1)
+            };
+            s.not_before = Some(Instant::now() + delay);
+        }
+        let name = s.spec.name.clone();
+        let id = run.id.clone();
+        let _ = tokio::task::spawn_blocking(move || m.remove_container(&uid, &name, &id)).await;
+    }
+
+    async fn container_inputs(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        sandbox: &Sandbox,
+    ) -> Result<ContainerInputs, String> {
+        let env = resolve_env(&self.ctx.client, pod, c, &sandbox.ip, &self.ctx.machinery.cfg.node_ip).await?;
+        let vols = prepare_volumes(&self.ctx, pod, sandbox).await?;
+        let mut binds = Vec::new();
+        for vm in c.volume_mounts.iter().flatten() {
+            let Some(src) = vols.get(&vm.name) else {
+                tracing::warn!("pod {}: volume {:?} is not supported yet; mount skipped", self.meta.name, vm.name);
+                continue;
+            };
+            let mut source = src.clone();
+            if let Some(sp) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                if sp.split('/').any(|p| p == "..") {
+                    return Err(format!("subPath {sp:?} must not contain '..'"));
+                }
+                source = source.join(sp);
+                if !source.exists() {
+                    let _ = std::fs::create_dir_all(&source);
+                }
+            }
+            binds.push(BindMount {
+                source,
+                destination: vm.mount_path.clone(),
+                readonly: vm.read_only.unwrap_or(false),
+            });
+        }
+        Ok(ContainerInputs {
+            env,
+            binds,
+            restart_count: 0,
+        })
+    }
+
+    /// Graceful termination; `delete_object` finishes a graceful API delete.
+    async fn terminate(&mut self, pod: &Pod, exit_rx: &mut mpsc::UnboundedReceiver<ExitInfo>, delete_object: bool) {
+        self.terminating = true;
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30)
+            .clamp(0, 300) as u64;
+        let grace = Duration::from_secs(grace);
+        let mut stops = Vec::new();
+        for init in [true, false] {
+            let v = if init { &self.init } else { &self.app };
+            for s in v {
+                if let Some(run) = &s.running {
+                    self.ctx.events.normal(
+                        self.obj(pod, &s.spec, init),
+                        "Killing",
+                        format!("Stopping container {}", s.spec.name),
+                    );
+                    let m = self.ctx.machinery.clone();
+                    let (id, pid) = (run.id.clone(), run.pid);
+                    stops.push(async move { m.stop_container(&id, pid, grace).await });
+                }
+            }
+        }
+        futures::future::join_all(stops).await;
+        // Collect the exits (codes for the final status).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.init.iter().chain(self.app.iter()).any(|s| s.running.is_some()) {
+            match tokio::time::timeout_at(deadline, exit_rx.recv()).await {
+                Ok(Some(e)) => self.on_exit(e).await,
+                _ => break,
+            }
+        }
+        if delete_object {
+            self.post_status(pod).await;
+        }
+        let m = self.ctx.machinery.clone();
+        let uid = self.uid.clone();
+        let _ = tokio::task::spawn_blocking(move || m.remove_pod(&uid)).await;
+        self.ctx
+            .machinery
+            .logs
+            .set_pod(&self.meta.namespace, &self.meta.name, None);
+        if delete_object {
+            let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.meta.namespace);
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match api.delete(&self.meta.name, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => tracing::warn!("deleting pod {}/{}: {e}", self.meta.namespace, self.meta.name),
+            }
+        }
+    }
+
+    async fn post_status(&mut self, pod: &Pod) {
+        let policy = Self::restart_policy(pod);
+        self.posted_policy = policy.clone();
+        let init = self.recs(true);
+        let app = self.recs(false);
+        let init_done = self.init.iter().all(|s| s.done);
+        let mut st = status::pod_status(&PodStatusInput {
+            restart_policy: &policy,
+            init: &init,
+            containers: &app,
+            init_done,
+            init_failed: self.init_failed,
+            sandbox_ready: self.sandbox.is_some() && !self.network_released,
+            pod_ip: self.sandbox.as_ref().map(|s| s.ip.clone()),
+            host_ip: self.ctx.machinery.cfg.node_ip.clone(),
+            start_time: self.start_time,
+            previous: self.posted.as_ref(),
+            now: Utc::now(),
+        });
+        st.qos_class = Some(qos_class(pod).into());
+        if let Some(msg) = &self.sandbox_error {
+            st.message = Some(msg.clone());
+        }
+        if self.posted.as_ref() == Some(&st) {
+            return;
+        }
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.meta.namespace);
+        let patch = serde_json::json!({"status": st});
+        match api
+            .patch_status(&self.meta.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => self.posted = Some(st),
+            Err(kube::Error::Api(s)) if s.code == 404 => self.posted = Some(st),
+            Err(e) => tracing::warn!("updating status of pod {}/{}: {e}", self.meta.namespace, self.meta.name),
+        }
+    }
+}
+
+/// Kubernetes' QoS class from requests and limits.
+pub fn qos_class(pod: &Pod) -> &'static str {
+    let Some(spec) = pod.spec.as_ref() else { return "BestEffort" };
+    let all: Vec<&Container> = spec.containers.iter().chain(spec.init_containers.iter().flatten()).collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &all {
+        let r = c.resources.clone().unwrap_or_default();
+        let req = r.requests.unwrap_or_default();
+        let lim = r.limits.unwrap_or_default();
+        if !req.is_empty() || !lim.is_empty() {
+            any = true;
+        }
+        for k in ["cpu", "memory"] {
+            match (lim.get(k), req.get(k)) {
+                (Some(l), Some(q)) if l == q => {}
+                (Some(_), None) => {}
+                _ => guaranteed = false,
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+fn field_ref(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Option<String> {
+    let md = &pod.metadata;
+    let spec = pod.spec.as_ref();
+    let sel = |m: &Option<BTreeMap<String, String>>, prefix: &str| {
+        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
+        m.as_ref().and_then(|m| m.get(key)).cloned().or(Some(String::new()))
+    };
+    match path {
+        "metadata.name" => md.name.clone(),
+        "metadata.namespace" => md.namespace.clone(),
+        "metadata.uid" => md.uid.clone(),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
+        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
+        "status.podIP" | "status.podIPs" => Some(pod_ip.to_string()),
+        "status.hostIP" | "status.hostIPs" => Some(host_ip.to_string()),
+        p if p.starts_with("metadata.labels['") => sel(&md.labels, "metadata.labels['"),
+        p if p.starts_with("metadata.annotations['") => sel(&md.annotations, "metadata.annotations['"),
+        _ => None,
+    }
+}
+
+/// Docker-link style variables for the namespace's services (enableServiceLinks).
+pub fn service_env(services: &[Service]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for svc in services {
+        let Some(spec) = &svc.spec else { continue };
+        let Some(ip) = spec.cluster_ip.as_deref().filter(|i| !i.is_empty() && *i != "None") else {
+            continue;
+        };
+        let Some(name) = svc.metadata.name.as_deref() else { continue };
+        let prefix = name.to_ascii_uppercase().replace('-', "_");
+        let ports = spec.ports.clone().unwrap_or_default();
+        let Some(first) = ports.first() else { continue };
+        out.push((format!("{prefix}_SERVICE_HOST"), ip.to_string()));
+        out.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
+        for p in &ports {
+            if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                out.push((
+                    format!("{prefix}_SERVICE_PORT_{}", pn.to_ascii_uppercase().replace('-', "_")),
+                    p.port.to_string(),
+                ));
+            }
+        }
+        let proto = first.protocol.clone().unwrap_or_else(|| "TCP".into());
+        out.push((format!("{prefix}_PORT"), format!("{}://{ip}:{}", proto.to_lowercase(), first.port)));
+        for p in &ports {
+            let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
+            let base = format!("{prefix}_PORT_{}_{}", p.port, proto.to_ascii_uppercase());
+            out.push((base.clone(), format!("{}://{ip}:{}", proto.to_lowercase(), p.port)));
+            out.push((format!("{base}_PROTO"), proto.to_lowercase()));
+            out.push((format!("{base}_PORT"), p.port.to_string()));
+            out.push((format!("{base}_ADDR"), ip.to_string()));
+        }
+    }
+    out
+}
+
+/// The container's environment, Kubernetes' order: service links, envFrom, env
+/// (with `$(VAR)` expansion of earlier values).
+async fn resolve_env(
+    client: &Client,
+    pod: &Pod,
+    c: &Container,
+    pod_ip: &str,
+    host_ip: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+    let mut services: Vec<Service> = Vec::new();
+    if links {
+        if let Ok(l) = Api::<Service>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
+            services.extend(l.items);
+        }
+    }
+    if ns != "default" {
+        if let Ok(k) = Api::<Service>::namespaced(client.clone(), "default").get("kubernetes").await {
+            services.push(k);
+        }
+    } else if !links {
+        if let Ok(k) = Api::<Service>::namespaced(client.clone(), "default").get("kubernetes").await {
+            services.push(k);
+        }
+    }
+    vars.extend(service_env(&services));
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for ef in c.env_from.iter().flatten() {
+        let prefix = ef.prefix.clone().unwrap_or_default();
+        if let Some(r) = &ef.config_map_ref {
+            match cms.get_opt(&r.name).await {
+                Ok(Some(cm)) => {
+                    for (k, v) in cm.data.unwrap_or_default() {
+                        vars.push((format!("{prefix}{k}"), v));
+                    }
+                }
+                Ok(None) if r.optional == Some(true) => {}
+                Ok(None) => return Err(format!("configmap \"{}\" not found", r.name)),
+                Err(e) => return Err(format!("reading configmap \"{}\": {e}", r.name)),
+            }
+        }
+        if let Some(r) = &ef.secret_ref {
+            match secrets.get_opt(&r.name).await {
+                Ok(Some(s)) => {
+                    for (k, v) in s.data.unwrap_or_default() {
+                        vars.push((format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned()));
+                    }
+                }
+                Ok(None) if r.optional == Some(true) => {}
+                Ok(None) => return Err(format!("secret \"{}\" not found", r.name)),
+                Err(e) => return Err(format!("reading secret \"{}\": {e}", r.name)),
+            }
+        }
+    }
+    for EnvVar { name, value, value_from } in c.env.iter().flatten() {
+        let known: BTreeMap<String, String> = vars.iter().cloned().collect();
+        let v = if let Some(v) = value {
+            crate::spec::expand(v, &known)
+        } else if let Some(src) = value_from {
+            if let Some(f) = &src.field_ref {
+                field_ref(pod, &f.field_path, pod_ip, host_ip).unwrap_or_default()
+            } else if let Some(k) = &src.config_map_key_ref {
+                match cms.get_opt(&k.name).await {
+                    Ok(Some(cm)) => match cm.data.unwrap_or_default().get(&k.key) {
+                        Some(v) => v.clone(),
+                        None if k.optional == Some(true) => continue,
+                        None => return Err(format!("couldn't find key {} in ConfigMap {ns}/{}", k.key, k.name)),
+                    },
+                    Ok(None) if k.optional == Some(true) => continue,
+                    Ok(None) => return Err(format!("configmap \"{}\" not found", k.name)),
+                    Err(e) => return Err(format!("reading configmap \"{}\": {e}", k.name)),
+                }
+            } else if let Some(k) = &src.secret_key_ref {
+                match secrets.get_opt(&k.name).await {
+                    Ok(Some(s)) => match s.data.unwrap_or_default().get(&k.key) {
+                        Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
+                        None if k.optional == Some(true) => continue,
+                        None => return Err(format!("couldn't find key {} in Secret {ns}/{}", k.key, k.name)),
+                    },
+                    Ok(None) if k.optional == Some(true) => continue,
+                    Ok(None) => return Err(format!("secret \"{}\" not found", k.name)),
+                    Err(e) => return Err(format!("reading secret \"{}\": {e}", k.name)),
+                }
+            } else if let Some(r) = &src.resource_field_ref {
+                resource_field(c, &r.resource).unwrap_or_default()
+            } else {
+                String::new()
+            }
+        } else {
+            String::new()
+        };
+        vars.push((name.clone(), v));
+    }
+    Ok(vars)
+}
+
+fn resource_field(c: &Container, resource: &str) -> Option<String> {
+    let (kind, res) = resource.split_once('.')?;
+    let r = c.resources.clone()?;
+    let m = if kind == "limits" { r.limits? } else { r.requests? };
+    let q = m.get(res)?;
+    let v = crate::spec::parse_quantity(&q.0).ok()?;
+    Some(if res == "cpu" { (v.ceil() as i64).max(1).to_string() } else { (v as i64).to_string() })
+}
+
+fn write_files(dir: &std::path::Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    for (rel, data) in files {
+        if rel.split('/').any(|p| p == "..") || rel.starts_with('/') {
+            return Err(format!("volume path {rel:?} must be relative without '..'"));
+        }
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        std::fs::write(&p, data).map_err(|e| format!("writing {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn pick_items(
+    data: BTreeMap<String, Vec<u8>>,
+    items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+) -> Vec<(String, Vec<u8>)> {
+    match items {
+        Some(items) if !items.is_empty() => items
+            .iter()
+            .filter_map(|i| data.get(&i.key).map(|d| (i.path.clone(), d.clone())))
+            .collect(),
+        _ => data.into_iter().collect(),
+    }
+}
+
+/// Materializes the pod's volumes on the host; returns name → host path.
+async fn prepare_volumes(ctx: &Ctx, pod: &Pod, sandbox: &Sandbox) -> Result<HashMap<String, PathBuf>, String> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let mut out = HashMap::new();
+    let base = sandbox.dir.join("volumes");
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(spec) = pod.spec.as_ref() else { return Ok(out) };
+    for v in spec.volumes.iter().flatten() {
+        let dir = base.join(&v.name);
+        if v.empty_dir.is_some() {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("emptyDir {}: {e}", v.name))?;
+            out.insert(v.name.clone(), dir);
+        } else if let Some(hp) = &v.host_path {
+            let p = PathBuf::from(&hp.path);
+            match hp.type_.as_deref() {
+                Some("DirectoryOrCreate") => {
+                    std::fs::create_dir_all(&p).map_err(|e| format!("hostPath {}: {e}", hp.path))?
+                }
+                Some("FileOrCreate") if !p.exists() => {
+                    if let Some(parent) = p.parent() {
+                        let _ = std::fs::create_dir_all(parent);
+                    }
+                    std::fs::write(&p, b"").map_err(|e| format!("hostPath {}: {e}", hp.path))?
+                }
+                Some("Directory") | Some("File") | Some("Socket") if !p.exists() => {
+                    return Err(format!("hostPath type check failed: {} does not exist", hp.path))
+                }
+                _ => {}
+            }
+            out.insert(v.name.clone(), p);
+        } else if let Some(cm) = &v.config_map {
+            match cms.get_opt(&cm.name).await {
+                Ok(Some(obj)) => {
+                    let mut data: BTreeMap<String, Vec<u8>> = obj
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect();
+                    for (k, v) in obj.binary_data.unwrap_or_default() {
+                        data.insert(k, v.0);
+                    }
+                    write_files(&dir, &pick_items(data, &cm.items))?;
+                }
+                Ok(None) if cm.optional == Some(true) => write_files(&dir, &[])?,
+                Ok(None) => return Err(format!("configmap \"{}\" not found", cm.name)),
+                Err(e) => return Err(format!("reading configmap \"{}\": {e}", cm.name)),
+            }
+            out.insert(v.name.clone(), dir);
+        } else if let Some(sec) = &v.secret {
+            let name = sec.secret_name.clone().unwrap_or_default();
+            match secrets.get_opt(&name).await {
+                Ok(Some(obj)) => {
+                    let data: BTreeMap<String, Vec<u8>> =
+                        obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                    write_files(&dir, &pick_items(data, &sec.items))?;
+                }
+                Ok(None) if sec.optional == Some(true) => write_files(&dir, &[])?,
+                Ok(None) => return Err(format!("secret \"{name}\" not found")),
+                Err(e) => return Err(format!("reading secret \"{name}\": {e}")),
+            }
+            out.insert(v.name.clone(), dir);
+        } else if let Some(d) = &v.downward_api {
+            let files = downward_files(pod, d.items.as_deref().unwrap_or_default(), &sandbox.ip, &ctx.machinery.cfg.node_ip);
+            write_files(&dir, &files)?;
+            out.insert(v.name.clone(), dir);
+        } else if let Some(p) = &v.projected {
+            let mut files = Vec::new();
+            for src in p.sources.iter().flatten() {
+                if let Some(cm) = &src.config_map {
+                    match cms.get_opt(&cm.name).await {
+                        Ok(Some(obj)) => {
+                            let data = obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                            files.extend(pick_items(data, &cm.items));
+                        }
+                        Ok(None) if cm.optional == Some(true) => {}
+                        // kube-root-ca.crt may not be published yet; keep going.
+                        Ok(None) => tracing::warn!("projected volume {}: configmap {} not found", v.name, cm.name),
+                        Err(e) => return Err(format!("reading configmap \"{}\": {e}", cm.name)),
+                    }
+                }
+                if let Some(sec) = &src.secret {
+                    if let Ok(Some(obj)) = secrets.get_opt(&sec.name).await {
+                        let data = obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                        files.extend(pick_items(data, &sec.items));
+                    }
+                }
+                if let Some(d) = &src.downward_api {
+                    files.extend(downward_files(pod, d.items.as_deref().unwrap_or_default(), &sandbox.ip, &ctx.machinery.cfg.node_ip));
+                }
+                if let Some(t) = &src.service_account_token {
+                    let sa = spec.service_account_name.clone().unwrap_or_else(|| "default".into());
+                    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
+                    let req = TokenRequest {
+                        spec: TokenRequestSpec {
+                            audiences: t.audience.clone().map(|a| vec![a]).unwrap_or_default(),
+                            expiration_seconds: t.expiration_seconds,
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    };
+                    match api.create_subresource::<_, TokenRequest>("token", &sa, &PostParams::default(), &req).await {
+                        Ok(tr) => {
+                            if let Some(st) = tr.status {
+                                files.push((t.path.clone(), st.token.into_bytes()));
+                            }
+                        }
+                        Err(e) => tracing::warn!("service account token for {ns}/{sa}: {e}"),
+                    }
+                }
+            }
+            write_files(&dir, &files)?;
+            out.insert(v.name.clone(), dir);
+        }
+    }
+    Ok(out)
+}
+
+fn downward_files(
+    pod: &Pod,
+    items: &[k8s_openapi::api::core::v1::DownwardAPIVolumeFile],
+    pod_ip: &str,
+    host_ip: &str,
+) -> Vec<(String, Vec<u8>)> {
+    items
+        .iter()
+        .filter_map(|i| {
+            let f = i.field_ref.as_ref()?;
+            let v = match f.field_path.as_str() {
+                "metadata.labels" | "metadata.annotations" => {
+                    let m = if f.field_path == "metadata.labels" {
+                        pod.metadata.labels.clone()
+                    } else {
+                        pod.metadata.annotations.clone()
+                    };
+                    m.unwrap_or_default()
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v:?}\n"))
+                        .collect::<String>()
+                }
+                p => field_ref(pod, p, pod_ip, host_ip).unwrap_or_default(),
+            };
+            Some((i.path.clone(), v.into_bytes()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ResourceRequirements, ServicePort, ServiceSpec};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    fn pod_with(resources: Option<ResourceRequirements>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "web"}},
+            "spec": {"nodeName": "minik", "containers": [{"name": "c", "image": "minik/hello"}]}
+        }))
+        .map(|mut p: Pod| {
+            p.spec.as_mut().unwrap().containers[0].resources = resources;
+            p
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn qos() {
+        assert_eq!(qos_class(&pod_with(None)), "BestEffort");
+        let q = |s: &str| Quantity(s.into());
+        let both: BTreeMap<String, Quantity> = [("cpu".to_string(), q("1")), ("memory".to_string(), q("1Gi"))].into();
+        assert_eq!(
+            qos_class(&pod_with(Some(ResourceRequirements {
+                limits: Some(both.clone()),
+                requests: Some(both.clone()),
+                ..Default::default()
+            }))),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&pod_with(Some(ResourceRequirements {
+                requests: Some(both),
+                ..Default::default()
+            }))),
+            "Burstable"
+        );
+    }
+
+    #[test]
+    fn field_refs() {
+        let p = pod_with(None);
+        assert_eq!(field_ref(&p, "metadata.name", "10.244.0.2", "1.2.3.4").as_deref(), Some("p"));
+        assert_eq!(field_ref(&p, "status.podIP", "10.244.0.2", "1.2.3.4").as_deref(), Some("10.244.0.2"));
+        assert_eq!(field_ref(&p, "metadata.labels['app']", "", "").as_deref(), Some("web"));
+        assert_eq!(field_ref(&p, "spec.nodeName", "", "").as_deref(), Some("minik"));
+        assert_eq!(field_ref(&p, "bogus", "", ""), None);
+    }
+
+    #[test]
+    fn service_links() {
+        let svc = Service {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("my-web".into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("10.96.3.4".into()),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: 80,
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let env: BTreeMap<String, String> = service_env(&[svc]).into_iter().collect();
+        assert_eq!(env["MY_WEB_SERVICE_HOST"], "10.96.3.4");
+        assert_eq!(env["MY_WEB_SERVICE_PORT"], "80");
+        assert_eq!(env["MY_WEB_SERVICE_PORT_HTTP"], "80");
+        assert_eq!(env["MY_WEB_PORT"], "tcp://10.96.3.4:80");
+        assert_eq!(env["MY_WEB_PORT_80_TCP_ADDR"], "10.96.3.4");
+    }
+}
