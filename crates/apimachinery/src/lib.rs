@@ -1,6 +1,10 @@
 //! Pure Kubernetes API machinery: the table of built-in resources,
 //! protobuf→JSON decoding, OpenAPI v3 documents, strict field validation and
 //! the three patch types. No I/O lives here; everything is unit-tested.
+//!
+//! `schema` is the shared base: the kinds' JSON schemas (from k8s-openapi's
+//! `schemars` output) and the strategic-merge metadata of their fields, read by
+//! `validation`, `openapi` and `patch`.
 
 pub mod openapi;
 pub mod patch;
@@ -10,3 +14,21 @@ pub mod schema;
 pub mod validation;
 
 pub use resources::{builtin_resources, ResourceInfo};
+
+/// Builds the cached schemas, OpenAPI documents and protobuf schema now
+/// (about a second in a debug build) instead of on the first request that
+/// needs them. Optional; call it once at startup, e.g. from a blocking task.
+pub fn warm_up() {
+    let _ = schema::definitions();
+    let _ = openapi::v3_index();
+    let _ = protobuf::message_name("v1", "Pod");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn warm_up_builds_everything() {
+        super::warm_up();
+        assert!(super::openapi::v3_group_version("api/v1").is_some());
+    }
+}

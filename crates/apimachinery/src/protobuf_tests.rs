@@ -45,7 +45,7 @@ fn real_kubectl_create_bodies_decode_to_kubectl_json() {
         );
         n += 1;
     }
-    assert!(n >= 17, "only {n} fixtures found in {}", dir.display());
+    assert!(n >= 22, "only {n} fixtures found in {}", dir.display());
 }
 
 fn meta(name: &str) -> pb_meta::ObjectMeta {
@@ -429,4 +429,81 @@ fn schema_file_parses_fully() {
             }
         }
     }
+}
+
+#[test]
+fn pod_status_acronym_fields_and_times_in_lists() {
+    let t = |s| {
+        Some(pb_meta::Time {
+            seconds: Some(s),
+            nanos: Some(0),
+        })
+    };
+    let pod = pb_core::Pod {
+        metadata: Some(meta("p")),
+        spec: Some(pb_core::PodSpec {
+            containers: vec![pb_core::Container {
+                name: Some("c".into()),
+                image: Some("busybox".into()),
+                ..Default::default()
+            }],
+            node_name: Some("minik".into()),
+            termination_grace_period_seconds: Some(0),
+            ..Default::default()
+        }),
+        status: Some(pb_core::PodStatus {
+            phase: Some("Running".into()),
+            conditions: vec![pb_core::PodCondition {
+                r#type: Some("Ready".into()),
+                status: Some("True".into()),
+                last_transition_time: t(1_700_000_001),
+                ..Default::default()
+            }],
+            host_ip: Some("10.0.0.1".into()),
+            host_ips: vec![pb_core::HostIp {
+                ip: Some("10.0.0.1".into()),
+            }],
+            pod_ip: Some("10.244.0.5".into()),
+            pod_ips: vec![pb_core::PodIp {
+                ip: Some("10.244.0.5".into()),
+            }],
+            start_time: t(1_700_000_000),
+            container_statuses: vec![pb_core::ContainerStatus {
+                name: Some("c".into()),
+                ready: Some(true),
+                restart_count: Some(0),
+                image: Some("busybox".into()),
+                image_id: Some("".into()),
+                state: Some(pb_core::ContainerState {
+                    running: Some(pb_core::ContainerStateRunning {
+                        started_at: t(1_700_000_002),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+    };
+    let got = round_trip("v1", "Pod", &pod);
+    assert_eq!(
+        got["spec"]["terminationGracePeriodSeconds"],
+        json!(0),
+        "a meaningful zero pointer is kept"
+    );
+    assert_eq!(
+        got["status"],
+        json!({
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2023-11-14T22:13:21Z"}],
+            "hostIP": "10.0.0.1",
+            "podIP": "10.244.0.5",
+            "startTime": "2023-11-14T22:13:20Z",
+            "containerStatuses": [{"name": "c", "state": {"running": {"startedAt": "2023-11-14T22:13:22Z"}},
+                                   "ready": true, "restartCount": 0, "image": "busybox", "imageID": ""}],
+            "podIPs": [{"ip": "10.244.0.5"}],
+            "hostIPs": [{"ip": "10.0.0.1"}]
+        })
+    );
+    assert_typed_round_trip::<k8s_openapi::api::core::v1::Pod>(&got);
 }

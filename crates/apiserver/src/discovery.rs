@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 /// The content type kubectl recognises for aggregated discovery v2.
 pub const AGG_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
-pub const AGG_V2BETA1: &str = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+pub const AGG_V2BETA1: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
 
 /// Which aggregated version the Accept header asks for, if any.
 pub fn wants_aggregated(accept: &str) -> Option<&'static str> {
@@ -28,15 +29,27 @@ pub fn wants_aggregated(accept: &str) -> Option<&'static str> {
 
 /// (kind, group, version, verbs) of a subresource in discovery.
 fn subresource_kind(info: &ResourceInfo, sub: &str) -> (String, String, String, Vec<&'static str>) {
-    let same = (info.kind.to_string(), info.group.to_string(), info.version.to_string());
+    let same = (
+        info.kind.to_string(),
+        info.group.to_string(),
+        info.version.to_string(),
+    );
     let (k, g, v) = match sub {
-        "scale" => ("Scale".to_string(), "autoscaling".to_string(), "v1".to_string()),
+        "scale" => (
+            "Scale".to_string(),
+            "autoscaling".to_string(),
+            "v1".to_string(),
+        ),
         "binding" => ("Binding".into(), "".into(), "v1".into()),
         "exec" => ("PodExecOptions".into(), "".into(), "v1".into()),
         "attach" => ("PodAttachOptions".into(), "".into(), "v1".into()),
         "portforward" => ("PodPortForwardOptions".into(), "".into(), "v1".into()),
         "eviction" => ("Eviction".into(), "policy".into(), "v1".into()),
-        "token" => ("TokenRequest".into(), "authentication.k8s.io".into(), "v1".into()),
+        "token" => (
+            "TokenRequest".into(),
+            "authentication.k8s.io".into(),
+            "v1".into(),
+        ),
         "proxy" if info.resource == "nodes" => ("NodeProxyOptions".into(), "".into(), "v1".into()),
         "proxy" => ("ServiceProxyOptions".into(), "".into(), "v1".into()),
         _ => same,
@@ -127,29 +140,42 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 fn group_json(g: &str, versions: &[&str]) -> Value {
-    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
     json!({"name": g, "versions": vs, "preferredVersion": vs[0]})
 }
 
 /// `GET /apis` (legacy).
 pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = groups().into_iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| group_json(g, &vs)).collect();
+    let groups: Vec<Value> = groups()
+        .into_iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, vs)| group_json(g, &vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `GET /apis/<group>`; None when the group is not served.
 pub fn api_group(group: &str) -> Option<Value> {
-    groups().into_iter().find(|(g, _)| *g == group && !g.is_empty()).map(|(g, vs)| {
-        let mut v = group_json(g, &vs);
-        v["kind"] = json!("APIGroup");
-        v["apiVersion"] = json!("v1");
-        v
-    })
+    groups()
+        .into_iter()
+        .find(|(g, _)| *g == group && !g.is_empty())
+        .map(|(g, vs)| {
+            let mut v = group_json(g, &vs);
+            v["kind"] = json!("APIGroup");
+            v["apiVersion"] = json!("v1");
+            v
+        })
 }
 
 /// `GET /api/v1` or `/apis/<g>/<v>`; None when not served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&ResourceInfo> = builtin_resources().iter().filter(|r| r.group == group && r.version == version).collect();
+    let rs: Vec<&ResourceInfo> = builtin_resources()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if rs.is_empty() {
         return None;
     }
@@ -175,8 +201,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             resources.push(sub);
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 #[cfg(test)]
@@ -187,7 +219,12 @@ mod tests {
     fn accept_negotiation() {
         let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
         assert_eq!(wants_aggregated(kubectl), Some("v2"));
-        assert_eq!(wants_aggregated("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"), Some("v2beta1"));
+        assert_eq!(
+            wants_aggregated(
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+            ),
+            Some("v2beta1")
+        );
         assert_eq!(wants_aggregated("application/json, */*"), None);
     }
 
@@ -205,21 +242,50 @@ mod tests {
             .clone();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["scope"], "Namespaced");
-        assert!(pods["subresources"].as_array().unwrap().iter().any(|s| s["subresource"] == "log"));
+        assert!(pods["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["subresource"] == "log"));
         let apis = aggregated(false, "v2");
-        assert!(apis["items"].as_array().unwrap().iter().any(|i| i["metadata"]["name"] == "apps"));
-        assert!(apis["items"].as_array().unwrap().iter().all(|i| i["metadata"]["name"] != ""));
+        assert!(apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["metadata"]["name"] == "apps"));
+        assert!(apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["metadata"]["name"] != ""));
     }
 
     #[test]
     fn legacy_documents() {
         let l = resource_list("apps", "v1").unwrap();
-        let names: Vec<&str> = l["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = l["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"deployments/scale"));
-        let scale = l["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
+        let scale = l["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
         assert_eq!(scale["group"], "autoscaling");
         assert!(resource_list("nope", "v1").is_none());
-        assert!(api_group_list()["groups"].as_array().unwrap().iter().any(|g| g["name"] == "apps"));
-        assert_eq!(api_group("apps").unwrap()["preferredVersion"]["groupVersion"], "apps/v1");
+        assert!(api_group_list()["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "apps"));
+        assert_eq!(
+            api_group("apps").unwrap()["preferredVersion"]["groupVersion"],
+            "apps/v1"
+        );
     }
 }

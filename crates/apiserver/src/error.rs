@@ -26,7 +26,11 @@ impl Cause {
         } else {
             format!("Required value: {detail}")
         };
-        Cause { reason: "FieldValueRequired", field: field.into(), message }
+        Cause {
+            reason: "FieldValueRequired",
+            field: field.into(),
+            message,
+        }
     }
 
     /// `Invalid value: <value rendered like Go's %#v>: detail`.
@@ -36,7 +40,11 @@ impl Cause {
             message.push_str(": ");
             message.push_str(detail);
         }
-        Cause { reason: "FieldValueInvalid", field: field.into(), message }
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message,
+        }
     }
 
     pub fn duplicate(field: impl Into<String>, value: &Value) -> Cause {
@@ -52,12 +60,20 @@ impl Cause {
         Cause {
             reason: "FieldValueNotSupported",
             field: field.into(),
-            message: format!("Unsupported value: {}: supported values: {}", go_value(value), list.join(", ")),
+            message: format!(
+                "Unsupported value: {}: supported values: {}",
+                go_value(value),
+                list.join(", ")
+            ),
         }
     }
 
     pub fn forbidden(field: impl Into<String>, detail: &str) -> Cause {
-        Cause { reason: "FieldValueForbidden", field: field.into(), message: format!("Forbidden: {detail}") }
+        Cause {
+            reason: "FieldValueForbidden",
+            field: field.into(),
+            message: format!("Forbidden: {detail}"),
+        }
     }
 
     /// `field: message`, the form used inside the Status message.
@@ -72,7 +88,10 @@ fn go_value(v: &Value) -> String {
         Value::String(s) => format!("{s:?}"),
         Value::Null => "null".into(),
         Value::Object(m) => {
-            let inner: Vec<String> = m.iter().map(|(k, v)| format!("{k:?}:{}", go_value(v))).collect();
+            let inner: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k:?}:{}", go_value(v)))
+                .collect();
             format!("map[string]string{{{}}}", inner.join(", "))
         }
         other => other.to_string(),
@@ -109,7 +128,12 @@ pub fn qualified_kind(info: &ResourceInfo) -> String {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> ApiError {
@@ -118,19 +142,31 @@ impl ApiError {
     }
 
     pub fn not_found(info: &ResourceInfo, name: &str) -> ApiError {
-        ApiError::new(404, "NotFound", format!("{} \"{}\" not found", qualified_resource(info), name))
-            .with_details(json!({"name": name, "group": info.group, "kind": info.resource}))
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", qualified_resource(info), name),
+        )
+        .with_details(json!({"name": name, "group": info.group, "kind": info.resource}))
     }
 
     /// 404 for a URL that names no resource at all.
     pub fn path_not_found() -> ApiError {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     pub fn already_exists(info: &ResourceInfo, name: &str) -> ApiError {
-        ApiError::new(409, "AlreadyExists", format!("{} \"{}\" already exists", qualified_resource(info), name))
-            .with_details(json!({"name": name, "group": info.group, "kind": info.resource}))
+        ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{}\" already exists", qualified_resource(info), name),
+        )
+        .with_details(json!({"name": name, "group": info.group, "kind": info.resource}))
     }
 
     /// The optimistic-concurrency conflict, in kube's exact words.
@@ -152,7 +188,12 @@ impl ApiError {
         ApiError::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{}\": {}", qualified_resource(info), name, why),
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": {}",
+                qualified_resource(info),
+                name,
+                why
+            ),
         )
         .with_details(json!({"name": name, "group": info.group, "kind": info.resource}))
     }
@@ -169,8 +210,14 @@ impl ApiError {
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
-        ApiError::new(422, "Invalid", format!("{} \"{}\" is invalid: {}", qualified_kind(info), name, body))
-            .with_details(json!({"name": name, "group": info.group, "kind": info.kind, "causes": causes_json}))
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("{} \"{}\" is invalid: {}", qualified_kind(info), name, body),
+        )
+        .with_details(
+            json!({"name": name, "group": info.group, "kind": info.kind, "causes": causes_json}),
+        )
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -198,7 +245,11 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     pub fn service_unavailable(message: impl Into<String>) -> ApiError {
@@ -234,8 +285,10 @@ impl IntoResponse for ApiError {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.status()).unwrap_or_default();
         let mut resp = (code, body).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         resp
     }
 }
@@ -247,7 +300,10 @@ mod tests {
     #[test]
     fn not_found_message_matches_kube() {
         let info = minik_apimachinery::resources::find("", "v1", "pods").unwrap();
-        assert_eq!(ApiError::not_found(info, "x").message, "pods \"x\" not found");
+        assert_eq!(
+            ApiError::not_found(info, "x").message,
+            "pods \"x\" not found"
+        );
         let d = minik_apimachinery::resources::find("apps", "v1", "deployments").unwrap();
         let c = ApiError::conflict(d, "x");
         assert_eq!(c.code, 409);
@@ -260,14 +316,27 @@ mod tests {
     #[test]
     fn invalid_lists_causes() {
         let d = minik_apimachinery::resources::find("apps", "v1", "deployments").unwrap();
-        let e = ApiError::invalid(d, "x", vec![Cause::required("spec.template.spec.containers", "")]);
-        assert_eq!(e.message, "Deployment.apps \"x\" is invalid: spec.template.spec.containers: Required value");
         let e = ApiError::invalid(
             d,
             "x",
-            vec![Cause::required("a", ""), Cause::invalid("b", &json!("B"), "bad")],
+            vec![Cause::required("spec.template.spec.containers", "")],
         );
-        assert_eq!(e.message, "Deployment.apps \"x\" is invalid: [a: Required value, b: Invalid value: \"B\": bad]");
+        assert_eq!(
+            e.message,
+            "Deployment.apps \"x\" is invalid: spec.template.spec.containers: Required value"
+        );
+        let e = ApiError::invalid(
+            d,
+            "x",
+            vec![
+                Cause::required("a", ""),
+                Cause::invalid("b", &json!("B"), "bad"),
+            ],
+        );
+        assert_eq!(
+            e.message,
+            "Deployment.apps \"x\" is invalid: [a: Required value, b: Invalid value: \"B\": bad]"
+        );
         assert_eq!(e.status()["details"]["causes"][1]["field"], "b");
     }
 }

@@ -98,7 +98,8 @@ pub struct ApiServer {
 }
 
 fn info(group: &str, resource: &str) -> anyhow::Result<&'static resources::ResourceInfo> {
-    resources::find(group, "v1", resource).with_context(|| format!("built-in resource {resource} is missing from the resource table"))
+    resources::find(group, "v1", resource)
+        .with_context(|| format!("built-in resource {resource} is missing from the resource table"))
 }
 
 impl ApiServer {
@@ -109,28 +110,53 @@ impl ApiServer {
         let alloc = alloc::Allocator::new(&opts.service_cidr, opts.node_port_range)?;
         let http = HttpClient::builder(TokioExecutor::new()).build_http();
         let server = ApiServer {
-            inner: Arc::new(Inner { store, opts, alloc, svc_lock: tokio::sync::Mutex::new(()), http }),
+            inner: Arc::new(Inner {
+                store,
+                opts,
+                alloc,
+                svc_lock: tokio::sync::Mutex::new(()),
+                http,
+            }),
         };
         server.bootstrap().await?;
         Ok(server)
     }
 
-    async fn ensure(&self, info: &'static resources::ResourceInfo, ns: Option<&str>, obj: Value) -> anyhow::Result<()> {
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-        if self.inner.store.get(&storage_key(info, ns, &name)).is_some() {
+    async fn ensure(
+        &self,
+        info: &'static resources::ResourceInfo,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> anyhow::Result<()> {
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if self
+            .inner
+            .store
+            .get(&storage_key(info, ns, &name))
+            .is_some()
+        {
             return Ok(());
         }
         match self.inner.create_object(info, ns, obj, false).await {
             Ok(_) => Ok(()),
             Err(e) if e.reason == "AlreadyExists" => Ok(()),
-            Err(e) => Err(anyhow::anyhow!("creating {} {name}: {}", info.resource, e.message)),
+            Err(e) => Err(anyhow::anyhow!(
+                "creating {} {name}: {}",
+                info.resource,
+                e.message
+            )),
         }
     }
 
     async fn bootstrap(&self) -> anyhow::Result<()> {
         let ns = info("", "namespaces")?;
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            self.ensure(ns, None, json!({"metadata": {"name": name}})).await?;
+            self.ensure(ns, None, json!({"metadata": {"name": name}}))
+                .await?;
         }
         let o = &self.inner.opts;
         let ip = self.inner.alloc.cidr.nth(1).to_string();
@@ -153,11 +179,18 @@ impl ApiServer {
         // the advertise address may change between runs (VM IP): reconcile
         let subsets2 = subsets.clone();
         self.inner
-            .update_with(ep, Some("default"), "kubernetes", UpdateMode::Raw, false, move |old| {
-                let mut new = old.clone();
-                new["subsets"] = subsets2.clone();
-                Ok(new)
-            })
+            .update_with(
+                ep,
+                Some("default"),
+                "kubernetes",
+                UpdateMode::Raw,
+                false,
+                move |old| {
+                    let mut new = old.clone();
+                    new["subsets"] = subsets2.clone();
+                    Ok(new)
+                },
+            )
             .await
             .map_err(|e| anyhow::anyhow!("reconciling the kubernetes Endpoints: {}", e.message))?;
         let slice = json!({
@@ -166,28 +199,44 @@ impl ApiServer {
             "endpoints": [{"addresses": [o.advertise_address], "conditions": {"ready": true}}],
             "ports": [{"name": "https", "port": o.secure_port, "protocol": "TCP"}],
         });
-        let es = resources::find("discovery.k8s.io", "v1", "endpointslices").context("endpointslices missing from the resource table")?;
+        let es = resources::find("discovery.k8s.io", "v1", "endpointslices")
+            .context("endpointslices missing from the resource table")?;
         self.ensure(es, Some("default"), slice.clone()).await?;
         self.inner
-            .update_with(es, Some("default"), "kubernetes", UpdateMode::Raw, false, move |old| {
-                let mut new = old.clone();
-                new["endpoints"] = slice["endpoints"].clone();
-                new["ports"] = slice["ports"].clone();
-                Ok(new)
-            })
+            .update_with(
+                es,
+                Some("default"),
+                "kubernetes",
+                UpdateMode::Raw,
+                false,
+                move |old| {
+                    let mut new = old.clone();
+                    new["endpoints"] = slice["endpoints"].clone();
+                    new["ports"] = slice["ports"].clone();
+                    Ok(new)
+                },
+            )
             .await
-            .map_err(|e| anyhow::anyhow!("reconciling the kubernetes EndpointSlice: {}", e.message))?;
+            .map_err(|e| {
+                anyhow::anyhow!("reconciling the kubernetes EndpointSlice: {}", e.message)
+            })?;
         Ok(())
     }
 
     /// The full-access router (no authentication): for in-process clients.
     pub fn router(&self) -> Router {
-        Router::new().fallback(dispatch).with_state(self.inner.clone())
+        Router::new()
+            .fallback(dispatch)
+            .with_state(self.inner.clone())
     }
 
     /// Serves the router over TLS on `listener` until the listener fails.
     /// Clients must present a certificate signed by `tls.ca_cert_pem`.
-    pub async fn serve_tls(&self, listener: tokio::net::TcpListener, tls: TlsFiles) -> anyhow::Result<()> {
+    pub async fn serve_tls(
+        &self,
+        listener: tokio::net::TcpListener,
+        tls: TlsFiles,
+    ) -> anyhow::Result<()> {
         let cfg = tls::server_config(&tls.ca_cert_pem, &tls.cert_pem, &tls.key_pem)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
         let router = self.router();
@@ -219,14 +268,19 @@ impl ApiServer {
                     .and_then(|c| tls::user_from_cert(c))
                     .map(Authn::User)
                     .unwrap_or(Authn::Anonymous);
-                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let mut req = req.map(Body::new);
-                    req.extensions_mut().insert(authn.clone());
-                    let router = router.clone();
-                    async move { tower::ServiceExt::oneshot(router, req).await }
-                });
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let mut req = req.map(Body::new);
+                        req.extensions_mut().insert(authn.clone());
+                        let router = router.clone();
+                        async move { tower::ServiceExt::oneshot(router, req).await }
+                    },
+                );
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
+                if let Err(e) = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await
+                {
                     tracing::debug!("connection from {peer} ended: {e}");
                 }
             });
@@ -236,7 +290,10 @@ impl ApiServer {
 
 fn text(code: StatusCode, body: &'static str) -> Response {
     let mut r = (code, body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -260,22 +317,46 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     }
     let body = match axum::body::to_bytes(body, 64 << 20).await {
         Ok(b) => b,
-        Err(e) => return ApiError::bad_request(format!("reading the request body failed: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::bad_request(format!("reading the request body failed: {e}"))
+                .into_response()
+        }
     };
-    match handle(inner, parts.method, r, parts.uri.query(), &parts.headers, &body).await {
+    match handle(
+        inner,
+        parts.method,
+        r,
+        parts.uri.query(),
+        &parts.headers,
+        &body,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn handle(inner: Arc<Inner>, method: Method, r: Route, query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+async fn handle(
+    inner: Arc<Inner>,
+    method: Method,
+    r: Route,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let q = Query::parse(query);
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let get_only = |m: &Method| -> Result<(), ApiError> {
         if m == Method::GET || m == Method::HEAD {
             Ok(())
         } else {
-            Err(ApiError::method_not_allowed("only GET is allowed on this path"))
+            Err(ApiError::method_not_allowed(
+                "only GET is allowed on this path",
+            ))
         }
     };
     match r {
@@ -289,41 +370,65 @@ async fn handle(inner: Arc<Inner>, method: Method, r: Route, query: Option<&str>
             let core = r == Route::ApiRoot;
             if let Some(v) = discovery::wants_aggregated(accept) {
                 let mut resp = json_response(StatusCode::OK, &discovery::aggregated(core, v));
-                let ct = if v == "v2" { discovery::AGG_V2 } else { discovery::AGG_V2BETA1 };
-                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-                resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+                let ct = if v == "v2" {
+                    discovery::AGG_V2
+                } else {
+                    discovery::AGG_V2BETA1
+                };
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                resp.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("Accept"));
                 return Ok(resp);
             }
             let body = if core {
-                discovery::api_versions(&format!("{}:{}", inner.opts.advertise_address, inner.opts.secure_port))
+                discovery::api_versions(&format!(
+                    "{}:{}",
+                    inner.opts.advertise_address, inner.opts.secure_port
+                ))
             } else {
                 discovery::api_group_list()
             };
             let mut resp = json_response(StatusCode::OK, &body);
-            resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+            resp.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Accept"));
             Ok(resp)
         }
         Route::Group(g) => {
             get_only(&method)?;
-            discovery::api_group(&g).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(ApiError::path_not_found)
+            discovery::api_group(&g)
+                .map(|v| json_response(StatusCode::OK, &v))
+                .ok_or_else(ApiError::path_not_found)
         }
         Route::GroupVersion(g, v) => {
             get_only(&method)?;
-            discovery::resource_list(&g, &v).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(ApiError::path_not_found)
+            discovery::resource_list(&g, &v)
+                .map(|v| json_response(StatusCode::OK, &v))
+                .ok_or_else(ApiError::path_not_found)
         }
         Route::OpenApiV3Index => {
             get_only(&method)?;
-            Ok(json_response(StatusCode::OK, &minik_apimachinery::openapi::v3_index()))
+            Ok(json_response(
+                StatusCode::OK,
+                &minik_apimachinery::openapi::v3_index(),
+            ))
         }
         Route::OpenApiV3(gv) => {
             get_only(&method)?;
-            let doc = minik_apimachinery::openapi::v3_group_version(&gv).ok_or_else(ApiError::path_not_found)?;
+            let doc = minik_apimachinery::openapi::v3_group_version(&gv)
+                .ok_or_else(ApiError::path_not_found)?;
             let mut resp = json_response(StatusCode::OK, &doc);
             if q.get("hash").is_some() {
                 // the hash in the URL pins the content: cacheable forever
-                resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, immutable"),
+                );
             } else {
-                resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-cache, private"),
+                );
             }
             Ok(resp)
         }
@@ -350,19 +455,27 @@ async fn resource(
     match (&method, name, sub) {
         (&Method::GET, _, None) if is_watch => watch::watch(inner.clone(), p, q, out).await,
         (&Method::GET, None, None) => inner.list(p, q, out).await,
-        (&Method::GET, Some(_), None) | (&Method::GET, Some(_), Some("status")) => inner.get(p, out).await,
+        (&Method::GET, Some(_), None) | (&Method::GET, Some(_), Some("status")) => {
+            inner.get(p, out).await
+        }
         (&Method::GET, Some(_), Some("scale")) => inner.scale_get(p).await,
-        (&Method::GET, Some(_), Some("log")) if p.info.resource == "pods" => inner.pod_log(p, q).await,
+        (&Method::GET, Some(_), Some("log")) if p.info.resource == "pods" => {
+            inner.pod_log(p, q).await
+        }
         (&Method::POST, None, None) => inner.create(p, q, headers, body).await,
-        (&Method::POST, Some(_), Some("binding")) if p.info.resource == "pods" => inner.bind(p, q, body).await,
-        (&Method::POST, Some(_), Some("eviction")) if p.info.resource == "pods" => inner.evict(p, body).await,
+        (&Method::POST, Some(_), Some("binding")) if p.info.resource == "pods" => {
+            inner.bind(p, q, body).await
+        }
+        (&Method::POST, Some(_), Some("eviction")) if p.info.resource == "pods" => {
+            inner.evict(p, body).await
+        }
         (&Method::PUT, Some(_), _) => inner.update(p, q, headers, body).await,
         (&Method::PATCH, Some(_), _) => inner.patch(p, q, headers, body).await,
         (&Method::DELETE, Some(_), None) => inner.delete(p, q, body).await,
         (&Method::DELETE, None, None) => inner.delete_collection(p, q, body).await,
-        (_, Some(_), Some(s @ ("exec" | "attach" | "portforward" | "proxy"))) => Err(ApiError::bad_request(format!(
-            "{s} is not supported by this minik API server yet"
-        ))),
+        (_, Some(_), Some(s @ ("exec" | "attach" | "portforward" | "proxy"))) => Err(
+            ApiError::bad_request(format!("{s} is not supported by this minik API server yet")),
+        ),
         _ => Err(verb_not_allowed(method.as_str(), p.info)),
     }
 }

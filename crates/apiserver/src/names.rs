@@ -20,7 +20,8 @@ const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanume
 fn is_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -61,7 +62,8 @@ fn is_qualified_name_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
@@ -103,7 +105,8 @@ mod tests {
     fn subdomain_names() {
         assert!(validate_name("hello", NameRule::Subdomain).is_empty());
         assert!(validate_name("a.b-c.d", NameRule::Subdomain).is_empty());
-        assert!(validate_name("Hello", NameRule::Subdomain)[0].starts_with("a lowercase RFC 1123 subdomain"));
+        assert!(validate_name("Hello", NameRule::Subdomain)[0]
+            .starts_with("a lowercase RFC 1123 subdomain"));
         assert!(!validate_name("a_b", NameRule::Subdomain).is_empty());
         assert!(!validate_name("-a", NameRule::Subdomain).is_empty());
         assert!(!validate_name(&"a".repeat(254), NameRule::Subdomain).is_empty());

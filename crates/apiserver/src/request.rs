@@ -38,7 +38,11 @@ pub enum Route {
 
 /// Parses a URL path into a route.
 pub fn route(path: &str) -> Route {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match segs.as_slice() {
         ["version"] => Route::Version,
         ["healthz"] | ["livez"] | ["readyz"] => Route::Health,
@@ -65,11 +69,16 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
     let ns_info = resources::find(group, version, "namespaces");
     // /namespaces/<ns>/<resource>... unless it is the namespace's own subresource
     let (namespace, rest) = match rest {
-        ["namespaces", ns, sub] if ns_info.is_some_and(|i| i.subresources.contains(sub)) => (None, rest),
+        ["namespaces", ns, sub] if ns_info.is_some_and(|i| i.subresources.contains(sub)) => {
+            (None, rest)
+        }
         ["namespaces", ns, r @ ..] if !r.is_empty() => (Some(ns.to_string()), r),
         r => (None, r),
     };
-    let info = match rest.first().and_then(|r| resources::find(group, version, r)) {
+    let info = match rest
+        .first()
+        .and_then(|r| resources::find(group, version, r))
+    {
         Some(i) => i,
         None => return Route::NotFound,
     };
@@ -86,7 +95,13 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
             return Route::NotFound;
         }
     }
-    Route::Resource(ResourcePath { info, namespace, name, subresource, watch_prefix })
+    Route::Resource(ResourcePath {
+        info,
+        namespace,
+        name,
+        subresource,
+        watch_prefix,
+    })
 }
 
 /// Query parameters (repeated keys keep every value).
@@ -107,7 +122,10 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.map.get(key).and_then(|v| v.first()).map(String::as_str)
+        self.map
+            .get(key)
+            .and_then(|v| v.first())
+            .map(String::as_str)
     }
 
     pub fn all(&self, key: &str) -> &[String] {
@@ -121,10 +139,11 @@ impl Query {
     pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
         match self.get(key) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value for query parameter {key}: {v:?} is not an integer"))),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid value for query parameter {key}: {v:?} is not an integer"
+                ))
+            }),
         }
     }
 
@@ -132,7 +151,9 @@ impl Query {
     pub fn dry_run(&self) -> Result<bool, ApiError> {
         for v in self.all("dryRun") {
             if v != "All" {
-                return Err(ApiError::bad_request(format!("Invalid dryRun value {v:?}: the only supported value is \"All\"")));
+                return Err(ApiError::bad_request(format!(
+                    "Invalid dryRun value {v:?}: the only supported value is \"All\""
+                )));
             }
         }
         Ok(!self.all("dryRun").is_empty())
@@ -158,7 +179,11 @@ pub fn output(accept: &str) -> Output {
                 return Output::PartialMetadata;
             }
         }
-        if p.starts_with("application/json") || p.starts_with("*/*") || p.starts_with("application/vnd.kubernetes.protobuf") || p.starts_with("application/yaml") {
+        if p.starts_with("application/json")
+            || p.starts_with("*/*")
+            || p.starts_with("application/vnd.kubernetes.protobuf")
+            || p.starts_with("application/yaml")
+        {
             // a plain type listed first wins over later Table offers
             if !p.contains("as=") {
                 return Output::Json;
@@ -181,7 +206,12 @@ pub enum BodyType {
 }
 
 pub fn body_type(content_type: &str) -> Result<BodyType, ApiError> {
-    let mt = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mt = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     Ok(match mt.as_str() {
         "" | "application/json" | "text/json" => BodyType::Json,
         "application/yaml" | "application/x-yaml" | "text/yaml" => BodyType::Yaml,
@@ -197,7 +227,9 @@ pub fn body_type(content_type: &str) -> Result<BodyType, ApiError> {
 /// Decodes a JSON or YAML document (any JSON is valid YAML).
 pub fn decode_json_or_yaml(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("the request body is empty: send the object as JSON or YAML"));
+        return Err(ApiError::bad_request(
+            "the request body is empty: send the object as JSON or YAML",
+        ));
     }
     if yaml {
         serde_yaml::from_slice::<Value>(body)
@@ -213,10 +245,15 @@ pub fn decode_object(body: &[u8], ty: BodyType) -> Result<Value, ApiError> {
     let v = match ty {
         BodyType::Json => decode_json_or_yaml(body, false)?,
         BodyType::Yaml | BodyType::Apply => decode_json_or_yaml(body, true)?,
-        BodyType::Protobuf => minik_apimachinery::protobuf::decode(body)
-            .map_err(|e| ApiError::bad_request(format!("the protobuf request body could not be decoded: {e}")))?,
+        BodyType::Protobuf => minik_apimachinery::protobuf::decode(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the protobuf request body could not be decoded: {e}"
+            ))
+        })?,
         _ => {
-            return Err(ApiError::unsupported_media_type("patch types are only accepted by PATCH"));
+            return Err(ApiError::unsupported_media_type(
+                "patch types are only accepted by PATCH",
+            ));
         }
     };
     if !v.is_object() {
@@ -231,7 +268,10 @@ pub fn decode_object(body: &[u8], ty: BodyType) -> Result<Value, ApiError> {
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 80 {
-        format!("{}...", &s[..s.char_indices().nth(80).map(|(i, _)| i).unwrap_or(s.len())])
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(80).map(|(i, _)| i).unwrap_or(s.len())]
+        )
     } else {
         s
     }
@@ -252,51 +292,95 @@ mod tests {
     fn routes() {
         assert_eq!(route("/version"), Route::Version);
         assert_eq!(route("/api"), Route::ApiRoot);
-        assert_eq!(route("/apis/apps/v1"), Route::GroupVersion("apps".into(), "v1".into()));
-        assert_eq!(route("/openapi/v3/apis/apps/v1"), Route::OpenApiV3("apis/apps/v1".into()));
+        assert_eq!(
+            route("/apis/apps/v1"),
+            Route::GroupVersion("apps".into(), "v1".into())
+        );
+        assert_eq!(
+            route("/openapi/v3/apis/apps/v1"),
+            Route::OpenApiV3("apis/apps/v1".into())
+        );
         let r = res("/api/v1/namespaces/default/pods/hw/log");
-        assert_eq!((r.info.resource, r.namespace.as_deref(), r.name.as_deref(), r.subresource.as_deref()), ("pods", Some("default"), Some("hw"), Some("log")));
+        assert_eq!(
+            (
+                r.info.resource,
+                r.namespace.as_deref(),
+                r.name.as_deref(),
+                r.subresource.as_deref()
+            ),
+            ("pods", Some("default"), Some("hw"), Some("log"))
+        );
         let r = res("/api/v1/pods");
         assert_eq!((r.info.resource, r.namespace, r.name), ("pods", None, None));
         let r = res("/api/v1/namespaces/kube-system");
-        assert_eq!((r.info.resource, r.name.as_deref()), ("namespaces", Some("kube-system")));
+        assert_eq!(
+            (r.info.resource, r.name.as_deref()),
+            ("namespaces", Some("kube-system"))
+        );
         let r = res("/api/v1/namespaces/x/finalize");
-        assert_eq!((r.info.resource, r.name.as_deref(), r.subresource.as_deref()), ("namespaces", Some("x"), Some("finalize")));
+        assert_eq!(
+            (r.info.resource, r.name.as_deref(), r.subresource.as_deref()),
+            ("namespaces", Some("x"), Some("finalize"))
+        );
         let r = res("/api/v1/namespaces/x/status");
-        assert_eq!((r.info.resource, r.subresource.as_deref()), ("namespaces", Some("status")));
+        assert_eq!(
+            (r.info.resource, r.subresource.as_deref()),
+            ("namespaces", Some("status"))
+        );
         let r = res("/apis/apps/v1/watch/namespaces/default/deployments");
         assert!(r.watch_prefix);
         assert_eq!(r.namespace.as_deref(), Some("default"));
         assert_eq!(route("/api/v1/namespaces/default/nodes"), Route::NotFound);
         assert_eq!(route("/api/v1/nosuch"), Route::NotFound);
-        assert_eq!(route("/api/v1/namespaces/default/pods/x/nosub"), Route::NotFound);
+        assert_eq!(
+            route("/api/v1/namespaces/default/pods/x/nosub"),
+            Route::NotFound
+        );
     }
 
     #[test]
     fn outputs() {
         assert_eq!(output("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"), Output::Table);
         assert_eq!(output("application/json, */*"), Output::Json);
-        assert_eq!(output("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"), Output::PartialMetadata);
+        assert_eq!(
+            output("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
+            Output::PartialMetadata
+        );
         assert_eq!(output(""), Output::Json);
     }
 
     #[test]
     fn bodies() {
-        assert_eq!(body_type("application/json; charset=utf-8").unwrap(), BodyType::Json);
-        assert_eq!(body_type("application/apply-patch+yaml").unwrap(), BodyType::Apply);
+        assert_eq!(
+            body_type("application/json; charset=utf-8").unwrap(),
+            BodyType::Json
+        );
+        assert_eq!(
+            body_type("application/apply-patch+yaml").unwrap(),
+            BodyType::Apply
+        );
         assert_eq!(body_type("text/plain").unwrap_err().code, 415);
         let e = decode_object(b"{\"a\":", BodyType::Json).unwrap_err();
         assert_eq!(e.code, 400);
         assert!(e.message.contains("not valid JSON"), "{}", e.message);
-        let v = decode_object(b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n", BodyType::Yaml).unwrap();
+        let v = decode_object(
+            b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n",
+            BodyType::Yaml,
+        )
+        .unwrap();
         assert_eq!(v["metadata"]["name"], "x");
-        assert!(decode_object(b"key: [unclosed", BodyType::Yaml).unwrap_err().message.contains("YAML"));
+        assert!(decode_object(b"key: [unclosed", BodyType::Yaml)
+            .unwrap_err()
+            .message
+            .contains("YAML"));
         assert!(decode_object(b"[1]", BodyType::Json).is_err());
     }
 
     #[test]
     fn query() {
-        let q = Query::parse(Some("labelSelector=app%3Dweb&limit=500&dryRun=All&command=ls&command=-la"));
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb&limit=500&dryRun=All&command=ls&command=-la",
+        ));
         assert_eq!(q.get("labelSelector"), Some("app=web"));
         assert_eq!(q.int("limit").unwrap(), Some(500));
         assert!(q.dry_run().unwrap());

@@ -5,7 +5,9 @@
 //! (and `alloc` for Services); there is no handler per kind.
 
 use crate::error::{qualified_resource, ApiError};
-use crate::request::{body_type, decode_json_or_yaml, decode_object, BodyType, Output, Query, ResourcePath};
+use crate::request::{
+    body_type, decode_json_or_yaml, decode_object, BodyType, Output, Query, ResourcePath,
+};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::{strategy, table, Inner};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -32,26 +34,44 @@ pub enum UpdateMode {
 /// `/registry/<group>/<resource>/[<ns>/]<name>`.
 pub fn storage_key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> String {
     match (info.namespaced, ns) {
-        (true, Some(ns)) => format!("/registry/{}/{}/{}/{}", info.storage_group(), info.resource, ns, name),
-        _ => format!("/registry/{}/{}/{}", info.storage_group(), info.resource, name),
+        (true, Some(ns)) => format!(
+            "/registry/{}/{}/{}/{}",
+            info.storage_group(),
+            info.resource,
+            ns,
+            name
+        ),
+        _ => format!(
+            "/registry/{}/{}/{}",
+            info.storage_group(),
+            info.resource,
+            name
+        ),
     }
 }
 
 /// The prefix of a collection (trailing `/`).
 pub fn storage_prefix(info: &ResourceInfo, ns: Option<&str>) -> String {
     match (info.namespaced, ns) {
-        (true, Some(ns)) => format!("/registry/{}/{}/{}/", info.storage_group(), info.resource, ns),
+        (true, Some(ns)) => format!(
+            "/registry/{}/{}/{}/",
+            info.storage_group(),
+            info.resource,
+            ns
+        ),
         _ => format!("/registry/{}/{}/", info.storage_group(), info.resource),
     }
 }
 
 /// Decodes a stored value and stamps `metadata.resourceVersion`.
 pub fn from_kv(info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut v: Value = serde_json::from_slice(&kv.value)
-        .map_err(|e| ApiError::internal(format!("stored object {} is not valid JSON: {e}", kv.key)))?;
+    let mut v: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+        ApiError::internal(format!("stored object {} is not valid JSON: {e}", kv.key))
+    })?;
     set_rv(&mut v, kv.mod_revision);
     if let Some(m) = v.as_object_mut() {
-        m.entry("apiVersion").or_insert_with(|| json!(info.api_version()));
+        m.entry("apiVersion")
+            .or_insert_with(|| json!(info.api_version()));
         m.entry("kind").or_insert_with(|| json!(info.kind));
     }
     Ok(v)
@@ -85,7 +105,10 @@ pub fn now_rfc3339() -> String {
 }
 
 fn meta_str<'a>(v: &'a Value, field: &str) -> &'a str {
-    v.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
+    v.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
@@ -103,7 +126,11 @@ fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
 fn finalizers(v: &Value) -> Vec<String> {
     v.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -111,7 +138,10 @@ fn finalizers(v: &Value) -> Vec<String> {
 pub fn json_response(code: StatusCode, v: &Value) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = (code, body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -131,30 +161,49 @@ pub fn render_object(info: &ResourceInfo, obj: &Value, output: Output) -> Value 
         Output::Json => obj.clone(),
         Output::Table => {
             let rv = meta_str(obj, "resourceVersion").to_string();
-            table::table(info, std::slice::from_ref(obj), json!({"resourceVersion": rv}), Utc::now())
+            table::table(
+                info,
+                std::slice::from_ref(obj),
+                json!({"resourceVersion": rv}),
+                Utc::now(),
+            )
         }
         Output::PartialMetadata => table::partial_object(obj),
     }
 }
 
 /// Which `fieldValidation` the request asked for.
-fn unknown_field_check(info: &ResourceInfo, obj: &Value, q: &Query) -> Result<Vec<String>, ApiError> {
+fn unknown_field_check(
+    info: &ResourceInfo,
+    obj: &Value,
+    q: &Query,
+) -> Result<Vec<String>, ApiError> {
     let mode = q.get("fieldValidation").unwrap_or("Warn");
     if mode.eq_ignore_ascii_case("Ignore") {
         return Ok(Vec::new());
     }
-    if !["Strict", "Warn"].iter().any(|m| m.eq_ignore_ascii_case(mode)) {
+    if !["Strict", "Warn"]
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(mode))
+    {
         return Err(ApiError::bad_request(format!(
             "fieldValidation parameter {mode:?} is not valid: use Strict, Warn or Ignore"
         )));
     }
-    let unknown = minik_apimachinery::validation::unknown_fields(&info.api_version(), info.kind, obj);
+    let unknown =
+        minik_apimachinery::validation::unknown_fields(&info.api_version(), info.kind, obj);
     if unknown.is_empty() {
         return Ok(Vec::new());
     }
-    let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+    let msgs: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
     if mode.eq_ignore_ascii_case("Strict") {
-        Err(ApiError::bad_request(format!("strict decoding error: {}", msgs.join(", "))))
+        Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            msgs.join(", ")
+        )))
     } else {
         Ok(msgs)
     }
@@ -163,7 +212,9 @@ fn unknown_field_check(info: &ResourceInfo, obj: &Value, q: &Query) -> Result<Ve
 /// Fills or checks `apiVersion` / `kind` of a request body against the endpoint.
 fn check_type(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
     let want_av = info.api_version();
-    let m = obj.as_object_mut().ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))?;
+    let m = obj
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))?;
     match m.get("kind").and_then(Value::as_str) {
         None | Some("") => {
             m.insert("kind".into(), json!(info.kind));
@@ -187,7 +238,9 @@ fn check_type(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
         }
         _ => {}
     }
-    if m.get("metadata").is_some_and(|v| !v.is_object() && !v.is_null()) {
+    if m.get("metadata")
+        .is_some_and(|v| !v.is_object() && !v.is_null())
+    {
         return Err(ApiError::bad_request("metadata must be a JSON object"));
     }
     Ok(())
@@ -197,7 +250,9 @@ fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 #[derive(Debug, Default)]
@@ -214,13 +269,25 @@ fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
     if !body.iter().all(u8::is_ascii_whitespace) {
         let v = decode_json_or_yaml(body, false)?;
         o.grace_period = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-        o.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(String::from);
+        o.propagation = v
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(String::from);
         if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
             o.propagation = Some("Orphan".into());
         }
-        o.uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
-        o.resource_version = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
-        o.dry_run = v.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|d| d == "All"));
+        o.uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from);
+        o.resource_version = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from);
+        o.dry_run = v
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|d| d == "All"));
     }
     if let Some(g) = q.int("gracePeriodSeconds")? {
         o.grace_period = Some(g);
@@ -249,8 +316,14 @@ fn encode_continue(rev: i64, last_key: &str) -> String {
 }
 
 fn decode_continue(token: &str, prefix: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::bad_request(format!("continue key {token:?} is not valid: start the list again without `continue`"));
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(format!(
+            "continue key {token:?} is not valid: start the list again without `continue`"
+        ))
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
     if !start.starts_with(prefix) {
@@ -267,11 +340,19 @@ pub struct Selectors {
 }
 
 impl Selectors {
-    pub fn from_query(info: &ResourceInfo, q: &Query, name: Option<&str>) -> Result<Selectors, ApiError> {
+    pub fn from_query(
+        info: &ResourceInfo,
+        q: &Query,
+        name: Option<&str>,
+    ) -> Result<Selectors, ApiError> {
         let label = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(format!("invalid labelSelector: {e}")))?;
-        let mut field = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), info.group, info.resource)
-            .map_err(|e| ApiError::bad_request(format!("invalid fieldSelector: {e}")))?;
+        let mut field = FieldSelector::parse(
+            q.get("fieldSelector").unwrap_or(""),
+            info.group,
+            info.resource,
+        )
+        .map_err(|e| ApiError::bad_request(format!("invalid fieldSelector: {e}")))?;
         if let Some(n) = name {
             field.requirements.push(crate::selector::FieldRequirement {
                 field: "metadata.name".into(),
@@ -293,15 +374,26 @@ impl Inner {
     }
 
     /// Reads one object.
-    pub fn read(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<(Value, KeyValue), ApiError> {
-        let kv = self.store.get(&storage_key(info, ns, name)).ok_or_else(|| self.not_found(info, name))?;
+    pub fn read(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<(Value, KeyValue), ApiError> {
+        let kv = self
+            .store
+            .get(&storage_key(info, ns, name))
+            .ok_or_else(|| self.not_found(info, name))?;
         Ok((from_kv(info, &kv)?, kv))
     }
 
     pub async fn get(&self, p: &ResourcePath, output: Output) -> Result<Response, ApiError> {
         let name = p.name.as_deref().unwrap_or_default();
         let (obj, _) = self.read(p.info, p.namespace.as_deref(), name)?;
-        Ok(json_response(StatusCode::OK, &render_object(p.info, &obj, output)))
+        Ok(json_response(
+            StatusCode::OK,
+            &render_object(p.info, &obj, output),
+        ))
     }
 
     /// Lists matching objects; returns (items, revision, continue token).
@@ -360,10 +452,21 @@ impl Inner {
         Ok((items, rev, next))
     }
 
-    pub async fn list(&self, p: &ResourcePath, q: &Query, output: Output) -> Result<Response, ApiError> {
+    pub async fn list(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        output: Output,
+    ) -> Result<Response, ApiError> {
         let sel = Selectors::from_query(p.info, q, None)?;
         let limit = q.int("limit")?.unwrap_or(0).max(0) as usize;
-        let (items, rev, cont) = self.list_objects(p.info, p.namespace.as_deref(), &sel, limit, q.get("continue").filter(|c| !c.is_empty()))?;
+        let (items, rev, cont) = self.list_objects(
+            p.info,
+            p.namespace.as_deref(),
+            &sel,
+            limit,
+            q.get("continue").filter(|c| !c.is_empty()),
+        )?;
         let mut meta = json!({"resourceVersion": rev.to_string()});
         if let Some(c) = cont {
             meta["continue"] = json!(c);
@@ -383,9 +486,13 @@ impl Inner {
 
     /// Checks that a namespace exists and accepts new objects.
     fn check_namespace(&self, ns: &str) -> Result<(), ApiError> {
-        let info = minik_apimachinery::resources::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("namespaces resource missing"))?;
+        let info = minik_apimachinery::resources::find("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::internal("namespaces resource missing"))?;
         let (obj, _) = self.read(info, None, ns)?;
-        if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+        if obj
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+        {
             return Err(ApiError::forbidden(format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
             ))
@@ -406,7 +513,12 @@ impl Inner {
         check_type(info, &mut obj)?;
         let meta = meta_mut(&mut obj);
         if info.namespaced {
-            let url_ns = ns.ok_or_else(|| ApiError::bad_request(format!("{} are namespaced: create them under /namespaces/<namespace>/", info.resource)))?;
+            let url_ns = ns.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{} are namespaced: create them under /namespaces/<namespace>/",
+                    info.resource
+                ))
+            })?;
             match meta.get("namespace").and_then(Value::as_str) {
                 Some(b) if !b.is_empty() && b != url_ns => {
                     return Err(ApiError::bad_request(format!(
@@ -419,24 +531,48 @@ impl Inner {
         } else {
             meta.remove("namespace");
         }
-        let mut name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let mut name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if name.is_empty() {
-            if let Some(g) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+            if let Some(g) = meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|g| !g.is_empty())
+            {
                 name = format!("{g}{}", random_suffix());
                 meta.insert("name".into(), json!(name));
             }
         }
         if name.is_empty() {
-            return Err(ApiError::invalid(info, "", vec![crate::error::Cause::required("metadata.name", "name or generateName is required")]));
+            return Err(ApiError::invalid(
+                info,
+                "",
+                vec![crate::error::Cause::required(
+                    "metadata.name",
+                    "name or generateName is required",
+                )],
+            ));
         }
         let name_errs = crate::names::validate_name(&name, strategy::name_rule(info));
         if !name_errs.is_empty() {
-            let causes = name_errs.iter().map(|e| crate::error::Cause::invalid("metadata.name", &json!(name), e)).collect();
+            let causes = name_errs
+                .iter()
+                .map(|e| crate::error::Cause::invalid("metadata.name", &json!(name), e))
+                .collect();
             return Err(ApiError::invalid(info, &name, causes));
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ] {
             meta.remove(f);
         }
         if let Some(ns) = ns.filter(|_| info.namespaced) {
@@ -450,7 +586,11 @@ impl Inner {
         }
         let key = storage_key(info, ns, &name);
         let is_service = info.group.is_empty() && info.resource == "services";
-        let _guard = if is_service { Some(self.svc_lock.lock().await) } else { None };
+        let _guard = if is_service {
+            Some(self.svc_lock.lock().await)
+        } else {
+            None
+        };
         if is_service {
             self.allocate_service(info, &mut obj, None)?;
         }
@@ -470,9 +610,17 @@ impl Inner {
         }
     }
 
-    fn allocate_service(&self, info: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    fn allocate_service(
+        &self,
+        info: &ResourceInfo,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
         let (kvs, _) = self.store.list(&storage_prefix(info, None));
-        let services: Vec<Value> = kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect();
+        let services: Vec<Value> = kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+            .collect();
         let ns = meta_str(obj, "namespace").to_string();
         let name = meta_str(obj, "name").to_string();
         let used = crate::alloc::Used::from_services(services.iter(), Some((&ns, &name)));
@@ -481,23 +629,43 @@ impl Inner {
             .map_err(|causes| ApiError::invalid(info, &name, causes))
     }
 
-    pub async fn create(&self, p: &ResourcePath, q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+    pub async fn create(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
         let ty = body_type(content_type(headers))?;
         let mut obj = decode_object(body, ty)?;
         check_type(p.info, &mut obj)?;
         let warnings = unknown_field_check(p.info, &obj, q)?;
-        let created = self.create_object(p.info, p.namespace.as_deref(), obj, q.dry_run()?).await?;
-        Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
+        let created = self
+            .create_object(p.info, p.namespace.as_deref(), obj, q.dry_run()?)
+            .await?;
+        Ok(with_warnings(
+            json_response(StatusCode::CREATED, &created),
+            &warnings,
+        ))
     }
 
     /// Applies the update mode's rules to `new` (old = stored object).
-    fn finish_update(&self, info: &ResourceInfo, mode: UpdateMode, new: Value, old: &Value) -> Result<Value, ApiError> {
+    fn finish_update(
+        &self,
+        info: &ResourceInfo,
+        mode: UpdateMode,
+        new: Value,
+        old: &Value,
+    ) -> Result<Value, ApiError> {
         let name = meta_str(old, "name").to_string();
         let mut new = match mode {
             UpdateMode::Status => strategy::prepare_for_status_update(&new, old),
             UpdateMode::Finalize => {
                 let mut out = old.clone();
-                let f = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+                let f = new
+                    .pointer("/spec/finalizers")
+                    .cloned()
+                    .unwrap_or(json!([]));
                 if let Some(m) = out.as_object_mut() {
                     let spec = m.entry("spec").or_insert_with(|| json!({}));
                     spec["finalizers"] = f;
@@ -521,14 +689,20 @@ impl Inner {
                         "the namespace of the provided object ({new_ns}) does not match the namespace sent on the request ({old_ns})"
                     )));
                 }
-                let was_deleting = old.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+                let was_deleting = old
+                    .pointer("/metadata/deletionTimestamp")
+                    .is_some_and(|v| !v.is_null());
                 if was_deleting {
                     let old_f = finalizers(old);
                     if finalizers(&new).iter().any(|f| !old_f.contains(f)) {
-                        return Err(ApiError::invalid(info, &name, vec![crate::error::Cause::forbidden(
-                            "metadata.finalizers",
-                            "no new finalizers can be added if the object is being deleted",
-                        )]));
+                        return Err(ApiError::invalid(
+                            info,
+                            &name,
+                            vec![crate::error::Cause::forbidden(
+                                "metadata.finalizers",
+                                "no new finalizers can be added if the object is being deleted",
+                            )],
+                        ));
                     }
                 }
                 {
@@ -538,7 +712,12 @@ impl Inner {
                     if info.namespaced {
                         m.insert("namespace".into(), json!(old_ns));
                     }
-                    for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+                    for f in [
+                        "uid",
+                        "creationTimestamp",
+                        "deletionTimestamp",
+                        "deletionGracePeriodSeconds",
+                    ] {
                         match old_meta.get(f) {
                             Some(v) => m.insert(f.into(), v.clone()),
                             None => m.remove(f),
@@ -582,7 +761,11 @@ impl Inner {
     ) -> Result<Value, ApiError> {
         let key = storage_key(info, ns, name);
         let is_service = info.group.is_empty() && info.resource == "services";
-        let _guard = if is_service { Some(self.svc_lock.lock().await) } else { None };
+        let _guard = if is_service {
+            Some(self.svc_lock.lock().await)
+        } else {
+            None
+        };
         for _ in 0..8 {
             let (old, kv) = self.read(info, ns, name)?;
             let new = f(&old)?;
@@ -596,7 +779,9 @@ impl Inner {
             if without_rv(&new) == without_rv(&old) {
                 return Ok(old);
             }
-            let deleting = new.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+            let deleting = new
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|v| !v.is_null());
             let spec_finalizers_empty = new
                 .pointer("/spec/finalizers")
                 .and_then(Value::as_array)
@@ -616,7 +801,9 @@ impl Inner {
             let res = if finished {
                 self.store.delete(&key, Some(kv.mod_revision)).await
             } else {
-                self.store.update(&key, to_bytes(&new), Some(kv.mod_revision)).await
+                self.store
+                    .update(&key, to_bytes(&new), Some(kv.mod_revision))
+                    .await
             };
             match res {
                 Ok(kv) => {
@@ -632,7 +819,13 @@ impl Inner {
         Err(ApiError::conflict(info, name))
     }
 
-    pub async fn update(&self, p: &ResourcePath, q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+    pub async fn update(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
         let name = p.name.clone().unwrap_or_default();
         let ty = body_type(content_type(headers))?;
         let mut obj = decode_object(body, ty)?;
@@ -641,7 +834,12 @@ impl Inner {
             Some("status") => UpdateMode::Status,
             Some("finalize") if p.info.resource == "namespaces" => UpdateMode::Finalize,
             Some("scale") => return self.scale_write(p, q, Some(obj), None).await,
-            Some(s) => return Err(ApiError::method_not_allowed(format!("PUT is not supported on {}/{s}", p.info.resource))),
+            Some(s) => {
+                return Err(ApiError::method_not_allowed(format!(
+                    "PUT is not supported on {}/{s}",
+                    p.info.resource
+                )))
+            }
         };
         check_type(p.info, &mut obj)?;
         let body_name = meta_str(&obj, "name");
@@ -652,18 +850,37 @@ impl Inner {
         }
         let warnings = unknown_field_check(p.info, &obj, q)?;
         let updated = self
-            .update_with(p.info, p.namespace.as_deref(), &name, mode, q.dry_run()?, |_| Ok(obj.clone()))
+            .update_with(
+                p.info,
+                p.namespace.as_deref(),
+                &name,
+                mode,
+                q.dry_run()?,
+                |_| Ok(obj.clone()),
+            )
             .await?;
-        Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
+        Ok(with_warnings(
+            json_response(StatusCode::OK, &updated),
+            &warnings,
+        ))
     }
 
-    pub async fn patch(&self, p: &ResourcePath, q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+    pub async fn patch(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
         let name = p.name.clone().unwrap_or_default();
         let ty = body_type(content_type(headers))?;
         if ty == BodyType::Apply {
             return self.apply(p, q, body).await;
         }
-        if !matches!(ty, BodyType::StrategicMerge | BodyType::MergePatch | BodyType::JsonPatch) {
+        if !matches!(
+            ty,
+            BodyType::StrategicMerge | BodyType::MergePatch | BodyType::JsonPatch
+        ) {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
@@ -675,7 +892,9 @@ impl Inner {
         }
         let patch = decode_json_or_yaml(body, false)?;
         if ty == BodyType::JsonPatch && !patch.is_array() {
-            return Err(ApiError::bad_request("a JSON patch must be a JSON array of operations"));
+            return Err(ApiError::bad_request(
+                "a JSON patch must be a JSON array of operations",
+            ));
         }
         if ty != BodyType::JsonPatch && !patch.is_object() {
             return Err(ApiError::bad_request("a merge patch must be a JSON object"));
@@ -684,18 +903,33 @@ impl Inner {
             None => UpdateMode::Main,
             Some("status") => UpdateMode::Status,
             Some("scale") => return self.scale_write(p, q, None, Some((ty, patch))).await,
-            Some(s) => return Err(ApiError::method_not_allowed(format!("PATCH is not supported on {}/{s}", p.info.resource))),
+            Some(s) => {
+                return Err(ApiError::method_not_allowed(format!(
+                    "PATCH is not supported on {}/{s}",
+                    p.info.resource
+                )))
+            }
         };
         let info = p.info;
         let mut warnings = Vec::new();
         let updated = self
-            .update_with(info, p.namespace.as_deref(), &name, mode, q.dry_run()?, |old| {
-                let new = apply_patch(info, old, &patch, ty)?;
-                warnings = unknown_field_check(info, &new, q)?;
-                Ok(new)
-            })
+            .update_with(
+                info,
+                p.namespace.as_deref(),
+                &name,
+                mode,
+                q.dry_run()?,
+                |old| {
+                    let new = apply_patch(info, old, &patch, ty)?;
+                    warnings = unknown_field_check(info, &new, q)?;
+                    Ok(new)
+                },
+            )
             .await?;
-        Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
+        Ok(with_warnings(
+            json_response(StatusCode::OK, &updated),
+            &warnings,
+        ))
     }
 
     /// Server-side apply (`application/apply-patch+yaml`). Creates the object
@@ -706,10 +940,20 @@ impl Inner {
     async fn apply(&self, p: &ResourcePath, q: &Query, body: &[u8]) -> Result<Response, ApiError> {
         let name = p.name.clone().unwrap_or_default();
         let mut applied = decode_object(body, BodyType::Apply)?;
-        if applied.get("kind").and_then(Value::as_str).unwrap_or("").is_empty()
-            || applied.get("apiVersion").and_then(Value::as_str).unwrap_or("").is_empty()
+        if applied
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+            || applied
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
         {
-            return Err(ApiError::bad_request("server-side apply needs apiVersion and kind in the applied configuration"));
+            return Err(ApiError::bad_request(
+                "server-side apply needs apiVersion and kind in the applied configuration",
+            ));
         }
         check_type(p.info, &mut applied)?;
         let body_name = meta_str(&applied, "name");
@@ -721,15 +965,31 @@ impl Inner {
         meta_mut(&mut applied).insert("name".into(), json!(name));
         let warnings = unknown_field_check(p.info, &applied, q)?;
         let dry_run = q.dry_run()?;
-        if p.subresource.is_none() && self.store.get(&storage_key(p.info, p.namespace.as_deref(), &name)).is_none() {
-            let created = self.create_object(p.info, p.namespace.as_deref(), applied.clone(), dry_run).await;
+        if p.subresource.is_none()
+            && self
+                .store
+                .get(&storage_key(p.info, p.namespace.as_deref(), &name))
+                .is_none()
+        {
+            let created = self
+                .create_object(p.info, p.namespace.as_deref(), applied.clone(), dry_run)
+                .await;
             match created {
-                Ok(obj) => return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings)),
+                Ok(obj) => {
+                    return Ok(with_warnings(
+                        json_response(StatusCode::CREATED, &obj),
+                        &warnings,
+                    ))
+                }
                 Err(e) if e.reason == "AlreadyExists" => {} // raced with a create: merge instead
                 Err(e) => return Err(e),
             }
         }
-        let mode = if p.subresource.as_deref() == Some("status") { UpdateMode::Status } else { UpdateMode::Main };
+        let mode = if p.subresource.as_deref() == Some("status") {
+            UpdateMode::Status
+        } else {
+            UpdateMode::Main
+        };
         let info = p.info;
         let updated = self
             .update_with(info, p.namespace.as_deref(), &name, mode, dry_run, |old| {
@@ -737,15 +997,26 @@ impl Inner {
                 if let Some(m) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.remove("resourceVersion");
                 }
-                minik_apimachinery::patch::strategic_merge(old, &patch, &info.api_version(), info.kind)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))
+                minik_apimachinery::patch::strategic_merge(
+                    old,
+                    &patch,
+                    &info.api_version(),
+                    info.kind,
+                )
+                .map_err(|e| ApiError::bad_request(e.to_string()))
             })
             .await?;
-        Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
+        Ok(with_warnings(
+            json_response(StatusCode::OK, &updated),
+            &warnings,
+        ))
     }
 
     fn scale_of(&self, info: &ResourceInfo, obj: &Value) -> Value {
-        let sel = obj.pointer("/spec/selector").map(|s| LabelSelector::from_json(s).to_string()).unwrap_or_default();
+        let sel = obj
+            .pointer("/spec/selector")
+            .map(|s| LabelSelector::from_json(s).to_string())
+            .unwrap_or_default();
         json!({
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
@@ -762,12 +1033,22 @@ impl Inner {
     }
 
     pub async fn scale_get(&self, p: &ResourcePath) -> Result<Response, ApiError> {
-        let (obj, _) = self.read(p.info, p.namespace.as_deref(), p.name.as_deref().unwrap_or_default())?;
+        let (obj, _) = self.read(
+            p.info,
+            p.namespace.as_deref(),
+            p.name.as_deref().unwrap_or_default(),
+        )?;
         Ok(json_response(StatusCode::OK, &self.scale_of(p.info, &obj)))
     }
 
     /// PUT (a whole Scale) or PATCH (a patch of the Scale) of `/scale`.
-    async fn scale_write(&self, p: &ResourcePath, q: &Query, put: Option<Value>, patch: Option<(BodyType, Value)>) -> Result<Response, ApiError> {
+    async fn scale_write(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        put: Option<Value>,
+        patch: Option<(BodyType, Value)>,
+    ) -> Result<Response, ApiError> {
         let name = p.name.clone().unwrap_or_default();
         let info = p.info;
         let updated = self
@@ -796,16 +1077,32 @@ impl Inner {
                 Ok(new)
             })
             .await?;
-        Ok(json_response(StatusCode::OK, &self.scale_of(info, &updated)))
+        Ok(json_response(
+            StatusCode::OK,
+            &self.scale_of(info, &updated),
+        ))
     }
 
     /// `POST pods/<name>/binding`: what the scheduler calls.
-    pub async fn bind(&self, p: &ResourcePath, q: &Query, body: &[u8]) -> Result<Response, ApiError> {
+    pub async fn bind(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
         let name = p.name.clone().unwrap_or_default();
         let binding = decode_json_or_yaml(body, false)?;
-        let target = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let target = binding
+            .pointer("/target/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if target.is_empty() {
-            return Err(ApiError::new(422, "Invalid", format!("Binding \"{name}\" is invalid: target.name: Required value")));
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!("Binding \"{name}\" is invalid: target.name: Required value"),
+            ));
         }
         let info = p.info;
         self.update_with(info, p.namespace.as_deref(), &name, UpdateMode::Raw, q.dry_run()?, |old| {
@@ -829,7 +1126,10 @@ impl Inner {
             Ok(new)
         })
         .await?;
-        Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ))
     }
 
     /// DELETE of one object, with graceful deletion for pods, finalizers,
@@ -859,17 +1159,24 @@ impl Inner {
                     )));
                 }
             }
-            let deleting = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+            let deleting = obj
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|v| !v.is_null());
             let mut fins = finalizers(&obj);
             match o.propagation.as_deref() {
-                Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => fins.push("foregroundDeletion".into()),
+                Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => {
+                    fins.push("foregroundDeletion".into())
+                }
                 Some("Orphan") if !fins.iter().any(|f| f == "orphan") => fins.push("orphan".into()),
                 _ => {}
             }
             let mut new = obj.clone();
             let graceful: Option<i64>;
             if info.group.is_empty() && info.resource == "namespaces" {
-                let spec_fins = obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+                let spec_fins = obj
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty());
                 if deleting && (!fins.is_empty() || spec_fins) {
                     return Ok((obj, false));
                 }
@@ -887,24 +1194,41 @@ impl Inner {
                     graceful = None;
                 }
             } else if info.group.is_empty() && info.resource == "pods" {
-                let bound = !obj.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").is_empty();
-                let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+                let bound = !obj
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty();
+                let phase = obj
+                    .pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 let mut grace = o.grace_period.unwrap_or_else(|| {
-                    obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30)
+                    obj.pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(30)
                 });
                 if !bound || phase == "Succeeded" || phase == "Failed" {
                     grace = 0;
                 }
                 grace = grace.max(0);
-                let current_grace = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+                let current_grace = obj
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64);
                 if grace == 0 && fins.is_empty() {
                     graceful = None;
-                } else if deleting && current_grace.is_some_and(|g| g <= grace) && fins == finalizers(&obj) {
+                } else if deleting
+                    && current_grace.is_some_and(|g| g <= grace)
+                    && fins == finalizers(&obj)
+                {
                     return Ok((obj, false));
                 } else {
                     let ts = Utc::now() + chrono::Duration::seconds(grace);
                     let m = meta_mut(&mut new);
-                    m.insert("deletionTimestamp".into(), json!(ts.to_rfc3339_opts(SecondsFormat::Secs, true)));
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(ts.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                    );
                     m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                     if !fins.is_empty() {
                         m.insert("finalizers".into(), json!(fins));
@@ -929,7 +1253,11 @@ impl Inner {
                 return Ok((new, graceful.is_none()));
             }
             let res = match graceful {
-                Some(_) => self.store.update(&key, to_bytes(&new), Some(kv.mod_revision)).await,
+                Some(_) => {
+                    self.store
+                        .update(&key, to_bytes(&new), Some(kv.mod_revision))
+                        .await
+                }
                 None => self.store.delete(&key, Some(kv.mod_revision)).await,
             };
             match res {
@@ -945,10 +1273,17 @@ impl Inner {
         Err(ApiError::conflict(info, name))
     }
 
-    pub async fn delete(&self, p: &ResourcePath, q: &Query, body: &[u8]) -> Result<Response, ApiError> {
+    pub async fn delete(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
         let opts = DeleteOptionsPub(delete_options(q, body)?);
         let name = p.name.clone().unwrap_or_default();
-        let (obj, gone) = self.delete_object(p.info, p.namespace.as_deref(), &name, &opts).await?;
+        let (obj, gone) = self
+            .delete_object(p.info, p.namespace.as_deref(), &name, &opts)
+            .await?;
         if gone && !(p.info.group.is_empty() && p.info.resource == "pods") {
             let status = json!({
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
@@ -960,34 +1295,64 @@ impl Inner {
         Ok(json_response(StatusCode::OK, &obj))
     }
 
-    pub async fn delete_collection(&self, p: &ResourcePath, q: &Query, body: &[u8]) -> Result<Response, ApiError> {
+    pub async fn delete_collection(
+        &self,
+        p: &ResourcePath,
+        q: &Query,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
         let opts = DeleteOptionsPub(delete_options(q, body)?);
         let sel = Selectors::from_query(p.info, q, None)?;
         let (items, rev, _) = self.list_objects(p.info, p.namespace.as_deref(), &sel, 0, None)?;
         let mut out = Vec::new();
         for it in items {
-            let ns = it.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from);
+            let ns = it
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(String::from);
             let name = meta_str(&it, "name").to_string();
-            match self.delete_object(p.info, ns.as_deref(), &name, &opts).await {
+            match self
+                .delete_object(p.info, ns.as_deref(), &name, &opts)
+                .await
+            {
                 Ok((obj, _)) => out.push(obj),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(json_response(StatusCode::OK, &json!({
-            "kind": format!("{}List", p.info.kind), "apiVersion": p.info.api_version(),
-            "metadata": {"resourceVersion": rev.to_string()}, "items": out,
-        })))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "kind": format!("{}List", p.info.kind), "apiVersion": p.info.api_version(),
+                "metadata": {"resourceVersion": rev.to_string()}, "items": out,
+            }),
+        ))
     }
 
     /// `POST pods/<name>/eviction`: a graceful delete (no PodDisruptionBudgets here).
     pub async fn evict(&self, p: &ResourcePath, body: &[u8]) -> Result<Response, ApiError> {
-        let ev = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { decode_json_or_yaml(body, false)? };
-        let mut o = DeleteOptions { grace_period: ev.pointer("/deleteOptions/gracePeriodSeconds").and_then(Value::as_i64), ..Default::default() };
-        o.dry_run = ev.pointer("/deleteOptions/dryRun").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        let ev = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            decode_json_or_yaml(body, false)?
+        };
+        let mut o = DeleteOptions {
+            grace_period: ev
+                .pointer("/deleteOptions/gracePeriodSeconds")
+                .and_then(Value::as_i64),
+            ..Default::default()
+        };
+        o.dry_run = ev
+            .pointer("/deleteOptions/dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
         let name = p.name.clone().unwrap_or_default();
-        self.delete_object(p.info, p.namespace.as_deref(), &name, &DeleteOptionsPub(o)).await?;
-        Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+        self.delete_object(p.info, p.namespace.as_deref(), &name, &DeleteOptionsPub(o))
+            .await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ))
     }
 }
 
@@ -998,35 +1363,57 @@ pub struct DeleteOptionsPub(DeleteOptions);
 impl DeleteOptionsPub {
     /// Immediate deletion (`gracePeriodSeconds=0`).
     pub fn immediate() -> DeleteOptionsPub {
-        DeleteOptionsPub(DeleteOptions { grace_period: Some(0), ..Default::default() })
+        DeleteOptionsPub(DeleteOptions {
+            grace_period: Some(0),
+            ..Default::default()
+        })
     }
 }
 
 fn patch_error(e: minik_apimachinery::patch::PatchError) -> ApiError {
     match e {
-        minik_apimachinery::patch::PatchError::Invalid(m) => ApiError::bad_request(format!("the patch is invalid: {m}")),
-        minik_apimachinery::patch::PatchError::Failed(m) => ApiError::new(422, "Invalid", format!("the JSON patch could not be applied: {m}")),
+        minik_apimachinery::patch::PatchError::Invalid(m) => {
+            ApiError::bad_request(format!("the patch is invalid: {m}"))
+        }
+        minik_apimachinery::patch::PatchError::Failed(m) => ApiError::new(
+            422,
+            "Invalid",
+            format!("the JSON patch could not be applied: {m}"),
+        ),
     }
 }
 
 /// Applies a patch of the given type to a stored object.
-pub fn apply_patch(info: &ResourceInfo, old: &Value, patch: &Value, ty: BodyType) -> Result<Value, ApiError> {
+pub fn apply_patch(
+    info: &ResourceInfo,
+    old: &Value,
+    patch: &Value,
+    ty: BodyType,
+) -> Result<Value, ApiError> {
     let out = match ty {
         BodyType::MergePatch => minik_apimachinery::patch::merge(old, patch),
-        BodyType::JsonPatch => minik_apimachinery::patch::json_patch(old, patch).map_err(patch_error)?,
+        BodyType::JsonPatch => {
+            minik_apimachinery::patch::json_patch(old, patch).map_err(patch_error)?
+        }
         BodyType::StrategicMerge => {
-            minik_apimachinery::patch::strategic_merge(old, patch, &info.api_version(), info.kind).map_err(patch_error)?
+            minik_apimachinery::patch::strategic_merge(old, patch, &info.api_version(), info.kind)
+                .map_err(patch_error)?
         }
         _ => return Err(ApiError::unsupported_media_type("not a patch type")),
     };
     if !out.is_object() {
-        return Err(ApiError::bad_request("the patch turned the object into something that is not a JSON object"));
+        return Err(ApiError::bad_request(
+            "the patch turned the object into something that is not a JSON object",
+        ));
     }
     Ok(out)
 }
 
 pub fn content_type(headers: &HeaderMap) -> &str {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// The message for a resource that exists but does not serve a verb.
@@ -1046,19 +1433,34 @@ mod tests {
     #[test]
     fn keys_and_prefixes() {
         let pods = find("", "v1", "pods").unwrap();
-        assert_eq!(storage_key(pods, Some("default"), "x"), "/registry/core/pods/default/x");
-        assert_eq!(storage_prefix(pods, Some("default")), "/registry/core/pods/default/");
+        assert_eq!(
+            storage_key(pods, Some("default"), "x"),
+            "/registry/core/pods/default/x"
+        );
+        assert_eq!(
+            storage_prefix(pods, Some("default")),
+            "/registry/core/pods/default/"
+        );
         assert_eq!(storage_prefix(pods, None), "/registry/core/pods/");
         let d = find("apps", "v1", "deployments").unwrap();
-        assert_eq!(storage_key(d, Some("ns"), "web"), "/registry/apps/deployments/ns/web");
+        assert_eq!(
+            storage_key(d, Some("ns"), "web"),
+            "/registry/apps/deployments/ns/web"
+        );
         let ns = find("", "v1", "namespaces").unwrap();
-        assert_eq!(storage_key(ns, Some("ignored"), "kube-system"), "/registry/core/namespaces/kube-system");
+        assert_eq!(
+            storage_key(ns, Some("ignored"), "kube-system"),
+            "/registry/core/namespaces/kube-system"
+        );
     }
 
     #[test]
     fn continue_tokens_round_trip() {
         let t = encode_continue(42, "/registry/core/pods/default/b");
-        assert_eq!(decode_continue(&t, "/registry/core/pods/").unwrap(), "/registry/core/pods/default/b");
+        assert_eq!(
+            decode_continue(&t, "/registry/core/pods/").unwrap(),
+            "/registry/core/pods/default/b"
+        );
         assert!(decode_continue(&t, "/registry/core/secrets/").is_err());
         assert!(decode_continue("garbage!", "/").is_err());
     }
@@ -1071,7 +1473,10 @@ mod tests {
         assert_eq!(o["kind"], "Deployment");
         assert_eq!(o["apiVersion"], "apps/v1");
         let mut wrong = json!({"kind": "Pod", "apiVersion": "v1"});
-        assert!(check_type(d, &mut wrong).unwrap_err().message.contains("Pod"));
+        assert!(check_type(d, &mut wrong)
+            .unwrap_err()
+            .message
+            .contains("Pod"));
         let mut av = json!({"kind": "Deployment", "apiVersion": "apps/v1beta1"});
         assert!(check_type(d, &mut av).is_err());
     }
@@ -1079,7 +1484,11 @@ mod tests {
     #[test]
     fn delete_options_parse() {
         let q = Query::parse(Some("gracePeriodSeconds=0"));
-        let o = delete_options(&q, br#"{"propagationPolicy":"Foreground","preconditions":{"uid":"u"}}"#).unwrap();
+        let o = delete_options(
+            &q,
+            br#"{"propagationPolicy":"Foreground","preconditions":{"uid":"u"}}"#,
+        )
+        .unwrap();
         assert_eq!(o.grace_period, Some(0));
         assert_eq!(o.propagation.as_deref(), Some("Foreground"));
         assert_eq!(o.uid.as_deref(), Some("u"));

@@ -63,11 +63,14 @@ fn split_top_level(s: &str) -> Vec<String> {
 fn valid_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 316
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
 fn valid_value(v: &str) -> bool {
-    v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    v.len() <= 63
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn parse_set(rest: &str, whole: &str) -> Result<Vec<String>, SelectorError> {
@@ -75,11 +78,17 @@ fn parse_set(rest: &str, whole: &str) -> Result<Vec<String>, SelectorError> {
     let inner = rest
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| SelectorError::Label(format!("{whole:?}: expected a set of values in parentheses")))?;
+        .ok_or_else(|| {
+            SelectorError::Label(format!(
+                "{whole:?}: expected a set of values in parentheses"
+            ))
+        })?;
     let vals: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).collect();
     for v in &vals {
         if !valid_value(v) {
-            return Err(SelectorError::Label(format!("{whole:?}: invalid label value {v:?}")));
+            return Err(SelectorError::Label(format!(
+                "{whole:?}: invalid label value {v:?}"
+            )));
         }
     }
     Ok(vals)
@@ -109,10 +118,16 @@ impl LabelSelector {
             } else if let Some(idx) = p.find(" in ") {
                 Requirement::In(p[..idx].trim().into(), parse_set(&p[idx + 4..], p)?)
             } else if let Some((k, v)) = p.split_once('>') {
-                let n = v.trim().parse().map_err(|_| SelectorError::Label(format!("{p:?}: not an integer")))?;
+                let n = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| SelectorError::Label(format!("{p:?}: not an integer")))?;
                 Requirement::Gt(k.trim().into(), n)
             } else if let Some((k, v)) = p.split_once('<') {
-                let n = v.trim().parse().map_err(|_| SelectorError::Label(format!("{p:?}: not an integer")))?;
+                let n = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| SelectorError::Label(format!("{p:?}: not an integer")))?;
                 Requirement::Lt(k.trim().into(), n)
             } else {
                 Requirement::Exists(p.to_string())
@@ -128,11 +143,15 @@ impl LabelSelector {
                 | Requirement::Lt(k, _) => k,
             };
             if !valid_key(key) {
-                return Err(SelectorError::Label(format!("{p:?}: invalid label key {key:?}")));
+                return Err(SelectorError::Label(format!(
+                    "{p:?}: invalid label key {key:?}"
+                )));
             }
             if let Requirement::Eq(_, v) | Requirement::NotEq(_, v) = &req {
                 if !valid_value(v) {
-                    return Err(SelectorError::Label(format!("{p:?}: invalid label value {v:?}")));
+                    return Err(SelectorError::Label(format!(
+                        "{p:?}: invalid label value {v:?}"
+                    )));
                 }
             }
             requirements.push(req);
@@ -154,8 +173,14 @@ impl LabelSelector {
             Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|l| !vs.contains(l)),
             Requirement::Exists(k) => labels.contains_key(k),
             Requirement::DoesNotExist(k) => !labels.contains_key(k),
-            Requirement::Gt(k, n) => labels.get(k).and_then(|l| l.parse::<i64>().ok()).is_some_and(|l| l > *n),
-            Requirement::Lt(k, n) => labels.get(k).and_then(|l| l.parse::<i64>().ok()).is_some_and(|l| l < *n),
+            Requirement::Gt(k, n) => labels
+                .get(k)
+                .and_then(|l| l.parse::<i64>().ok())
+                .is_some_and(|l| l > *n),
+            Requirement::Lt(k, n) => labels
+                .get(k)
+                .and_then(|l| l.parse::<i64>().ok())
+                .is_some_and(|l| l < *n),
         })
     }
 
@@ -169,18 +194,33 @@ impl LabelSelector {
         let mut requirements = Vec::new();
         if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in m {
-                requirements.push(Requirement::Eq(k.clone(), v.as_str().unwrap_or_default().to_string()));
+                requirements.push(Requirement::Eq(
+                    k.clone(),
+                    v.as_str().unwrap_or_default().to_string(),
+                ));
             }
         }
         if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+                let key = e
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+                match e
+                    .get("operator")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                {
                     "In" => requirements.push(Requirement::In(key, values)),
                     "NotIn" => requirements.push(Requirement::NotIn(key, values)),
                     "Exists" => requirements.push(Requirement::Exists(key)),
@@ -228,7 +268,11 @@ impl std::fmt::Display for LabelSelector {
 pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
     obj.pointer("/metadata/labels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -307,7 +351,11 @@ impl FieldSelector {
             {
                 return Err(SelectorError::UnsupportedField(field.to_string()));
             }
-            requirements.push(FieldRequirement { field: field.to_string(), value: value.trim().to_string(), negate });
+            requirements.push(FieldRequirement {
+                field: field.to_string(),
+                value: value.trim().to_string(),
+                negate,
+            });
         }
         Ok(FieldSelector { requirements })
     }
@@ -367,18 +415,32 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn parses_every_operator() {
-        let s = LabelSelector::parse("app=web,tier==fe,env!=prod,zone in (a, b),x notin (c),has,!gone").unwrap();
+        let s =
+            LabelSelector::parse("app=web,tier==fe,env!=prod,zone in (a, b),x notin (c),has,!gone")
+                .unwrap();
         assert_eq!(s.requirements.len(), 7);
-        assert_eq!(s.requirements[3], Requirement::In("zone".into(), vec!["a".into(), "b".into()]));
+        assert_eq!(
+            s.requirements[3],
+            Requirement::In("zone".into(), vec!["a".into(), "b".into()])
+        );
         assert_eq!(s.requirements[6], Requirement::DoesNotExist("gone".into()));
         let l = labels(&[("app", "web"), ("tier", "fe"), ("zone", "b"), ("has", "")]);
         assert!(s.matches(&l));
-        let l2 = labels(&[("app", "web"), ("tier", "fe"), ("zone", "b"), ("has", ""), ("gone", "1")]);
+        let l2 = labels(&[
+            ("app", "web"),
+            ("tier", "fe"),
+            ("zone", "b"),
+            ("has", ""),
+            ("gone", "1"),
+        ]);
         assert!(!s.matches(&l2));
     }
 
@@ -409,7 +471,8 @@ mod tests {
     #[test]
     fn field_selectors() {
         let pod = json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {"nodeName": "minik"}, "status": {"phase": "Running"}});
-        let f = FieldSelector::parse("spec.nodeName=minik,status.phase!=Failed", "", "pods").unwrap();
+        let f =
+            FieldSelector::parse("spec.nodeName=minik,status.phase!=Failed", "", "pods").unwrap();
         assert!(f.matches(&pod));
         let f = FieldSelector::parse("metadata.name=q", "", "pods").unwrap();
         assert!(!f.matches(&pod));

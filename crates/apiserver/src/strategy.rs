@@ -26,7 +26,31 @@ pub fn has_status_subresource(info: &ResourceInfo) -> bool {
 
 /// Whether `metadata.generation` is bumped when the spec changes.
 fn tracks_generation(info: &ResourceInfo) -> bool {
-    matches!((info.group, info.resource), ("apps", _) | ("", "pods") | ("", "services") | ("", "namespaces"))
+    matches!(
+        (info.group, info.resource),
+        (
+            "apps",
+            "deployments" | "replicasets" | "statefulsets" | "daemonsets"
+        ) | ("batch", _)
+            | ("", "pods")
+            | ("", "services")
+            | ("", "namespaces")
+            | ("policy", "poddisruptionbudgets")
+            | ("networking.k8s.io", "ingresses")
+    )
+}
+
+/// Workloads whose status only their controller writes (reset on create).
+fn server_owned_status(info: &ResourceInfo) -> bool {
+    matches!(
+        (info.group, info.resource),
+        (
+            "apps",
+            "deployments" | "replicasets" | "statefulsets" | "daemonsets"
+        ) | ("batch", _)
+            | ("policy", "poddisruptionbudgets")
+            | ("", "resourcequotas")
+    )
 }
 
 fn obj_mut(v: &mut Value) -> &mut Map<String, Value> {
@@ -83,7 +107,11 @@ fn default_probe(p: &mut Value) {
 }
 
 fn default_container(c: &mut Value) {
-    let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+    let image = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     default(c, "imagePullPolicy", json!(default_pull_policy(&image)));
     default(c, "terminationMessagePath", json!("/dev/termination-log"));
     default(c, "terminationMessagePolicy", json!("File"));
@@ -142,15 +170,26 @@ pub fn default_pod_spec(spec: &mut Value) {
 /// (ServiceAccount, Priority, DefaultTolerationSeconds) plus `enableServiceLinks`.
 fn default_pod_admission(spec: &mut Value) {
     default(spec, "serviceAccountName", json!("default"));
-    let sa = spec.get("serviceAccountName").cloned().unwrap_or(json!("default"));
+    let sa = spec
+        .get("serviceAccountName")
+        .cloned()
+        .unwrap_or(json!("default"));
     default(spec, "serviceAccount", sa);
     default(spec, "enableServiceLinks", json!(true));
     default(spec, "priority", json!(0));
     default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    let tol = obj_mut(spec).entry("tolerations").or_insert_with(|| json!([]));
+    let tol = obj_mut(spec)
+        .entry("tolerations")
+        .or_insert_with(|| json!([]));
     if let Some(list) = tol.as_array_mut() {
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
-            if !list.iter().any(|t| t.get("key").and_then(Value::as_str) == Some(key)) {
+        for key in [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+        ] {
+            if !list
+                .iter()
+                .any(|t| t.get("key").and_then(Value::as_str) == Some(key))
+            {
                 list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
             }
         }
@@ -220,7 +259,11 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
         ("", "services") => {
             let spec = child(obj, "spec");
             default(spec, "type", json!("ClusterIP"));
-            let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+            let ty = spec
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP")
+                .to_string();
             if ty != "ExternalName" {
                 default(spec, "sessionAffinity", json!("None"));
                 default(spec, "internalTrafficPolicy", json!("Cluster"));
@@ -241,7 +284,11 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
             }
         }
         ("", "namespaces") => {
-            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let labels = child(child(obj, "metadata"), "labels");
             obj_mut(labels).insert("kubernetes.io/metadata.name".into(), json!(name));
         }
@@ -253,21 +300,112 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
                 let data = child(obj, "data");
                 for (k, v) in sd {
                     let raw = v.as_str().unwrap_or_default();
-                    obj_mut(data).insert(k, json!(base64::engine::general_purpose::STANDARD.encode(raw)));
+                    obj_mut(data).insert(
+                        k,
+                        json!(base64::engine::general_purpose::STANDARD.encode(raw)),
+                    );
                 }
             }
+        }
+        ("apps", "statefulsets") => {
+            let spec = child(obj, "spec");
+            default(spec, "replicas", json!(1));
+            default(spec, "podManagementPolicy", json!("OrderedReady"));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            default_pod_spec(child(child(spec, "template"), "spec"));
+        }
+        ("apps", "daemonsets") => {
+            let spec = child(obj, "spec");
+            default(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
+            let us = child(spec, "updateStrategy");
+            if us.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                let ru = child(us, "rollingUpdate");
+                default(ru, "maxUnavailable", json!(1));
+                default(ru, "maxSurge", json!(0));
+            }
+            default(spec, "revisionHistoryLimit", json!(10));
+            default_pod_spec(child(child(spec, "template"), "spec"));
+        }
+        ("batch", "jobs") => default_job_spec(child(obj, "spec")),
+        ("batch", "cronjobs") => {
+            let spec = child(obj, "spec");
+            default(spec, "concurrencyPolicy", json!("Allow"));
+            default(spec, "suspend", json!(false));
+            default(spec, "successfulJobsHistoryLimit", json!(3));
+            default(spec, "failedJobsHistoryLimit", json!(1));
+            default_job_spec(child(child(spec, "jobTemplate"), "spec"));
+        }
+        ("scheduling.k8s.io", "priorityclasses") => {
+            default(obj, "preemptionPolicy", json!("PreemptLowerPriority"));
         }
         ("", "serviceaccounts") | ("", "configmaps") | ("", "endpoints") => {}
         _ => {}
     }
 }
 
+fn default_job_spec(spec: &mut Value) {
+    let unset = |k: &str| spec.get(k).is_none_or(Value::is_null);
+    // SetDefaults_Job: with neither completions nor parallelism, both are 1
+    if unset("completions") && unset("parallelism") {
+        spec["completions"] = json!(1);
+    }
+    default(spec, "parallelism", json!(1));
+    default(spec, "backoffLimit", json!(6));
+    default(spec, "completionMode", json!("NonIndexed"));
+    default(spec, "suspend", json!(false));
+    default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    default_pod_spec(child(child(spec, "template"), "spec"));
+}
+
+/// kube's Job `generateSelector`: unless `spec.manualSelector`, the
+/// selector is the job's uid and the template gets the matching labels.
+fn generate_job_selector(job: &mut Value) {
+    let uid = job
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = job
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let spec = child(job, "spec");
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let labels = child(child(child(spec, "template"), "metadata"), "labels");
+    let l = obj_mut(labels);
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        l.entry(k.to_string()).or_insert_with(|| json!(v));
+    }
+    spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+}
+
 /// `PrepareForCreate`: status reset for kinds whose status the server owns.
 pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     let m = obj_mut(obj);
     match (info.group, info.resource) {
-        ("apps", _) => {
+        _ if server_owned_status(info) => {
             m.insert("status".into(), json!({}));
+            if info.group == "batch" && info.resource == "jobs" {
+                generate_job_selector(obj);
+            }
         }
         ("", "pods") => {
             let spec = m.get("spec").cloned().unwrap_or_default();
@@ -352,9 +490,13 @@ fn bump_generation(info: &ResourceInfo, new: &mut Value, old: &Value) {
     if !tracks_generation(info) {
         return;
     }
-    let old_gen = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+    let old_gen = old
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let changed = spec_part(new) != spec_part(old)
-        || new.pointer("/metadata/deletionTimestamp").is_some() && old.pointer("/metadata/deletionTimestamp").is_none();
+        || new.pointer("/metadata/deletionTimestamp").is_some()
+            && old.pointer("/metadata/deletionTimestamp").is_none();
     let gen = if changed { old_gen + 1 } else { old_gen };
     let meta = child(new, "metadata");
     obj_mut(meta).insert("generation".into(), json!(gen));
@@ -377,11 +519,18 @@ fn validate_meta(obj: &Value, causes: &mut Vec<Cause>) {
                         causes.push(Cause::invalid(format!("metadata.labels: {k}"), v, &e));
                     }
                 }
-                None => causes.push(Cause::invalid(format!("metadata.labels.{k}"), v, "label values must be strings")),
+                None => causes.push(Cause::invalid(
+                    format!("metadata.labels.{k}"),
+                    v,
+                    "label values must be strings",
+                )),
             }
         }
     }
-    if let Some(ann) = obj.pointer("/metadata/annotations").and_then(Value::as_object) {
+    if let Some(ann) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
         for k in ann.keys() {
             for e in validate_qualified_name(k) {
                 causes.push(Cause::invalid("metadata.annotations", &json!(k), &e));
@@ -399,7 +548,14 @@ fn validate_containers(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
     }
     let mut seen = std::collections::HashSet::new();
     for list in ["initContainers", "containers"] {
-        for (i, c) in spec.get(list).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]).iter().enumerate() {
+        for (i, c) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
             let p = format!("{path}.{list}[{i}]");
             let name = str_at(c, "/name");
             if name.is_empty() {
@@ -417,7 +573,10 @@ fn validate_containers(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
             }
             if let Some(ports) = c.get("ports").and_then(Value::as_array) {
                 for (j, port) in ports.iter().enumerate() {
-                    let cp = port.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+                    let cp = port
+                        .get("containerPort")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
                     if !(1..=65535).contains(&cp) {
                         causes.push(Cause::invalid(
                             format!("{p}.ports[{j}].containerPort"),
@@ -427,19 +586,31 @@ fn validate_containers(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
                     }
                     let proto = str_at(port, "/protocol");
                     if !proto.is_empty() && !["TCP", "UDP", "SCTP"].contains(&proto) {
-                        causes.push(Cause::not_supported(format!("{p}.ports[{j}].protocol"), &json!(proto), &["SCTP", "TCP", "UDP"]));
+                        causes.push(Cause::not_supported(
+                            format!("{p}.ports[{j}].protocol"),
+                            &json!(proto),
+                            &["SCTP", "TCP", "UDP"],
+                        ));
                     }
                 }
             }
             let policy = str_at(c, "/imagePullPolicy");
             if !policy.is_empty() && !["Always", "IfNotPresent", "Never"].contains(&policy) {
-                causes.push(Cause::not_supported(format!("{p}.imagePullPolicy"), &json!(policy), &["Always", "IfNotPresent", "Never"]));
+                causes.push(Cause::not_supported(
+                    format!("{p}.imagePullPolicy"),
+                    &json!(policy),
+                    &["Always", "IfNotPresent", "Never"],
+                ));
             }
         }
     }
     let rp = str_at(spec, "/restartPolicy");
     if !rp.is_empty() && !["Always", "OnFailure", "Never"].contains(&rp) {
-        causes.push(Cause::not_supported(format!("{path}.restartPolicy"), &json!(rp), &["Always", "OnFailure", "Never"]));
+        causes.push(Cause::not_supported(
+            format!("{path}.restartPolicy"),
+            &json!(rp),
+            &["Always", "OnFailure", "Never"],
+        ));
     }
 }
 
@@ -447,14 +618,21 @@ fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) 
     let selector = obj.pointer("/spec/selector");
     let sel_empty = selector
         .map(|s| {
-            s.get("matchLabels").and_then(Value::as_object).is_none_or(Map::is_empty)
-                && s.get("matchExpressions").and_then(Value::as_array).is_none_or(Vec::is_empty)
+            s.get("matchLabels")
+                .and_then(Value::as_object)
+                .is_none_or(Map::is_empty)
+                && s.get("matchExpressions")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
         })
         .unwrap_or(true);
     if sel_empty {
         causes.push(Cause::required("spec.selector", ""));
     } else if let Some(sel) = selector {
-        let tmpl_labels = obj.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({}));
+        let tmpl_labels = obj
+            .pointer("/spec/template/metadata/labels")
+            .cloned()
+            .unwrap_or(json!({}));
         let labels = labels_of(&json!({"metadata": {"labels": tmpl_labels}}));
         if !LabelSelector::from_json(sel).matches(&labels) {
             causes.push(Cause::invalid(
@@ -466,7 +644,11 @@ fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) 
     }
     if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
         if r < 0 {
-            causes.push(Cause::invalid("spec.replicas", &json!(r), "must be greater than or equal to 0"));
+            causes.push(Cause::invalid(
+                "spec.replicas",
+                &json!(r),
+                "must be greater than or equal to 0",
+            ));
         }
     }
     match obj.pointer("/spec/template/spec") {
@@ -491,7 +673,11 @@ fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
         causes.push(Cause::not_supported("spec.type", &json!(ty), &types));
         return;
     }
-    let ports = obj.pointer("/spec/ports").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let ports = obj
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let headless = str_at(obj, "/spec/clusterIP") == "None";
     if ports.is_empty() && ty != "ExternalName" && !headless {
         causes.push(Cause::required("spec.ports", ""));
@@ -503,21 +689,40 @@ fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
     for (i, p) in ports.iter().enumerate() {
         let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
         if !(1..=65535).contains(&port) {
-            causes.push(Cause::invalid(format!("spec.ports[{i}].port"), &json!(port), "must be between 1 and 65535, inclusive"));
+            causes.push(Cause::invalid(
+                format!("spec.ports[{i}].port"),
+                &json!(port),
+                "must be between 1 and 65535, inclusive",
+            ));
         }
         let name = str_at(p, "/name");
         if ports.len() > 1 && name.is_empty() {
             causes.push(Cause::required(format!("spec.ports[{i}].name"), ""));
         }
         if !name.is_empty() && !names.insert(name.to_string()) {
-            causes.push(Cause::duplicate(format!("spec.ports[{i}].name"), &json!(name)));
+            causes.push(Cause::duplicate(
+                format!("spec.ports[{i}].name"),
+                &json!(name),
+            ));
         }
         let proto = str_at(p, "/protocol");
         if !["TCP", "UDP", "SCTP"].contains(&proto) {
-            causes.push(Cause::not_supported(format!("spec.ports[{i}].protocol"), &json!(proto), &["SCTP", "TCP", "UDP"]));
+            causes.push(Cause::not_supported(
+                format!("spec.ports[{i}].protocol"),
+                &json!(proto),
+                &["SCTP", "TCP", "UDP"],
+            ));
         }
-        if p.get("nodePort").and_then(Value::as_i64).is_some_and(|n| n != 0) && ty != "NodePort" && ty != "LoadBalancer" {
-            causes.push(Cause::forbidden(format!("spec.ports[{i}].nodePort"), "may not be used when `type` is 'ClusterIP'"));
+        if p.get("nodePort")
+            .and_then(Value::as_i64)
+            .is_some_and(|n| n != 0)
+            && ty != "NodePort"
+            && ty != "LoadBalancer"
+        {
+            causes.push(Cause::forbidden(
+                format!("spec.ports[{i}].nodePort"),
+                "may not be used when `type` is 'ClusterIP'",
+            ));
         }
     }
 }
@@ -546,7 +751,12 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
                         }
                     }
                     if let Some(m) = s.as_object_mut() {
-                        for f in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "schedulingGates"] {
+                        for f in [
+                            "activeDeadlineSeconds",
+                            "tolerations",
+                            "terminationGracePeriodSeconds",
+                            "schedulingGates",
+                        ] {
                             m.remove(f);
                         }
                     }
@@ -557,7 +767,34 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
                 }
             }
         }
-        ("apps", "deployments") | ("apps", "replicasets") => validate_workload(obj, old, &mut causes),
+        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => {
+            validate_workload(obj, old, &mut causes)
+        }
+        ("batch", "jobs") => {
+            validate_workload(obj, old, &mut causes);
+            let rp = str_at(obj, "/spec/template/spec/restartPolicy");
+            if rp != "OnFailure" && rp != "Never" {
+                causes.push(Cause::not_supported(
+                    "spec.template.spec.restartPolicy",
+                    &json!(rp),
+                    &["OnFailure", "Never"],
+                ));
+            }
+        }
+        ("batch", "cronjobs") => {
+            if str_at(obj, "/spec/schedule").trim().is_empty() {
+                causes.push(Cause::required("spec.schedule", ""));
+            }
+            match obj.pointer("/spec/jobTemplate/spec/template/spec") {
+                Some(spec) => {
+                    validate_containers(spec, "spec.jobTemplate.spec.template.spec", &mut causes)
+                }
+                None => causes.push(Cause::required(
+                    "spec.jobTemplate.spec.template.spec.containers",
+                    "",
+                )),
+            }
+        }
         ("", "services") => validate_service(obj, &mut causes),
         ("", "configmaps") | ("", "secrets") => {
             for field in ["data", "binaryData"] {
@@ -565,7 +802,8 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
                     for k in d.keys() {
                         let ok = !k.is_empty()
                             && k.len() <= 253
-                            && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                            && k.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
                         if !ok {
                             causes.push(Cause::invalid(
                                 format!("{field}[{k}]"),
@@ -638,11 +876,17 @@ mod tests {
         apply_defaults(info, &mut d);
         prepare_for_create(info, &mut d);
         assert_eq!(d["spec"]["replicas"], 1);
-        assert_eq!(d["spec"]["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
         assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
         assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
-        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
         assert_eq!(d["status"], json!({}));
         assert_eq!(d["metadata"]["generation"], 1);
         assert!(validate(info, &d, None).is_empty());
@@ -656,23 +900,63 @@ mod tests {
 
         let mut no_image = d.clone();
         no_image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("");
-        assert_eq!(validate(info, &no_image, None)[0].render(), "spec.template.spec.containers[0].image: Required value");
+        assert_eq!(
+            validate(info, &no_image, None)[0].render(),
+            "spec.template.spec.containers[0].image: Required value"
+        );
     }
 
     #[test]
     fn update_keeps_status_and_bumps_generation() {
         let info = find("apps", "v1", "deployments").unwrap();
         let old = json!({"metadata": {"name": "d", "generation": 3}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
-        let mut same = json!({"metadata": {"name": "d"}, "spec": {"replicas": 1}, "status": {"replicas": 7}});
+        let mut same =
+            json!({"metadata": {"name": "d"}, "spec": {"replicas": 1}, "status": {"replicas": 7}});
         prepare_for_update(info, &mut same, &old);
         assert_eq!(same["status"]["replicas"], 1);
         assert_eq!(same["metadata"]["generation"], 3);
         let mut changed = json!({"metadata": {"name": "d"}, "spec": {"replicas": 2}});
         prepare_for_update(info, &mut changed, &old);
         assert_eq!(changed["metadata"]["generation"], 4);
-        let st = prepare_for_status_update(&json!({"spec": {"replicas": 5}, "status": {"replicas": 2}}), &old);
+        let st = prepare_for_status_update(
+            &json!({"spec": {"replicas": 5}, "status": {"replicas": 2}}),
+            &old,
+        );
         assert_eq!(st["spec"]["replicas"], 1);
         assert_eq!(st["status"]["replicas"], 2);
+    }
+
+    #[test]
+    fn jobs_get_a_generated_selector() {
+        let info = find("batch", "v1", "jobs").unwrap();
+        let mut j = json!({"metadata": {"name": "pi", "uid": "u-1"}, "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "pi", "image": "perl"}]}}}});
+        apply_defaults(info, &mut j);
+        prepare_for_create(info, &mut j);
+        assert_eq!(
+            j["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+        );
+        assert_eq!(
+            j["spec"]["template"]["metadata"]["labels"]["job-name"],
+            "pi"
+        );
+        assert_eq!(j["spec"]["completions"], 1);
+        assert_eq!(j["spec"]["backoffLimit"], 6);
+        assert!(
+            validate(info, &j, None).is_empty(),
+            "{:?}",
+            validate(info, &j, None)
+        );
+        let mut always = j.clone();
+        always["spec"]["template"]["spec"]["restartPolicy"] = json!("Always");
+        assert_eq!(
+            validate(info, &always, None)[0].field,
+            "spec.template.spec.restartPolicy"
+        );
+        let cr = find("apps", "v1", "controllerrevisions").unwrap();
+        let mut rev = json!({"metadata": {"name": "r"}, "revision": 1});
+        prepare_for_create(cr, &mut rev);
+        assert!(rev.get("status").is_none());
     }
 
     #[test]
@@ -685,12 +969,19 @@ mod tests {
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         assert_eq!(s["spec"]["ports"][0]["protocol"], "TCP");
         assert!(validate(info, &s, None).is_empty());
-        let mut two = json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}, {"port": 81}]}});
+        let mut two =
+            json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}, {"port": 81}]}});
         apply_defaults(info, &mut two);
-        assert_eq!(validate(info, &two, None)[0].render(), "spec.ports[0].name: Required value");
+        assert_eq!(
+            validate(info, &two, None)[0].render(),
+            "spec.ports[0].name: Required value"
+        );
         let mut none = json!({"metadata": {"name": "web"}, "spec": {}});
         apply_defaults(info, &mut none);
-        assert_eq!(validate(info, &none, None)[0].render(), "spec.ports: Required value");
+        assert_eq!(
+            validate(info, &none, None)[0].render(),
+            "spec.ports: Required value"
+        );
     }
 
     #[test]
@@ -701,7 +992,10 @@ mod tests {
         prepare_for_create(info, &mut ns);
         assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
         assert_eq!(ns["status"]["phase"], "Active");
-        assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "team");
+        assert_eq!(
+            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "team"
+        );
         let info = find("", "v1", "secrets").unwrap();
         let mut sec = json!({"metadata": {"name": "s"}, "stringData": {"k": "v"}});
         apply_defaults(info, &mut sec);

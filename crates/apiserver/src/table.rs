@@ -23,7 +23,11 @@ pub fn human_duration(seconds: i64) -> String {
     let minutes = seconds / 60;
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 180 {
         return format!("{minutes}m");
@@ -31,14 +35,22 @@ pub fn human_duration(seconds: i64) -> String {
     let hours = seconds / 3600;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{}h", hours / 24, h) };
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{}h", hours / 24, h)
+        };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
@@ -56,7 +68,10 @@ pub fn human_duration(seconds: i64) -> String {
 
 /// `translateTimestampSince`: `<unknown>` for a missing timestamp.
 pub fn since(ts: Option<&Value>, now: DateTime<Utc>) -> String {
-    match ts.and_then(Value::as_str).and_then(|s| DateTime::parse_from_rfc3339(s).ok()) {
+    match ts
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    {
         Some(t) => human_duration((now - t.with_timezone(&Utc)).num_seconds()),
         None => "<unknown>".into(),
     }
@@ -181,6 +196,94 @@ pub fn columns(info: &ResourceInfo) -> Vec<Value> {
             col("Holder", "string", 0, "The holder of the lease."),
             age_col(),
         ],
+        ("apps", "statefulsets") => vec![
+            name_col(),
+            col("Ready", "string", 0, "Number of the pod with ready state"),
+            age_col(),
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+        ],
+        ("apps", "daemonsets") => vec![
+            name_col(),
+            col("Desired", "integer", 0, "The total number of nodes that should be running the daemon pod."),
+            col("Current", "integer", 0, "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
+            col("Ready", "integer", 0, "numberReady is the number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition."),
+            col("Up-to-date", "integer", 0, "The total number of nodes that are running updated daemon pod"),
+            col("Available", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)"),
+            col("Node Selector", "string", 0, "NodeSelector is a selector which must be true for the pod to fit on a node."),
+            age_col(),
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+            col("Selector", "string", 1, "A label query over pods that are managed by the daemon set."),
+        ],
+        ("apps", "controllerrevisions") => vec![
+            name_col(),
+            col("Controller", "string", 0, "Controller of the object"),
+            col("Revision", "integer", 0, "Revision indicates the revision of the state represented by Data."),
+            age_col(),
+        ],
+        ("batch", "jobs") => vec![
+            name_col(),
+            col("Status", "string", 0, "Status of the job."),
+            col("Completions", "string", 0, "The completion status of the job."),
+            col("Duration", "string", 0, "Time required to complete the job."),
+            age_col(),
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+            col("Selector", "string", 1, "A label query over pods that should match the pod count."),
+        ],
+        ("batch", "cronjobs") => vec![
+            name_col(),
+            col("Schedule", "string", 0, "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
+            col("Timezone", "string", 0, "The time zone name for the given schedule."),
+            col("Suspend", "boolean", 0, "This flag tells the controller to suspend subsequent executions."),
+            col("Active", "integer", 0, "A list of pointers to currently running jobs."),
+            col("Last Schedule", "string", 0, "Information when was the last time the job was successfully scheduled."),
+            age_col(),
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+            col("Selector", "string", 1, "A label query over pods that should match the pod count."),
+        ],
+        ("rbac.authorization.k8s.io", "roles") | ("rbac.authorization.k8s.io", "clusterroles") => vec![
+            name_col(),
+            col("Created At", "date", 0, AGE_DESC),
+        ],
+        ("rbac.authorization.k8s.io", "rolebindings") | ("rbac.authorization.k8s.io", "clusterrolebindings") => vec![
+            name_col(),
+            col("Role", "string", 0, "RoleRef references the Role or ClusterRole this binding grants."),
+            age_col(),
+            col("Users", "string", 1, "Users in the binding"),
+            col("Groups", "string", 1, "Groups in the binding"),
+            col("ServiceAccounts", "string", 1, "ServiceAccounts in the binding"),
+        ],
+        ("policy", "poddisruptionbudgets") => vec![
+            name_col(),
+            col("Min Available", "string", 0, "The minimum number of pods that must be available simultaneously"),
+            col("Max Unavailable", "string", 0, "The maximum number of pods that may be unavailable simultaneously"),
+            col("Allowed Disruptions", "integer", 0, "Calculated number of pods that may be disrupted at this time"),
+            age_col(),
+        ],
+        ("networking.k8s.io", "ingresses") => vec![
+            name_col(),
+            col("Class", "string", 0, "The name of the IngressClass resource that should be used for ingress"),
+            col("Hosts", "string", 0, "Hosts that incoming requests are matched against before the ingress rule"),
+            col("Address", "string", 0, "Address is a list containing ingress points for the load-balancer"),
+            col("Ports", "string", 0, "Ports of TLS configurations that open"),
+            age_col(),
+        ],
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            name_col(),
+            col("Value", "integer", 0, "The value of this priority class."),
+            col("Global-Default", "boolean", 0, "globalDefault specifies whether this PriorityClass should be considered as the default priority."),
+            age_col(),
+            col("Preemption Policy", "string", 1, "preemptionPolicy is the Policy for preempting pods with lower priority."),
+        ],
+        ("", "resourcequotas") => vec![
+            name_col(),
+            age_col(),
+            col("Request", "string", 0, "Request represents a minimum amount of cpu/memory that a container may consume."),
+            col("Limit", "string", 0, "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
+        ],
         _ => vec![name_col(), age_col()],
     }
 }
@@ -192,7 +295,10 @@ fn i(obj: &Value, ptr: &str) -> i64 {
     obj.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
 }
 fn arr<'a>(obj: &'a Value, ptr: &str) -> &'a [Value] {
-    obj.pointer(ptr).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    obj.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 fn or_none(v: &str) -> String {
     if v.is_empty() {
@@ -203,11 +309,15 @@ fn or_none(v: &str) -> String {
 }
 
 fn is_restartable_init(c: Option<&Value>) -> bool {
-    c.map(|c| s(c, "/restartPolicy") == "Always").unwrap_or(false)
+    c.map(|c| s(c, "/restartPolicy") == "Always")
+        .unwrap_or(false)
 }
 
 fn later(a: &str, b: &str) -> bool {
-    match (DateTime::parse_from_rfc3339(a), DateTime::parse_from_rfc3339(b)) {
+    match (
+        DateTime::parse_from_rfc3339(a),
+        DateTime::parse_from_rfc3339(b),
+    ) {
         (Ok(a), Ok(b)) => a > b,
         (Ok(_), Err(_)) => true,
         _ => false,
@@ -252,7 +362,9 @@ pub fn pod_cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
         let restartable = is_restartable_init(init_by_name(s(st, "/name")));
         if restartable {
             restartable_init_restarts += i(st, "/restartCount");
-            if st.pointer("/lastState/terminated").is_some() && later(fin, &last_restartable_init_restart) {
+            if st.pointer("/lastState/terminated").is_some()
+                && later(fin, &last_restartable_init_restart)
+            {
                 last_restartable_init_restart = fin.to_string();
             }
         }
@@ -313,18 +425,28 @@ pub fn pod_cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 } else {
                     format!("ExitCode:{}", i(st, "/state/terminated/exitCode"))
                 };
-            } else if st.get("ready").and_then(Value::as_bool) == Some(true) && st.pointer("/state/running").is_some() {
+            } else if st.get("ready").and_then(Value::as_bool) == Some(true)
+                && st.pointer("/state/running").is_some()
+            {
                 has_running = true;
                 ready += 1;
             }
         }
         if reason == "Completed" && has_running {
-            let pod_ready = conditions.iter().any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True");
-            reason = if pod_ready { "Running".into() } else { "NotReady".into() };
+            let pod_ready = conditions
+                .iter()
+                .any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True");
+            reason = if pod_ready {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
         }
     }
 
-    let deleting = pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+    let deleting = pod
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null());
     if deleting && s(pod, "/status/reason") == "NodeLost" {
         reason = "Unknown".into();
     } else if deleting && phase != "Succeeded" && phase != "Failed" {
@@ -332,7 +454,11 @@ pub fn pod_cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
     }
 
     let restarts_str = if restarts != 0 && !last_restart.is_empty() {
-        format!("{} ({} ago)", restarts, since(Some(&Value::String(last_restart)), now))
+        format!(
+            "{} ({} ago)",
+            restarts,
+            since(Some(&Value::String(last_restart)), now)
+        )
     } else {
         restarts.to_string()
     };
@@ -350,7 +476,10 @@ pub fn pod_cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
             .iter()
             .filter(|g| {
                 let t = s(g, "/conditionType");
-                conditions.iter().find(|c| s(c, "/type") == t).is_some_and(|c| s(c, "/status") == "True")
+                conditions
+                    .iter()
+                    .find(|c| s(c, "/type") == t)
+                    .is_some_and(|c| s(c, "/status") == "True")
             })
             .count();
         format!("{}/{}", true_count, gates.len())
@@ -393,7 +522,11 @@ fn selector_string(obj: &Value) -> String {
 fn format_map(obj: Option<&Value>) -> String {
     let mut pairs: Vec<String> = obj
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| format!("{}={}", k, v.as_str().unwrap_or_default())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{}={}", k, v.as_str().unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default();
     pairs.sort();
     if pairs.is_empty() {
@@ -404,7 +537,10 @@ fn format_map(obj: Option<&Value>) -> String {
 }
 
 fn service_external_ip(svc: &Value) -> String {
-    let external: Vec<&str> = arr(svc, "/spec/externalIPs").iter().filter_map(Value::as_str).collect();
+    let external: Vec<&str> = arr(svc, "/spec/externalIPs")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     match s(svc, "/spec/type") {
         "ClusterIP" | "NodePort" | "" => {
             if external.is_empty() {
@@ -416,7 +552,13 @@ fn service_external_ip(svc: &Value) -> String {
         "LoadBalancer" => {
             let mut ips: Vec<String> = arr(svc, "/status/loadBalancer/ingress")
                 .iter()
-                .map(|i| if s(i, "/ip").is_empty() { s(i, "/hostname").to_string() } else { s(i, "/ip").to_string() })
+                .map(|i| {
+                    if s(i, "/ip").is_empty() {
+                        s(i, "/hostname").to_string()
+                    } else {
+                        s(i, "/ip").to_string()
+                    }
+                })
                 .filter(|s| !s.is_empty())
                 .collect();
             ips.extend(external.iter().map(|s| s.to_string()));
@@ -435,7 +577,11 @@ fn service_ports(svc: &Value) -> String {
     let pieces: Vec<String> = arr(svc, "/spec/ports")
         .iter()
         .map(|p| {
-            let proto = if s(p, "/protocol").is_empty() { "TCP" } else { s(p, "/protocol") };
+            let proto = if s(p, "/protocol").is_empty() {
+                "TCP"
+            } else {
+                s(p, "/protocol")
+            };
             let np = i(p, "/nodePort");
             if np > 0 {
                 format!("{}:{}/{}", i(p, "/port"), np, proto)
@@ -453,8 +599,15 @@ fn service_ports(svc: &Value) -> String {
 
 fn node_cells(node: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut status: Vec<String> = Vec::new();
-    if let Some(c) = arr(node, "/status/conditions").iter().find(|c| s(c, "/type") == "Ready") {
-        status.push(if s(c, "/status") == "True" { "Ready".into() } else { "NotReady".into() });
+    if let Some(c) = arr(node, "/status/conditions")
+        .iter()
+        .find(|c| s(c, "/type") == "Ready")
+    {
+        status.push(if s(c, "/status") == "True" {
+            "Ready".into()
+        } else {
+            "NotReady".into()
+        });
     }
     if status.is_empty() {
         status.push("Unknown".into());
@@ -496,7 +649,11 @@ fn node_cells(node: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![
         json!(s(node, "/metadata/name")),
         json!(status.join(",")),
-        json!(if roles.is_empty() { "<none>".to_string() } else { roles.join(",") }),
+        json!(if roles.is_empty() {
+            "<none>".to_string()
+        } else {
+            roles.join(",")
+        }),
         json!(since(node.pointer("/metadata/creationTimestamp"), now)),
         json!(s(node, "/status/nodeInfo/kubeletVersion")),
         json!(addr("InternalIP")),
@@ -539,7 +696,11 @@ fn format_endpoints(ep: &Value) -> String {
                 }
                 let ip = s(a, "/ip");
                 let port = i(p, "/port");
-                list.push(if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") });
+                list.push(if ip.contains(':') {
+                    format!("[{ip}]:{port}")
+                } else {
+                    format!("{ip}:{port}")
+                });
             }
         }
     }
@@ -606,11 +767,29 @@ fn endpointslice_cells(es: &Value, now: DateTime<Utc>) -> Vec<Value> {
 fn event_cells(ev: &Value, now: DateTime<Utc>, new_api: bool) -> Vec<Value> {
     // events.k8s.io/v1 renames the core fields; read either form.
     let (first_p, last_p, involved, msg_p, src_comp, src_host) = if new_api {
-        ("/deprecatedFirstTimestamp", "/deprecatedLastTimestamp", "/regarding", "/note", "/deprecatedSource/component", "/deprecatedSource/host")
+        (
+            "/deprecatedFirstTimestamp",
+            "/deprecatedLastTimestamp",
+            "/regarding",
+            "/note",
+            "/deprecatedSource/component",
+            "/deprecatedSource/host",
+        )
     } else {
-        ("/firstTimestamp", "/lastTimestamp", "/involvedObject", "/message", "/source/component", "/source/host")
+        (
+            "/firstTimestamp",
+            "/lastTimestamp",
+            "/involvedObject",
+            "/message",
+            "/source/component",
+            "/source/host",
+        )
     };
-    let present = |p: &str| ev.pointer(p).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let present = |p: &str| {
+        ev.pointer(p)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
     let mut first = since(ev.pointer(first_p), now);
     if !present(first_p) {
         first = since(ev.pointer("/eventTime"), now);
@@ -619,7 +798,11 @@ fn event_cells(ev: &Value, now: DateTime<Utc>, new_api: bool) -> Vec<Value> {
     if !present(last_p) {
         last = first.clone();
     }
-    let count_p = if new_api { "/deprecatedCount" } else { "/count" };
+    let count_p = if new_api {
+        "/deprecatedCount"
+    } else {
+        "/count"
+    };
     let mut count = i(ev, count_p);
     if ev.get("series").is_some_and(|v| !v.is_null()) {
         last = since(ev.pointer("/series/lastObservedTime"), now);
@@ -629,9 +812,21 @@ fn event_cells(ev: &Value, now: DateTime<Utc>, new_api: bool) -> Vec<Value> {
     }
     let kind = s(ev, &format!("{involved}/kind")).to_lowercase();
     let name = s(ev, &format!("{involved}/name"));
-    let target = if name.is_empty() { kind } else { format!("{kind}/{name}") };
-    let component = if present(src_comp) { s(ev, src_comp) } else { s(ev, "/reportingController") };
-    let host = if present(src_host) { s(ev, src_host) } else { s(ev, "/reportingInstance") };
+    let target = if name.is_empty() {
+        kind
+    } else {
+        format!("{kind}/{name}")
+    };
+    let component = if present(src_comp) {
+        s(ev, src_comp)
+    } else {
+        s(ev, "/reportingController")
+    };
+    let host = if present(src_host) {
+        s(ev, src_host)
+    } else {
+        s(ev, "/reportingInstance")
+    };
     let source = if component.is_empty() {
         String::new()
     } else if host.is_empty() {
@@ -653,6 +848,75 @@ fn event_cells(ev: &Value, now: DateTime<Utc>, new_api: bool) -> Vec<Value> {
     ]
 }
 
+fn quantity(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn job_cells(job: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (c, im) = template_containers(job);
+    let succeeded = i(job, "/status/succeeded");
+    let completions = match job.pointer("/spec/completions").and_then(Value::as_i64) {
+        Some(n) => format!("{succeeded}/{n}"),
+        None => {
+            let parallelism = job
+                .pointer("/spec/parallelism")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if parallelism > 1 {
+                format!("{succeeded}/1 of {parallelism}")
+            } else {
+                format!("{succeeded}/1")
+            }
+        }
+    };
+    let start = s(job, "/status/startTime");
+    let done = s(job, "/status/completionTime");
+    let duration = match (
+        DateTime::parse_from_rfc3339(start),
+        DateTime::parse_from_rfc3339(done),
+    ) {
+        (Err(_), _) => String::new(),
+        (Ok(st), Err(_)) => human_duration((now - st.with_timezone(&Utc)).num_seconds()),
+        (Ok(st), Ok(d)) => human_duration((d - st).num_seconds()),
+    };
+    let cond = |t: &str| {
+        arr(job, "/status/conditions")
+            .iter()
+            .any(|c| s(c, "/type") == t && s(c, "/status") == "True")
+    };
+    let status = if cond("Failed") {
+        "Failed"
+    } else if cond("Complete") {
+        "Complete"
+    } else if cond("Suspended") {
+        "Suspended"
+    } else if cond("FailureTarget") {
+        "FailureTarget"
+    } else if cond("SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else if job
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+    {
+        "Terminating"
+    } else {
+        "Running"
+    };
+    vec![
+        json!(s(job, "/metadata/name")),
+        json!(status),
+        json!(completions),
+        json!(duration),
+        json!(since(job.pointer("/metadata/creationTimestamp"), now)),
+        json!(c),
+        json!(im),
+        json!(selector_string(job)),
+    ]
+}
+
 /// The cells of one row.
 pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let name = json!(s(obj, "/metadata/name"));
@@ -661,7 +925,10 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
         ("", "pods") => pod_cells(obj, now),
         ("apps", "deployments") => {
             let (c, im) = template_containers(obj);
-            let desired = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let desired = obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             vec![
                 name,
                 json!(format!("{}/{}", i(obj, "/status/readyReplicas"), desired)),
@@ -677,7 +944,10 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
             let (c, im) = template_containers(obj);
             vec![
                 name,
-                json!(obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)),
+                json!(obj
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)),
                 json!(i(obj, "/status/replicas")),
                 json!(i(obj, "/status/readyReplicas")),
                 age,
@@ -706,12 +976,21 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
         ("", "namespaces") => vec![name, json!(s(obj, "/status/phase")), age],
         ("", "endpoints") => vec![name, json!(format_endpoints(obj)), age],
         ("", "configmaps") => {
-            let n = obj.get("data").and_then(Value::as_object).map_or(0, Map::len)
-                + obj.get("binaryData").and_then(Value::as_object).map_or(0, Map::len);
+            let n = obj
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, Map::len)
+                + obj
+                    .get("binaryData")
+                    .and_then(Value::as_object)
+                    .map_or(0, Map::len);
             vec![name, json!(n), age]
         }
         ("", "secrets") => {
-            let n = obj.get("data").and_then(Value::as_object).map_or(0, Map::len);
+            let n = obj
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, Map::len);
             vec![name, json!(s(obj, "/type")), json!(n), age]
         }
         ("", "serviceaccounts") => vec![name, json!(arr(obj, "/secrets").len()), age],
@@ -719,6 +998,218 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
         ("events.k8s.io", "events") => event_cells(obj, now, true),
         ("discovery.k8s.io", "endpointslices") => endpointslice_cells(obj, now),
         ("coordination.k8s.io", "leases") => vec![name, json!(s(obj, "/spec/holderIdentity")), age],
+        ("apps", "statefulsets") => {
+            let (c, im) = template_containers(obj);
+            let desired = obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            vec![
+                name,
+                json!(format!("{}/{}", i(obj, "/status/readyReplicas"), desired)),
+                age,
+                json!(c),
+                json!(im),
+            ]
+        }
+        ("apps", "daemonsets") => {
+            let (c, im) = template_containers(obj);
+            vec![
+                name,
+                json!(i(obj, "/status/desiredNumberScheduled")),
+                json!(i(obj, "/status/currentNumberScheduled")),
+                json!(i(obj, "/status/numberReady")),
+                json!(i(obj, "/status/updatedNumberScheduled")),
+                json!(i(obj, "/status/numberAvailable")),
+                json!(format_map(obj.pointer("/spec/template/spec/nodeSelector"))),
+                age,
+                json!(c),
+                json!(im),
+                json!(selector_string(obj)),
+            ]
+        }
+        ("apps", "controllerrevisions") => {
+            let controller = arr(obj, "/metadata/ownerReferences")
+                .iter()
+                .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
+                .map(|o| {
+                    let av = s(o, "/apiVersion");
+                    let group = av.split_once('/').map(|(g, _)| g).unwrap_or("");
+                    let kind = s(o, "/kind").to_lowercase();
+                    let kind = if group.is_empty() {
+                        kind
+                    } else {
+                        format!("{kind}.{group}")
+                    };
+                    format!("{kind}/{}", s(o, "/name"))
+                })
+                .unwrap_or_else(|| "<none>".into());
+            vec![name, json!(controller), json!(i(obj, "/revision")), age]
+        }
+        ("batch", "jobs") => job_cells(obj, now),
+        ("batch", "cronjobs") => {
+            let cs = arr(obj, "/spec/jobTemplate/spec/template/spec/containers");
+            let names: Vec<&str> = cs.iter().map(|c| s(c, "/name")).collect();
+            let images: Vec<&str> = cs.iter().map(|c| s(c, "/image")).collect();
+            let last = if obj
+                .pointer("/status/lastScheduleTime")
+                .and_then(Value::as_str)
+                .is_some()
+            {
+                since(obj.pointer("/status/lastScheduleTime"), now)
+            } else {
+                "<none>".into()
+            };
+            let sel = obj
+                .pointer("/spec/jobTemplate/spec/selector")
+                .map(|sel| LabelSelector::from_json(sel).to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                name,
+                json!(s(obj, "/spec/schedule")),
+                json!(or_none(s(obj, "/spec/timeZone"))),
+                json!(obj
+                    .pointer("/spec/suspend")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)),
+                json!(arr(obj, "/status/active").len()),
+                json!(last),
+                age,
+                json!(names.join(",")),
+                json!(images.join(",")),
+                json!(sel),
+            ]
+        }
+        ("rbac.authorization.k8s.io", "roles") | ("rbac.authorization.k8s.io", "clusterroles") => {
+            vec![name, json!(s(obj, "/metadata/creationTimestamp"))]
+        }
+        ("rbac.authorization.k8s.io", "rolebindings")
+        | ("rbac.authorization.k8s.io", "clusterrolebindings") => {
+            let subjects = arr(obj, "/subjects");
+            let of = |kind: &str| -> String {
+                subjects
+                    .iter()
+                    .filter(|x| s(x, "/kind") == kind)
+                    .map(|x| {
+                        if kind == "ServiceAccount" {
+                            format!("{}/{}", s(x, "/namespace"), s(x, "/name"))
+                        } else {
+                            s(x, "/name").to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    s(obj, "/roleRef/kind"),
+                    s(obj, "/roleRef/name")
+                )),
+                age,
+                json!(of("User")),
+                json!(of("Group")),
+                json!(of("ServiceAccount")),
+            ]
+        }
+        ("policy", "poddisruptionbudgets") => {
+            let show = |p: &str| match obj.pointer(p) {
+                Some(Value::String(v)) => v.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => "N/A".into(),
+            };
+            vec![
+                name,
+                json!(show("/spec/minAvailable")),
+                json!(show("/spec/maxUnavailable")),
+                json!(i(obj, "/status/disruptionsAllowed")),
+                age,
+            ]
+        }
+        ("networking.k8s.io", "ingresses") => {
+            let hosts: Vec<String> = arr(obj, "/spec/rules")
+                .iter()
+                .map(|r| {
+                    if s(r, "/host").is_empty() {
+                        "*".to_string()
+                    } else {
+                        s(r, "/host").to_string()
+                    }
+                })
+                .collect();
+            let hosts = if hosts.is_empty() {
+                "*".to_string()
+            } else if hosts.len() > 3 {
+                format!("{} + {} more...", hosts[..3].join(","), hosts.len() - 3)
+            } else {
+                hosts.join(",")
+            };
+            let addrs: Vec<String> = arr(obj, "/status/loadBalancer/ingress")
+                .iter()
+                .map(|i| {
+                    if s(i, "/ip").is_empty() {
+                        s(i, "/hostname").to_string()
+                    } else {
+                        s(i, "/ip").to_string()
+                    }
+                })
+                .collect();
+            let ports = if arr(obj, "/spec/tls").is_empty() {
+                "80"
+            } else {
+                "80, 443"
+            };
+            let class = obj
+                .pointer("/spec/ingressClassName")
+                .and_then(Value::as_str)
+                .unwrap_or("<none>");
+            vec![
+                name,
+                json!(class),
+                json!(hosts),
+                json!(addrs.join(",")),
+                json!(ports),
+                age,
+            ]
+        }
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            name,
+            json!(i(obj, "/value")),
+            json!(obj
+                .get("globalDefault")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)),
+            age,
+            json!(s(obj, "/preemptionPolicy")),
+        ],
+        ("", "resourcequotas") => {
+            let hard = obj
+                .pointer("/status/hard")
+                .or_else(|| obj.pointer("/spec/hard"))
+                .and_then(Value::as_object);
+            let used = obj.pointer("/status/used").and_then(Value::as_object);
+            let (mut req, mut lim) = (Vec::new(), Vec::new());
+            if let Some(hard) = hard {
+                let mut keys: Vec<&String> = hard.keys().collect();
+                keys.sort();
+                for k in keys {
+                    let h = hard.get(k).map(quantity).unwrap_or_default();
+                    let u = used
+                        .and_then(|u| u.get(k))
+                        .map(quantity)
+                        .unwrap_or_else(|| "0".into());
+                    let item = format!("{k}: {u}/{h}");
+                    if k.starts_with("limits.") {
+                        lim.push(item);
+                    } else {
+                        req.push(item);
+                    }
+                }
+            }
+            vec![name, age, json!(req.join(", ")), json!(lim.join(", "))]
+        }
         _ => vec![name, age],
     }
 }
@@ -759,7 +1250,9 @@ mod tests {
     use minik_apimachinery::resources::find;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-10T12:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-01-10T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -797,20 +1290,34 @@ mod tests {
         assert_eq!(c[4], "5m");
         assert_eq!(c[5], "<none>");
         assert_eq!(c[6], "minik");
-        let running = pod(json!({"phase": "Running", "podIP": "10.244.0.5", "podIPs": [{"ip": "10.244.0.5"}],
-            "containerStatuses": [{"name": "c", "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2026-01-10T11:56:00Z"}}}]}));
+        let running = pod(
+            json!({"phase": "Running", "podIP": "10.244.0.5", "podIPs": [{"ip": "10.244.0.5"}],
+            "containerStatuses": [{"name": "c", "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2026-01-10T11:56:00Z"}}}]}),
+        );
         let c = pod_cells(&running, now());
-        assert_eq!((c[1].as_str(), c[2].as_str(), c[5].as_str()), (Some("1/1"), Some("Running"), Some("10.244.0.5")));
-        for waiting in ["ContainerCreating", "ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff"] {
-            let p = pod(json!({"phase": "Pending", "containerStatuses": [{"name": "c", "ready": false, "restartCount": 3,
+        assert_eq!(
+            (c[1].as_str(), c[2].as_str(), c[5].as_str()),
+            (Some("1/1"), Some("Running"), Some("10.244.0.5"))
+        );
+        for waiting in [
+            "ContainerCreating",
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "CrashLoopBackOff",
+        ] {
+            let p = pod(
+                json!({"phase": "Pending", "containerStatuses": [{"name": "c", "ready": false, "restartCount": 3,
                 "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2026-01-10T11:59:00Z"}},
-                "state": {"waiting": {"reason": waiting}}}]}));
+                "state": {"waiting": {"reason": waiting}}}]}),
+            );
             let c = pod_cells(&p, now());
             assert_eq!(c[2], waiting);
             assert_eq!(c[3], "3 (60s ago)");
         }
-        let done = pod(json!({"phase": "Succeeded", "containerStatuses": [{"name": "c", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}));
+        let done = pod(
+            json!({"phase": "Succeeded", "containerStatuses": [{"name": "c", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}),
+        );
         assert_eq!(pod_cells(&done, now())[2], "Completed");
         let mut term = running.clone();
         term["metadata"]["deletionTimestamp"] = json!("2026-01-10T12:00:30Z");
@@ -828,7 +1335,19 @@ mod tests {
             "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
         let info = find("apps", "v1", "deployments").unwrap();
         let c = cells(info, &d, now());
-        assert_eq!(c, vec![json!("hello"), json!("2/3"), json!(3), json!(2), json!("2d"), json!("hello"), json!("minik/hello"), json!("app=hello")]);
+        assert_eq!(
+            c,
+            vec![
+                json!("hello"),
+                json!("2/3"),
+                json!(3),
+                json!(2),
+                json!("2d"),
+                json!("hello"),
+                json!("minik/hello"),
+                json!("app=hello")
+            ]
+        );
         assert_eq!(columns(info).len(), c.len());
 
         let svc = json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort", "clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
@@ -847,10 +1366,30 @@ mod tests {
     }
 
     #[test]
+    fn jobs_and_daemonsets() {
+        let job = json!({"metadata": {"name": "pi", "creationTimestamp": "2026-01-10T11:58:00Z"},
+            "spec": {"completions": 1, "template": {"spec": {"containers": [{"name": "pi", "image": "perl"}]}}},
+            "status": {"succeeded": 1, "startTime": "2026-01-10T11:58:00Z", "completionTime": "2026-01-10T11:58:30Z",
+                       "conditions": [{"type": "Complete", "status": "True"}]}});
+        let c = job_cells(&job, now());
+        assert_eq!(&c[1..4], &[json!("Complete"), json!("1/1"), json!("30s")]);
+        let ds = json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/os": "linux"}}}},
+            "status": {"desiredNumberScheduled": 1, "numberReady": 1}});
+        let c = cells(find("apps", "v1", "daemonsets").unwrap(), &ds, now());
+        assert_eq!(c[1], 1);
+        assert_eq!(c[6], "kubernetes.io/os=linux");
+    }
+
+    #[test]
     fn every_resource_has_matching_cells_and_columns() {
         for info in minik_apimachinery::builtin_resources() {
             let obj = json!({"metadata": {"name": "x"}});
-            assert_eq!(columns(info).len(), cells(info, &obj, now()).len(), "{}", info.resource);
+            assert_eq!(
+                columns(info).len(),
+                cells(info, &obj, now()).len(),
+                "{}",
+                info.resource
+            );
         }
     }
 
@@ -864,7 +1403,10 @@ mod tests {
         assert_eq!(c[5], "127.0.0.1");
         assert_eq!(c[6], "<none>");
         let ep = json!({"subsets": [{"addresses": [{"ip": "1.1.1.1"}, {"ip": "2.2.2.2"}, {"ip": "3.3.3.3"}, {"ip": "4.4.4.4"}], "ports": [{"port": 80}]}]});
-        assert_eq!(format_endpoints(&ep), "1.1.1.1:80,2.2.2.2:80,3.3.3.3:80 + 1 more...");
+        assert_eq!(
+            format_endpoints(&ep),
+            "1.1.1.1:80,2.2.2.2:80,3.3.3.3:80 + 1 more..."
+        );
         assert_eq!(format_endpoints(&json!({})), "<none>");
         let ev = json!({"metadata": {"name": "e1"}, "type": "Normal", "reason": "Scheduled", "message": " ok ",
             "involvedObject": {"kind": "Pod", "name": "hw"}, "source": {"component": "default-scheduler"},

@@ -11,12 +11,17 @@ use std::sync::Arc;
 /// Why the TLS material could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("no certificate found in the {0} PEM: check the file holds a `BEGIN CERTIFICATE` block")]
+    #[error(
+        "no certificate found in the {0} PEM: check the file holds a `BEGIN CERTIFICATE` block"
+    )]
     NoCert(&'static str),
     #[error("no private key found in the server key PEM: expected a PKCS#8, PKCS#1 or SEC1 key")]
     NoKey,
     #[error("cannot parse the {what} PEM: {err}")]
-    Pem { what: &'static str, err: std::io::Error },
+    Pem {
+        what: &'static str,
+        err: std::io::Error,
+    },
     #[error("the TLS configuration was refused: {0}")]
     Rustls(#[from] rustls::Error),
     #[error("the client CA could not be used: {0}")]
@@ -54,7 +59,11 @@ fn certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, 
 }
 
 /// Builds the rustls server config (ring provider; HTTP/2 and HTTP/1.1).
-pub fn server_config(ca_cert_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, TlsError> {
+pub fn server_config(
+    ca_cert_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in certs(ca_cert_pem, "CA certificate")? {
@@ -66,7 +75,10 @@ pub fn server_config(ca_cert_pem: &str, cert_pem: &str, key_pem: &str) -> Result
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let chain = certs(cert_pem, "server certificate")?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-        .map_err(|err| TlsError::Pem { what: "server key", err })?
+        .map_err(|err| TlsError::Pem {
+            what: "server key",
+            err,
+        })?
         .ok_or(TlsError::NoKey)?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -80,7 +92,12 @@ pub fn server_config(ca_cert_pem: &str, cert_pem: &str, key_pem: &str) -> Result
 pub fn user_from_cert(der: &[u8]) -> Option<UserInfo> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let groups = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(String::from))

@@ -67,7 +67,12 @@ fn bookmark(info: &ResourceInfo, rev: i64, initial_end: bool) -> Value {
 }
 
 /// Starts a watch and returns the streaming response.
-pub async fn watch(inner: Arc<Inner>, p: &ResourcePath, q: &Query, output: Output) -> Result<Response, ApiError> {
+pub async fn watch(
+    inner: Arc<Inner>,
+    p: &ResourcePath,
+    q: &Query,
+    output: Output,
+) -> Result<Response, ApiError> {
     let info = p.info;
     let sel = Selectors::from_query(info, q, p.name.as_deref())?;
     let ns = p.namespace.clone();
@@ -77,7 +82,9 @@ pub async fn watch(inner: Arc<Inner>, p: &ResourcePath, q: &Query, output: Outpu
     let rv: Option<i64> = match rv_param {
         "" | "0" => None,
         s => Some(s.parse().map_err(|_| {
-            ApiError::bad_request(format!("resourceVersion {s:?} is not valid: use the resourceVersion of a list"))
+            ApiError::bad_request(format!(
+                "resourceVersion {s:?} is not valid: use the resourceVersion of a list"
+            ))
         })?),
     };
     let send_initial = send_initial_param.unwrap_or(rv.is_none());
@@ -103,24 +110,46 @@ pub async fn watch(inner: Arc<Inner>, p: &ResourcePath, q: &Query, output: Outpu
     tokio::spawn(async move {
         let mut w = match store_watch {
             Ok(w) => w,
-            Err(StoreError::Compacted { compact_revision, current_revision }) => {
-                let _ = tx.send(Ok(event_line("ERROR", &too_old(start_rev, compact_revision, current_revision)))).await;
+            Err(StoreError::Compacted {
+                compact_revision,
+                current_revision,
+            }) => {
+                let _ = tx
+                    .send(Ok(event_line(
+                        "ERROR",
+                        &too_old(start_rev, compact_revision, current_revision),
+                    )))
+                    .await;
                 return;
             }
             Err(e) => {
-                let _ = tx.send(Ok(event_line("ERROR", &ApiError::internal(e.to_string()).status()))).await;
+                let _ = tx
+                    .send(Ok(event_line(
+                        "ERROR",
+                        &ApiError::internal(e.to_string()).status(),
+                    )))
+                    .await;
                 return;
             }
         };
         for obj in &initial {
-            if tx.send(Ok(event_line("ADDED", &render(obj)))).await.is_err() {
+            if tx
+                .send(Ok(event_line("ADDED", &render(obj))))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
-        if send_initial && allow_bookmarks && send_initial_param == Some(true) {
-            if tx.send(Ok(event_line("BOOKMARK", &bookmark(info, start_rev, true)))).await.is_err() {
-                return;
-            }
+        if send_initial
+            && allow_bookmarks
+            && send_initial_param == Some(true)
+            && tx
+                .send(Ok(event_line("BOOKMARK", &bookmark(info, start_rev, true))))
+                .await
+                .is_err()
+        {
+            return;
         }
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
@@ -152,8 +181,14 @@ pub async fn watch(inner: Arc<Inner>, p: &ResourcePath, q: &Query, output: Outpu
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }
 
@@ -161,7 +196,8 @@ pub async fn watch(inner: Arc<Inner>, p: &ResourcePath, q: &Query, output: Outpu
 pub fn not_watchable(info: &ResourceInfo) -> Response {
     json_response(
         StatusCode::METHOD_NOT_ALLOWED,
-        &ApiError::method_not_allowed(format!("watch is not supported on {}", info.resource)).status(),
+        &ApiError::method_not_allowed(format!("watch is not supported on {}", info.resource))
+            .status(),
     )
 }
 
@@ -172,7 +208,12 @@ mod tests {
     use minik_store::KeyValue;
 
     fn kv(v: Value, rev: i64) -> KeyValue {
-        KeyValue { key: "/k".into(), value: serde_json::to_vec(&v).unwrap().into(), create_revision: 1, mod_revision: rev }
+        KeyValue {
+            key: "/k".into(),
+            value: serde_json::to_vec(&v).unwrap().into(),
+            create_revision: 1,
+            mod_revision: rev,
+        }
     }
 
     #[test]
@@ -182,21 +223,48 @@ mod tests {
         let sel = Selectors::from_query(pods, &q, None).unwrap();
         let web = json!({"metadata": {"name": "p", "labels": {"app": "web"}}});
         let other = json!({"metadata": {"name": "p", "labels": {"app": "db"}}});
-        let created = Event { event_type: EventType::Put, kv: kv(web.clone(), 2), prev: None };
+        let created = Event {
+            event_type: EventType::Put,
+            kv: kv(web.clone(), 2),
+            prev: None,
+        };
         assert_eq!(convert(pods, &created, &sel).unwrap().0, "ADDED");
-        let modified = Event { event_type: EventType::Put, kv: kv(web.clone(), 3), prev: Some(kv(web.clone(), 2)) };
+        let modified = Event {
+            event_type: EventType::Put,
+            kv: kv(web.clone(), 3),
+            prev: Some(kv(web.clone(), 2)),
+        };
         let (ty, obj) = convert(pods, &modified, &sel).unwrap();
-        assert_eq!((ty, obj["metadata"]["resourceVersion"].as_str()), ("MODIFIED", Some("3")));
-        let left = Event { event_type: EventType::Put, kv: kv(other.clone(), 4), prev: Some(kv(web.clone(), 3)) };
+        assert_eq!(
+            (ty, obj["metadata"]["resourceVersion"].as_str()),
+            ("MODIFIED", Some("3"))
+        );
+        let left = Event {
+            event_type: EventType::Put,
+            kv: kv(other.clone(), 4),
+            prev: Some(kv(web.clone(), 3)),
+        };
         let (ty, obj) = convert(pods, &left, &sel).unwrap();
         assert_eq!(ty, "DELETED");
         assert_eq!(obj["metadata"]["labels"]["app"], "web");
         assert_eq!(obj["metadata"]["resourceVersion"], "4");
-        let back = Event { event_type: EventType::Put, kv: kv(web.clone(), 5), prev: Some(kv(other.clone(), 4)) };
+        let back = Event {
+            event_type: EventType::Put,
+            kv: kv(web.clone(), 5),
+            prev: Some(kv(other.clone(), 4)),
+        };
         assert_eq!(convert(pods, &back, &sel).unwrap().0, "ADDED");
-        let invisible = Event { event_type: EventType::Put, kv: kv(other.clone(), 6), prev: Some(kv(other, 5)) };
+        let invisible = Event {
+            event_type: EventType::Put,
+            kv: kv(other.clone(), 6),
+            prev: Some(kv(other, 5)),
+        };
         assert!(convert(pods, &invisible, &sel).is_none());
-        let deleted = Event { event_type: EventType::Delete, kv: kv(web, 7), prev: None };
+        let deleted = Event {
+            event_type: EventType::Delete,
+            kv: kv(web, 7),
+            prev: None,
+        };
         assert_eq!(convert(pods, &deleted, &sel).unwrap().0, "DELETED");
     }
 

@@ -62,7 +62,9 @@ pub enum Error {
     MissingMeta,
     #[error("Deployment {0} has an invalid rolling update parameter: {1}")]
     Strategy(String, UtilError),
-    #[error("ReplicaSet name {0} is taken by a different template; bumped collisionCount, will retry")]
+    #[error(
+        "ReplicaSet name {0} is taken by a different template; bumped collisionCount, will retry"
+    )]
     HashCollision(String),
     #[error("talking to the API server failed: {0}")]
     Kube(#[from] kube::Error),
@@ -79,15 +81,18 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         recorder: Recorder::new(client.clone(), "deployment-controller"),
         client: client.clone(),
     });
-    Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "deployment reconcile");
-            }
-        })
-        .await;
+    Controller::new(
+        Api::<Deployment>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
+    .run(reconcile, error_policy, ctx)
+    .for_each(|res| async move {
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "deployment reconcile");
+        }
+    })
+    .await;
     Ok(())
 }
 
@@ -223,8 +228,12 @@ pub fn surge_and_unavailable(d: &Deployment) -> Result<(i32, i32), UtilError> {
         .and_then(|s| s.strategy.as_ref())
         .and_then(|s| s.rolling_update.as_ref());
     let default = IntOrString::String("25%".into());
-    let surge_v = ru.and_then(|r| r.max_surge.clone()).unwrap_or(default.clone());
-    let unav_v = ru.and_then(|r| r.max_unavailable.clone()).unwrap_or(default);
+    let surge_v = ru
+        .and_then(|r| r.max_surge.clone())
+        .unwrap_or(default.clone());
+    let unav_v = ru
+        .and_then(|r| r.max_unavailable.clone())
+        .unwrap_or(default);
     let surge = resolve_int_or_percent(&surge_v, replicas, true)?.max(0);
     let mut unavailable = resolve_int_or_percent(&unav_v, replicas, false)?.max(0);
     if surge == 0 && unavailable == 0 {
@@ -290,7 +299,8 @@ pub fn rolling_old_rs_targets(
         return vec![];
     }
     let mut olds = by_creation(olds);
-    let original: HashMap<String, i32> = olds.iter().map(|r| (r.name.clone(), r.replicas)).collect();
+    let original: HashMap<String, i32> =
+        olds.iter().map(|r| (r.name.clone(), r.replicas)).collect();
     // 1. Unhealthy replicas go first: they do not count toward availability.
     let mut cleaned = 0;
     for rs in olds.iter_mut() {
@@ -372,7 +382,11 @@ pub fn scale_targets(
     if !rolling {
         return vec![];
     }
-    let allowed = if replicas > 0 { replicas + max_surge } else { 0 };
+    let allowed = if replicas > 0 {
+        replicas + max_surge
+    } else {
+        0
+    };
     let current: i32 = active.iter().map(|r| r.replicas).sum();
     let to_add = allowed - current;
     if to_add == 0 {
@@ -432,11 +446,10 @@ pub fn history_to_delete(limit: i32, olds: &[&ReplicaSet]) -> Vec<String> {
         return vec![];
     }
     alive.sort_by(|a, b| {
-        revision(&a.metadata)
-            .cmp(&revision(&b.metadata))
-            .then(time_secs(a.metadata.creation_timestamp.as_ref()).cmp(&time_secs(
-                b.metadata.creation_timestamp.as_ref(),
-            )))
+        revision(&a.metadata).cmp(&revision(&b.metadata)).then(
+            time_secs(a.metadata.creation_timestamp.as_ref())
+                .cmp(&time_secs(b.metadata.creation_timestamp.as_ref())),
+        )
     });
     alive
         .into_iter()
@@ -466,7 +479,10 @@ pub fn calculate_status(
     let spec_total: i32 = all.iter().map(|r| rs_replicas(r)).sum();
     let actual: i32 = all.iter().map(|r| st(r).replicas).sum();
     let ready: i32 = all.iter().map(|r| st(r).ready_replicas.unwrap_or(0)).sum();
-    let available: i32 = all.iter().map(|r| st(r).available_replicas.unwrap_or(0)).sum();
+    let available: i32 = all
+        .iter()
+        .map(|r| st(r).available_replicas.unwrap_or(0))
+        .sum();
     let updated = new.map(|r| st(r).replicas).unwrap_or(0);
     let mut status = DeploymentStatus {
         observed_generation: d.metadata.generation,
@@ -501,7 +517,13 @@ pub fn calculate_status(
     status
 }
 
-fn new_condition(type_: &str, status: &str, reason: &str, message: &str, now: &Time) -> DeploymentCondition {
+fn new_condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &Time,
+) -> DeploymentCondition {
     DeploymentCondition {
         type_: type_.into(),
         status: status.into(),
@@ -513,7 +535,11 @@ fn new_condition(type_: &str, status: &str, reason: &str, message: &str, now: &T
 }
 
 fn get_condition<'a>(status: &'a DeploymentStatus, type_: &str) -> Option<&'a DeploymentCondition> {
-    status.conditions.as_ref()?.iter().find(|c| c.type_ == type_)
+    status
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 /// kube's `SetDeploymentCondition`: same status and reason is a no-op; same
@@ -643,7 +669,13 @@ fn timed_out(cond: Option<&DeploymentCondition>, deadline: i32, now: &Time) -> b
 }
 
 /// Labels/selector/template of the ReplicaSet for `hash`.
-pub fn new_replica_set(d: &Deployment, hash: &str, replicas: i32, revision: i64, max_surge: i32) -> Option<ReplicaSet> {
+pub fn new_replica_set(
+    d: &Deployment,
+    hash: &str,
+    replicas: i32,
+    revision: i64,
+    max_surge: i32,
+) -> Option<ReplicaSet> {
     let spec = d.spec.as_ref()?;
     let mut template = spec.template.clone();
     let tmeta = template.metadata.get_or_insert_with(Default::default);
@@ -666,7 +698,10 @@ pub fn new_replica_set(d: &Deployment, hash: &str, replicas: i32, revision: i64,
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     annotations.insert(REVISION_ANNOTATION.into(), revision.to_string());
-    annotations.insert(DESIRED_REPLICAS_ANNOTATION.into(), desired_replicas(d).to_string());
+    annotations.insert(
+        DESIRED_REPLICAS_ANNOTATION.into(),
+        desired_replicas(d).to_string(),
+    );
     annotations.insert(
         MAX_REPLICAS_ANNOTATION.into(),
         (desired_replicas(d) + max_surge).to_string(),
@@ -771,8 +806,16 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     // Claim ReplicaSets: ours, plus orphans matching the selector.
     let mut rses = Vec::new();
     let deleting = d.metadata.deletion_timestamp.is_some();
-    let empty_selector = spec.selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && spec.selector.match_expressions.as_ref().is_none_or(|m| m.is_empty());
+    let empty_selector = spec
+        .selector
+        .match_labels
+        .as_ref()
+        .is_none_or(|m| m.is_empty())
+        && spec
+            .selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(|m| m.is_empty());
     for rs in rs_api.list(&ListParams::default()).await?.items {
         if is_controlled_by(&rs.metadata, &uid) {
             rses.push(rs);
@@ -785,7 +828,14 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 let mut refs = rs.metadata.owner_references.clone().unwrap_or_default();
                 refs.push(owner);
                 let patch = serde_json::json!({"metadata": {"ownerReferences": refs, "uid": rs.metadata.uid}});
-                match rs_api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                match rs_api
+                    .patch(
+                        &rs.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                {
                     Ok(rs) => rses.push(rs),
                     Err(e) => tracing::debug!(error = %e, "could not adopt replicaset"),
                 }
@@ -794,7 +844,11 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     let now = Time(Timestamp::now());
     let mut w = Work {
-        conditions: d.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default(),
+        conditions: d
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default(),
         d,
         client: ctx.client.clone(),
         rs_api,
@@ -816,20 +870,30 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .find(|c| c.type_ == "Progressing")
             .and_then(|c| c.reason.clone());
         if paused && reason.as_deref() != Some("DeploymentPaused") {
-            let c = new_condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", &w.now);
+            let c = new_condition(
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused",
+                &w.now,
+            );
             w.set_cond(c);
         } else if !paused && reason.as_deref() == Some("DeploymentPaused") {
-            let c = new_condition("Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed", &w.now);
+            let c = new_condition(
+                "Progressing",
+                "Unknown",
+                "DeploymentResumed",
+                "Deployment is resumed",
+                &w.now,
+            );
             w.set_cond(c);
         }
     }
 
     let replicas = desired_replicas(&w.d);
-    let scaling_event = w
-        .rses
-        .iter()
-        .filter(|r| rs_replicas(r) > 0)
-        .any(|r| annotation_i32(&r.metadata, DESIRED_REPLICAS_ANNOTATION).is_some_and(|v| v != replicas));
+    let scaling_event = w.rses.iter().filter(|r| rs_replicas(r) > 0).any(|r| {
+        annotation_i32(&r.metadata, DESIRED_REPLICAS_ANNOTATION).is_some_and(|v| v != replicas)
+    });
     if paused || scaling_event {
         sync_revision(&ctx, &mut w, false, max_surge).await?;
         scale(&ctx, &mut w, max_surge).await?;
@@ -857,17 +921,34 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 /// kube's getNewReplicaSet: revision bookkeeping, and creation of the new
 /// ReplicaSet when `create` and it does not exist yet.
 async fn sync_revision(ctx: &Ctx, w: &mut Work, create: bool, max_surge: i32) -> Result<(), Error> {
-    let max_old = w.olds().iter().map(|r| revision(&r.metadata)).max().unwrap_or(0);
+    let max_old = w
+        .olds()
+        .iter()
+        .map(|r| revision(&r.metadata))
+        .max()
+        .unwrap_or(0);
     let new_revision = max_old + 1;
     if let Some(new) = w.new_rs().cloned() {
         if revision(&new.metadata) < new_revision {
             let patch = serde_json::json!({"metadata": {"annotations": {REVISION_ANNOTATION: new_revision.to_string()}}});
-            let updated = w.rs_api.patch(&new.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            let updated = w
+                .rs_api
+                .patch(
+                    &new.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
             replace_rs(w, updated);
         }
-        let rev = w.new_rs().map(|r| revision(&r.metadata)).unwrap_or(new_revision);
+        let rev = w
+            .new_rs()
+            .map(|r| revision(&r.metadata))
+            .unwrap_or(new_revision);
         set_deployment_revision(w, rev).await?;
-        if progress_deadline(&w.d).is_some() && !w.conditions.iter().any(|c| c.type_ == "Progressing") {
+        if progress_deadline(&w.d).is_some()
+            && !w.conditions.iter().any(|c| c.type_ == "Progressing")
+        {
             let msg = format!("Found new replica set \"{}\"", new.name_any());
             let c = new_condition("Progressing", "True", "FoundNewReplicaSet", &msg, &w.now);
             w.set_cond(c);
@@ -877,13 +958,21 @@ async fn sync_revision(ctx: &Ctx, w: &mut Work, create: bool, max_surge: i32) ->
     if !create {
         return Ok(());
     }
-    let Some(spec) = w.d.spec.clone() else { return Ok(()) };
+    let Some(spec) = w.d.spec.clone() else {
+        return Ok(());
+    };
     let hash = pod_template_hash(&spec.template, w.collision_count());
     let replicas = if is_recreate(&w.d) {
         desired_replicas(&w.d)
     } else {
         let all: Vec<RsView> = w.rses.iter().map(RsView::of).collect();
-        let empty = RsView { name: String::new(), replicas: 0, available: 0, created: 0, max_replicas: None };
+        let empty = RsView {
+            name: String::new(),
+            replicas: 0,
+            available: 0,
+            created: 0,
+            max_replicas: None,
+        };
         new_rs_new_replicas(desired_replicas(&w.d), max_surge, &empty, &all)
     };
     let Some(rs) = new_replica_set(&w.d, &hash, replicas, new_revision, max_surge) else {
@@ -899,14 +988,23 @@ async fn sync_revision(ctx: &Ctx, w: &mut Work, create: bool, max_surge: i32) ->
                 .as_ref()
                 .and_then(|s| s.template.as_ref())
                 .is_some_and(|t| templates_equal_ignoring_hash(t, &spec.template));
-            if same && is_controlled_by(&existing.metadata, w.d.metadata.uid.as_deref().unwrap_or("")) {
+            if same
+                && is_controlled_by(
+                    &existing.metadata,
+                    w.d.metadata.uid.as_deref().unwrap_or(""),
+                )
+            {
                 existing
             } else {
                 // A different template already has this name: change the hash.
                 let cc = w.collision_count().unwrap_or(0) + 1;
                 let patch = serde_json::json!({"status": {"collisionCount": cc}});
                 w.d_api
-                    .patch_status(&w.d.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch_status(
+                        &w.d.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
                     .await?;
                 return Err(Error::HashCollision(rs_name));
             }
@@ -936,23 +1034,38 @@ async fn set_deployment_revision(w: &mut Work, rev: i64) -> Result<(), Error> {
     if revision(&w.d.metadata) == rev {
         return Ok(());
     }
-    let patch = serde_json::json!({"metadata": {"annotations": {REVISION_ANNOTATION: rev.to_string()}}});
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {REVISION_ANNOTATION: rev.to_string()}}});
     w.d = w
         .d_api
-        .patch(&w.d.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &w.d.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     Ok(())
 }
 
 fn replace_rs(w: &mut Work, rs: ReplicaSet) {
-    if let Some(slot) = w.rses.iter_mut().find(|r| r.metadata.uid == rs.metadata.uid) {
+    if let Some(slot) = w
+        .rses
+        .iter_mut()
+        .find(|r| r.metadata.uid == rs.metadata.uid)
+    {
         *slot = rs;
     }
 }
 
 /// Sets a ReplicaSet's size and its desired/max-replicas annotations; emits
 /// ScalingReplicaSet. Returns whether the size changed.
-async fn scale_rs(ctx: &Ctx, w: &mut Work, name: &str, target: i32, max_surge: i32) -> Result<bool, Error> {
+async fn scale_rs(
+    ctx: &Ctx,
+    w: &mut Work,
+    name: &str,
+    target: i32,
+    max_surge: i32,
+) -> Result<bool, Error> {
     let Some(rs) = w.rses.iter().find(|r| r.name_any() == name).cloned() else {
         return Ok(false);
     };
@@ -970,7 +1083,10 @@ async fn scale_rs(ctx: &Ctx, w: &mut Work, name: &str, target: i32, max_surge: i
         }},
         "spec": {"replicas": target},
     });
-    let updated = w.rs_api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let updated = w
+        .rs_api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     replace_rs(w, updated);
     if current != target {
         let dir = if target > current { "up" } else { "down" };
@@ -995,7 +1111,9 @@ async fn rollout_rolling(
 ) -> Result<(), Error> {
     sync_revision(ctx, w, true, max_surge).await?;
     let replicas = desired_replicas(&w.d);
-    let Some(new) = w.new_rs().map(RsView::of) else { return Ok(()) };
+    let Some(new) = w.new_rs().map(RsView::of) else {
+        return Ok(());
+    };
     let all: Vec<RsView> = w.rses.iter().map(RsView::of).collect();
     if let Some(target) = rolling_new_rs_target(replicas, max_surge, &new, &all) {
         if scale_rs(ctx, w, &new.name, target, max_surge).await? {
@@ -1011,7 +1129,14 @@ async fn rollout_rolling(
     if scaled {
         return Ok(());
     }
-    let st = calculate_status(&w.d, &w.rses.iter().collect::<Vec<_>>(), w.new_rs(), max_unavailable, vec![], &w.now);
+    let st = calculate_status(
+        &w.d,
+        &w.rses.iter().collect::<Vec<_>>(),
+        w.new_rs(),
+        max_unavailable,
+        vec![],
+        &w.now,
+    );
     if deployment_complete(&w.d, &st) {
         cleanup(w, spec).await?;
     }
@@ -1025,7 +1150,12 @@ async fn rollout_recreate(
     max_surge: i32,
 ) -> Result<(), Error> {
     sync_revision(ctx, w, false, max_surge).await?;
-    let active_olds: Vec<String> = w.olds().iter().filter(|r| rs_replicas(r) > 0).map(|r| r.name_any()).collect();
+    let active_olds: Vec<String> = w
+        .olds()
+        .iter()
+        .filter(|r| rs_replicas(r) > 0)
+        .map(|r| r.name_any())
+        .collect();
     let mut scaled = false;
     for name in active_olds {
         scaled |= scale_rs(ctx, w, &name, 0, max_surge).await?;
@@ -1034,8 +1164,13 @@ async fn rollout_recreate(
         return Ok(());
     }
     // Wait until every old pod is gone (not just terminating).
-    let old_uids: Vec<String> = w.olds().iter().filter_map(|r| r.metadata.uid.clone()).collect();
-    let pods_api: Api<Pod> = Api::namespaced(w.client.clone(), &w.d.namespace().unwrap_or_default());
+    let old_uids: Vec<String> = w
+        .olds()
+        .iter()
+        .filter_map(|r| r.metadata.uid.clone())
+        .collect();
+    let pods_api: Api<Pod> =
+        Api::namespaced(w.client.clone(), &w.d.namespace().unwrap_or_default());
     let pods = pods_api.list(&ListParams::default()).await?.items;
     let old_running = pods.iter().any(|p| {
         controller_ref(&p.metadata).is_some_and(|o| old_uids.contains(&o.uid))
@@ -1051,7 +1186,14 @@ async fn rollout_recreate(
         let replicas = desired_replicas(&w.d);
         scale_rs(ctx, w, &new, replicas, max_surge).await?;
     }
-    let st = calculate_status(&w.d, &w.rses.iter().collect::<Vec<_>>(), w.new_rs(), 0, vec![], &w.now);
+    let st = calculate_status(
+        &w.d,
+        &w.rses.iter().collect::<Vec<_>>(),
+        w.new_rs(),
+        0,
+        vec![],
+        &w.now,
+    );
     if deployment_complete(&w.d, &st) {
         cleanup(w, spec).await?;
     }
@@ -1065,7 +1207,12 @@ async fn scale(ctx: &Ctx, w: &mut Work, max_surge: i32) -> Result<(), Error> {
     let saturated = w.new_rs().is_some_and(|rs| {
         rs_replicas(rs) == replicas
             && annotation_i32(&rs.metadata, DESIRED_REPLICAS_ANNOTATION) == Some(replicas)
-            && rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) == replicas
+            && rs
+                .status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0)
+                == replicas
     });
     let status_replicas = w.d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     let targets = scale_targets(
@@ -1097,7 +1244,9 @@ async fn scale(ctx: &Ctx, w: &mut Work, max_surge: i32) -> Result<(), Error> {
 }
 
 async fn cleanup(w: &Work, spec: &k8s_openapi::api::apps::v1::DeploymentSpec) -> Result<(), Error> {
-    let limit = spec.revision_history_limit.unwrap_or(DEFAULT_REVISION_HISTORY);
+    let limit = spec
+        .revision_history_limit
+        .unwrap_or(DEFAULT_REVISION_HISTORY);
     for name in history_to_delete(limit, &w.olds()) {
         match w.rs_api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => {}
@@ -1111,7 +1260,14 @@ async fn cleanup(w: &Work, spec: &k8s_openapi::api::apps::v1::DeploymentSpec) ->
 async fn sync_status(w: &mut Work, max_unavailable: i32) -> Result<DeploymentStatus, Error> {
     let all: Vec<&ReplicaSet> = w.rses.iter().collect();
     let new = w.new_rs();
-    let mut st = calculate_status(&w.d, &all, new, max_unavailable, w.conditions.clone(), &w.now);
+    let mut st = calculate_status(
+        &w.d,
+        &all,
+        new,
+        max_unavailable,
+        w.conditions.clone(),
+        &w.now,
+    );
     let paused = w.d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
     if !paused {
         let name = new.map(|r| r.name_any());
@@ -1121,7 +1277,11 @@ async fn sync_status(w: &mut Work, max_unavailable: i32) -> Result<DeploymentSta
         let patch = serde_json::json!({"status": st});
         match w
             .d_api
-            .patch_status(&w.d.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &w.d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(d) => w.d = d,
@@ -1142,14 +1302,27 @@ mod tests {
     use k8s_openapi::api::core::v1::{Container, PodSpec};
 
     fn rs(name: &str, replicas: i32, available: i32, created: i64) -> RsView {
-        RsView { name: name.into(), replicas, available, created, max_replicas: None }
+        RsView {
+            name: name.into(),
+            replicas,
+            available,
+            created,
+            max_replicas: None,
+        }
     }
 
     fn template(image: &str) -> PodTemplateSpec {
         PodTemplateSpec {
-            metadata: Some(ObjectMeta { labels: Some(labels(&[("app", "web")])), ..Default::default() }),
+            metadata: Some(ObjectMeta {
+                labels: Some(labels(&[("app", "web")])),
+                ..Default::default()
+            }),
             spec: Some(PodSpec {
-                containers: vec![Container { name: "c".into(), image: Some(image.into()), ..Default::default() }],
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some(image.into()),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
         }
@@ -1166,7 +1339,10 @@ mod tests {
             },
             spec: Some(DeploymentSpec {
                 replicas: Some(replicas),
-                selector: LabelSelector { match_labels: Some(labels(&[("app", "web")])), ..Default::default() },
+                selector: LabelSelector {
+                    match_labels: Some(labels(&[("app", "web")])),
+                    ..Default::default()
+                },
                 template: template("nginx:1"),
                 strategy: Some(DeploymentStrategy {
                     type_: Some("RollingUpdate".into()),
@@ -1189,7 +1365,11 @@ mod tests {
         assert!(h.len() <= 10 && !h.is_empty());
         assert!(h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
         let mut with_label = t.clone();
-        with_label.metadata.as_mut().and_then(|m| m.labels.as_mut()).map(|l| l.insert(HASH_LABEL.into(), h.clone()));
+        with_label
+            .metadata
+            .as_mut()
+            .and_then(|m| m.labels.as_mut())
+            .map(|l| l.insert(HASH_LABEL.into(), h.clone()));
         assert_eq!(pod_template_hash(&with_label, None), h);
         assert!(templates_equal_ignoring_hash(&t, &with_label));
         assert_ne!(pod_template_hash(&template("nginx:2"), None), h);
@@ -1199,8 +1379,14 @@ mod tests {
 
     #[test]
     fn surge_rounds_up_unavailable_rounds_down() {
-        assert_eq!(surge_and_unavailable(&deployment(3, "25%", "25%")), Ok((1, 0)));
-        assert_eq!(surge_and_unavailable(&deployment(10, "25%", "25%")), Ok((3, 2)));
+        assert_eq!(
+            surge_and_unavailable(&deployment(3, "25%", "25%")),
+            Ok((1, 0))
+        );
+        assert_eq!(
+            surge_and_unavailable(&deployment(10, "25%", "25%")),
+            Ok((3, 2))
+        );
         // Both zero: one may be unavailable so the rollout can move.
         assert_eq!(surge_and_unavailable(&deployment(3, "0", "0")), Ok((0, 1)));
         assert_eq!(surge_and_unavailable(&deployment(2, "0", "5")), Ok((0, 2)));
@@ -1215,10 +1401,16 @@ mod tests {
         assert_eq!(rolling_new_rs_target(3, 1, &new, &all), Some(1));
         // New pod not available yet: old must not shrink below 3 available.
         let new = rs("new", 1, 0, 2);
-        assert_eq!(rolling_old_rs_targets(3, 0, &new, &[old.clone()]), vec![]);
+        assert_eq!(
+            rolling_old_rs_targets(3, 0, &new, std::slice::from_ref(&old)),
+            vec![]
+        );
         // New pod available: one old can go.
         let new = rs("new", 1, 1, 2);
-        assert_eq!(rolling_old_rs_targets(3, 0, &new, &[old.clone()]), vec![("old".into(), 2)]);
+        assert_eq!(
+            rolling_old_rs_targets(3, 0, &new, std::slice::from_ref(&old)),
+            vec![("old".into(), 2)]
+        );
         // At max total (4): no more surge until old shrinks.
         let all = vec![old, new.clone()];
         assert_eq!(rolling_new_rs_target(3, 1, &new, &all), None);
@@ -1231,13 +1423,19 @@ mod tests {
         let new = rs("new", 1, 1, 2);
         // replicas 3, maxUnavailable 1: minAvailable 2; maxScaledDown = 4-2-0 = 2
         // cleanup removes 2 unhealthy; then available 2 <= 2: stop.
-        assert_eq!(rolling_old_rs_targets(3, 1, &new, &[old]), vec![("old".into(), 1)]);
+        assert_eq!(
+            rolling_old_rs_targets(3, 1, &new, &[old]),
+            vec![("old".into(), 1)]
+        );
     }
 
     #[test]
     fn new_rs_shrinks_when_over_desired() {
         let new = rs("new", 5, 5, 1);
-        assert_eq!(rolling_new_rs_target(3, 1, &new, std::slice::from_ref(&new)), Some(3));
+        assert_eq!(
+            rolling_new_rs_target(3, 1, &new, std::slice::from_ref(&new)),
+            Some(3)
+        );
     }
 
     #[test]
@@ -1269,19 +1467,28 @@ mod tests {
     fn saturated_new_rs_scales_olds_to_zero() {
         let new = rs("new", 3, 3, 2);
         let old = rs("old", 1, 1, 1);
-        assert_eq!(scale_targets(3, 1, true, 4, Some(&new), &[old], true), vec![("old".to_string(), 0)]);
+        assert_eq!(
+            scale_targets(3, 1, true, 4, Some(&new), &[old], true),
+            vec![("old".to_string(), 0)]
+        );
     }
 
     fn full_rs(name: &str, rev: i64, replicas: i32, created: i64) -> ReplicaSet {
         ReplicaSet {
             metadata: ObjectMeta {
                 name: Some(name.into()),
-                annotations: Some(BTreeMap::from([(REVISION_ANNOTATION.to_string(), rev.to_string())])),
+                annotations: Some(BTreeMap::from([(
+                    REVISION_ANNOTATION.to_string(),
+                    rev.to_string(),
+                )])),
                 creation_timestamp: Some(Time(Timestamp::from_second(created).expect("ts"))),
                 generation: Some(1),
                 ..Default::default()
             },
-            spec: Some(ReplicaSetSpec { replicas: Some(replicas), ..Default::default() }),
+            spec: Some(ReplicaSetSpec {
+                replicas: Some(replicas),
+                ..Default::default()
+            }),
             status: Some(ReplicaSetStatus {
                 replicas,
                 observed_generation: Some(1),
@@ -1298,7 +1505,10 @@ mod tests {
         let b = full_rs("b", 2, 0, 2);
         let c = full_rs("c", 3, 1, 3);
         let d = full_rs("d", 4, 0, 4);
-        assert_eq!(history_to_delete(2, &[&d, &c, &b, &a]), vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            history_to_delete(2, &[&d, &c, &b, &a]),
+            vec!["a".to_string(), "b".to_string()]
+        );
         // c still has replicas: skipped even when over the limit.
         assert_eq!(history_to_delete(0, &[&d, &c, &b, &a]), vec!["a", "b", "d"]);
         assert!(history_to_delete(10, &[&a, &b]).is_empty());
@@ -1308,25 +1518,52 @@ mod tests {
     fn new_replica_set_carries_hash_owner_and_revision() {
         let mut d = deployment(3, "25%", "25%");
         d.metadata.annotations = Some(BTreeMap::from([
-            ("kubectl.kubernetes.io/last-applied-configuration".to_string(), "{}".to_string()),
+            (
+                "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                "{}".to_string(),
+            ),
             ("team".to_string(), "a".to_string()),
         ]));
         let rs = new_replica_set(&d, "abc12", 1, 2, 1).expect("rs");
         assert_eq!(rs.name_any(), "web-abc12");
-        assert_eq!(rs.labels().get(HASH_LABEL).map(String::as_str), Some("abc12"));
+        assert_eq!(
+            rs.labels().get(HASH_LABEL).map(String::as_str),
+            Some("abc12")
+        );
         let spec = rs.spec.as_ref().expect("spec");
-        assert_eq!(spec.selector.match_labels.as_ref().and_then(|m| m.get(HASH_LABEL)).map(String::as_str), Some("abc12"));
-        let tl = spec.template.as_ref().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.as_ref()).expect("labels");
+        assert_eq!(
+            spec.selector
+                .match_labels
+                .as_ref()
+                .and_then(|m| m.get(HASH_LABEL))
+                .map(String::as_str),
+            Some("abc12")
+        );
+        let tl = spec
+            .template
+            .as_ref()
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref())
+            .expect("labels");
         assert_eq!(tl.get(HASH_LABEL).map(String::as_str), Some("abc12"));
         assert_eq!(tl.get("app").map(String::as_str), Some("web"));
         let ann = rs.annotations();
         assert_eq!(ann.get(REVISION_ANNOTATION).map(String::as_str), Some("2"));
-        assert_eq!(ann.get(DESIRED_REPLICAS_ANNOTATION).map(String::as_str), Some("3"));
-        assert_eq!(ann.get(MAX_REPLICAS_ANNOTATION).map(String::as_str), Some("4"));
+        assert_eq!(
+            ann.get(DESIRED_REPLICAS_ANNOTATION).map(String::as_str),
+            Some("3")
+        );
+        assert_eq!(
+            ann.get(MAX_REPLICAS_ANNOTATION).map(String::as_str),
+            Some("4")
+        );
         assert_eq!(ann.get("team").map(String::as_str), Some("a"));
         assert!(!ann.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
         let owner = &rs.metadata.owner_references.as_ref().expect("owner")[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Deployment", "d-uid", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Deployment", "d-uid", Some(true))
+        );
     }
 
     fn rs_status(replicas: i32, ready: i32, available: i32) -> ReplicaSet {
@@ -1351,7 +1588,10 @@ mod tests {
         assert_eq!(st.unavailable_replicas, Some(2));
         assert_eq!(st.observed_generation, Some(2));
         let avail = get_condition(&st, "Available").expect("available");
-        assert_eq!((avail.status.as_str(), avail.reason.as_deref()), ("False", Some("MinimumReplicasUnavailable")));
+        assert_eq!(
+            (avail.status.as_str(), avail.reason.as_deref()),
+            ("False", Some("MinimumReplicasUnavailable"))
+        );
         progress_conditions(&d, &mut st, Some("web-x"), &now);
         let p = get_condition(&st, "Progressing").expect("progressing");
         assert_eq!(p.reason.as_deref(), Some("ReplicaSetUpdated"));
@@ -1362,8 +1602,14 @@ mod tests {
         progress_conditions(&d, &mut st, Some("web-x"), &now);
         let p = get_condition(&st, "Progressing").expect("progressing");
         assert_eq!(p.reason.as_deref(), Some("NewReplicaSetAvailable"));
-        assert_eq!(p.message.as_deref(), Some("ReplicaSet \"web-x\" has successfully progressed."));
-        assert_eq!(get_condition(&st, "Available").map(|c| c.status.as_str()), Some("True"));
+        assert_eq!(
+            p.message.as_deref(),
+            Some("ReplicaSet \"web-x\" has successfully progressed.")
+        );
+        assert_eq!(
+            get_condition(&st, "Available").map(|c| c.status.as_str()),
+            Some("True")
+        );
     }
 
     #[test]
@@ -1374,18 +1620,44 @@ mod tests {
         let mut st = calculate_status(&d, &[&stuck], Some(&stuck), 0, vec![], &start);
         set_condition(
             &mut st,
-            new_condition("Progressing", "True", "ReplicaSetUpdated", "ReplicaSet \"web-x\" is progressing.", &start),
+            new_condition(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                "ReplicaSet \"web-x\" is progressing.",
+                &start,
+            ),
         );
         d.status = Some(st.clone());
         let later = Time(Timestamp::from_second(1000 + 601).expect("ts"));
-        let mut st2 = calculate_status(&d, &[&stuck], Some(&stuck), 0, st.conditions.clone().unwrap_or_default(), &later);
+        let mut st2 = calculate_status(
+            &d,
+            &[&stuck],
+            Some(&stuck),
+            0,
+            st.conditions.clone().unwrap_or_default(),
+            &later,
+        );
         progress_conditions(&d, &mut st2, Some("web-x"), &later);
         let p = get_condition(&st2, "Progressing").expect("progressing");
-        assert_eq!((p.status.as_str(), p.reason.as_deref()), ("False", Some("ProgressDeadlineExceeded")));
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_deref()),
+            ("False", Some("ProgressDeadlineExceeded"))
+        );
         // Before the deadline: unchanged.
         let early = Time(Timestamp::from_second(1000 + 10).expect("ts"));
-        let mut st3 = calculate_status(&d, &[&stuck], Some(&stuck), 0, st.conditions.clone().unwrap_or_default(), &early);
+        let mut st3 = calculate_status(
+            &d,
+            &[&stuck],
+            Some(&stuck),
+            0,
+            st.conditions.clone().unwrap_or_default(),
+            &early,
+        );
         progress_conditions(&d, &mut st3, Some("web-x"), &early);
-        assert_eq!(get_condition(&st3, "Progressing").and_then(|c| c.reason.as_deref()), Some("ReplicaSetUpdated"));
+        assert_eq!(
+            get_condition(&st3, "Progressing").and_then(|c| c.reason.as_deref()),
+            Some("ReplicaSetUpdated")
+        );
     }
 }

@@ -24,8 +24,20 @@ const BUILTIN: &[(&str, &str, &str, &str, bool)] = &[
     ("", "v1", "Secret", "secrets", true),
     ("", "v1", "ServiceAccount", "serviceaccounts", true),
     ("", "v1", "Event", "events", true),
-    ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true),
-    ("", "v1", "ReplicationController", "replicationcontrollers", true),
+    (
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        true,
+    ),
+    (
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        true,
+    ),
     ("", "v1", "LimitRange", "limitranges", true),
     ("", "v1", "ResourceQuota", "resourcequotas", true),
     ("", "v1", "Namespace", "namespaces", false),
@@ -34,17 +46,53 @@ const BUILTIN: &[(&str, &str, &str, &str, bool)] = &[
     ("apps", "v1", "ReplicaSet", "replicasets", true),
     ("apps", "v1", "StatefulSet", "statefulsets", true),
     ("apps", "v1", "DaemonSet", "daemonsets", true),
-    ("apps", "v1", "ControllerRevision", "controllerrevisions", true),
+    (
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        true,
+    ),
     ("batch", "v1", "Job", "jobs", true),
     ("batch", "v1", "CronJob", "cronjobs", true),
-    ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true),
+    (
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+    ),
     ("coordination.k8s.io", "v1", "Lease", "leases", true),
     ("networking.k8s.io", "v1", "Ingress", "ingresses", true),
-    ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true),
-    ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true),
+    (
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+    ),
+    (
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+    ),
     ("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
-    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true),
-    ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
+    (
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        true,
+    ),
 ];
 
 /// The built-in fallback list.
@@ -110,14 +158,20 @@ pub async fn discover(client: &Client) -> Vec<ResourceType> {
 }
 
 /// Finds the type of an ownerReference (apiVersion + kind).
-pub fn resolve<'a>(types: &'a [ResourceType], api_version: &str, kind: &str) -> Option<&'a ResourceType> {
+pub fn resolve<'a>(
+    types: &'a [ResourceType],
+    api_version: &str,
+    kind: &str,
+) -> Option<&'a ResourceType> {
     types
         .iter()
         .find(|t| t.ar.api_version == api_version && t.ar.kind == kind)
         .or_else(|| {
             // Another version of the same group and kind (the uid is what matters).
             let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-            types.iter().find(|t| t.ar.group == group && t.ar.kind == kind)
+            types
+                .iter()
+                .find(|t| t.ar.group == group && t.ar.kind == kind)
         })
 }
 
@@ -131,9 +185,15 @@ mod tests {
         let rs = resolve(&types, "apps/v1", "ReplicaSet").expect("replicaset");
         assert_eq!(rs.ar.plural, "replicasets");
         assert!(rs.namespaced);
-        assert_eq!(resolve(&types, "v1", "Node").map(|t| t.namespaced), Some(false));
+        assert_eq!(
+            resolve(&types, "v1", "Node").map(|t| t.namespaced),
+            Some(false)
+        );
         // Other version of a known group/kind still resolves.
-        assert_eq!(resolve(&types, "apps/v1beta2", "Deployment").map(|t| t.ar.plural.as_str()), Some("deployments"));
+        assert_eq!(
+            resolve(&types, "apps/v1beta2", "Deployment").map(|t| t.ar.plural.as_str()),
+            Some("deployments")
+        );
         assert!(resolve(&types, "example.com/v1", "Widget").is_none());
     }
 }

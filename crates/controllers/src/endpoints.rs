@@ -142,7 +142,11 @@ pub fn desired_subsets(svc: &Service, pods: &[Pod]) -> Vec<EndpointSubset> {
         .unwrap_or_default();
     let tolerate = publish_not_ready(svc);
     // ports (as a sortable key) -> (ports, ready, not ready)
-    type Group = (Vec<EndpointPort>, Vec<EndpointAddress>, Vec<EndpointAddress>);
+    type Group = (
+        Vec<EndpointPort>,
+        Vec<EndpointAddress>,
+        Vec<EndpointAddress>,
+    );
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for pod in pods {
         if !map_selector_matches(selector, pod.labels()) || !pod_is_endpoint(pod, false) {
@@ -175,7 +179,14 @@ pub fn desired_subsets(svc: &Service, pods: &[Pod]) -> Vec<EndpointSubset> {
         }
         let key = ports
             .iter()
-            .map(|p| format!("{}/{}/{}", p.name.as_deref().unwrap_or(""), p.port, p.protocol.as_deref().unwrap_or("")))
+            .map(|p| {
+                format!(
+                    "{}/{}/{}",
+                    p.name.as_deref().unwrap_or(""),
+                    p.port,
+                    p.protocol.as_deref().unwrap_or("")
+                )
+            })
             .collect::<Vec<_>>()
             .join(",");
         let g = groups.entry(key).or_insert_with(|| (ports, vec![], vec![]));
@@ -203,11 +214,7 @@ pub fn desired_subsets(svc: &Service, pods: &[Pod]) -> Vec<EndpointSubset> {
 pub fn desired_labels(svc: &Service) -> BTreeMap<String, String> {
     let mut labels = svc.labels().clone();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
-    let headless = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.cluster_ip.as_deref())
-        == Some("None");
+    let headless = svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None");
     if headless {
         labels.insert(HEADLESS_LABEL.into(), String::new());
     }
@@ -216,15 +223,20 @@ pub fn desired_labels(svc: &Service) -> BTreeMap<String, String> {
 
 /// Runs the Endpoints controller until the task is dropped.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let controller = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
+    let controller = Controller::new(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let store = controller.store();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
     });
     let reconcile_loop = controller
-        .watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), move |pod: Pod| {
-            services_selecting(&store, &pod)
-        })
+        .watches(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default(),
+            move |pod: Pod| services_selecting(&store, &pod),
+        )
         .watches(
             Api::<Endpoints>::all(client.clone()),
             watcher::Config::default(),
@@ -276,7 +288,9 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             };
             match ep_api.create(&PostParams::default(), &ep).await {
                 Ok(_) => {}
-                Err(e) if is_conflict(&e) => return Ok(Action::requeue(Duration::from_millis(200))),
+                Err(e) if is_conflict(&e) => {
+                    return Ok(Action::requeue(Duration::from_millis(200)))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -290,7 +304,9 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             cur.subsets = subsets_opt;
             match ep_api.replace(&name, &PostParams::default(), &cur).await {
                 Ok(_) => {}
-                Err(e) if is_conflict(&e) => return Ok(Action::requeue(Duration::from_millis(200))),
+                Err(e) if is_conflict(&e) => {
+                    return Ok(Action::requeue(Duration::from_millis(200)))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -339,7 +355,11 @@ async fn sweep(client: &Client) {
         let Some(ns) = ep.namespace() else { continue };
         let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
         if let Ok(None) = svc_api.get_opt(&ep.name_any()).await {
-            delete_quietly(&Api::<Endpoints>::namespaced(client.clone(), &ns), &ep.name_any()).await;
+            delete_quietly(
+                &Api::<Endpoints>::namespaced(client.clone(), &ns),
+                &ep.name_any(),
+            )
+            .await;
         }
     }
 }
@@ -425,15 +445,28 @@ pub(crate) mod tests {
         let subsets = desired_subsets(&svc, &pods);
         assert_eq!(subsets.len(), 1);
         let s = &subsets[0];
-        let ips: Vec<&str> = s.addresses.iter().flatten().map(|a| a.ip.as_str()).collect();
+        let ips: Vec<&str> = s
+            .addresses
+            .iter()
+            .flatten()
+            .map(|a| a.ip.as_str())
+            .collect();
         assert_eq!(ips, vec!["10.244.0.5", "10.244.0.6"]);
-        let nr: Vec<&str> = s.not_ready_addresses.iter().flatten().map(|a| a.ip.as_str()).collect();
+        let nr: Vec<&str> = s
+            .not_ready_addresses
+            .iter()
+            .flatten()
+            .map(|a| a.ip.as_str())
+            .collect();
         assert_eq!(nr, vec!["10.244.0.7"]);
         let port = &s.ports.as_ref().expect("ports")[0];
         assert_eq!((port.name.as_deref(), port.port), (Some("http"), 8080));
         let a = &s.addresses.as_ref().expect("addresses")[0];
         assert_eq!(a.node_name.as_deref(), Some("minik"));
-        assert_eq!(a.target_ref.as_ref().and_then(|r| r.name.as_deref()), Some("a"));
+        assert_eq!(
+            a.target_ref.as_ref().and_then(|r| r.name.as_deref()),
+            Some("a")
+        );
     }
 
     #[test]
@@ -467,7 +500,10 @@ pub(crate) mod tests {
         }
         let l = desired_labels(&svc);
         assert_eq!(l.get("team").map(String::as_str), Some("a"));
-        assert_eq!(l.get(MANAGED_BY_LABEL).map(String::as_str), Some(MANAGED_BY_VALUE));
+        assert_eq!(
+            l.get(MANAGED_BY_LABEL).map(String::as_str),
+            Some(MANAGED_BY_VALUE)
+        );
         assert!(l.contains_key(HEADLESS_LABEL));
     }
 }

@@ -26,7 +26,9 @@ use crate::endpoints::{
     pod_hostname, pod_is_endpoint, pod_ref, resolve_target_port, service_selector,
     services_selecting,
 };
-use crate::util::{controller_owner_ref, is_conflict, is_not_found, is_pod_ready, map_selector_matches};
+use crate::util::{
+    controller_owner_ref, is_conflict, is_not_found, is_pod_ready, map_selector_matches,
+};
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
@@ -59,14 +61,24 @@ pub fn desired_slices(svc: &Service, pods: &[Pod]) -> Vec<SliceContent> {
         return vec![];
     };
     let svc_name = svc.name_any();
-    let svc_ports: Vec<ServicePort> = svc.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
-    let tolerate = svc.spec.as_ref().and_then(|s| s.publish_not_ready_addresses).unwrap_or(false);
+    let svc_ports: Vec<ServicePort> = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
+    let tolerate = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.publish_not_ready_addresses)
+        .unwrap_or(false);
     let mut groups: BTreeMap<String, SliceContent> = BTreeMap::new();
     for pod in pods {
         if !map_selector_matches(selector, pod.labels()) || !pod_is_endpoint(pod, true) {
             continue;
         }
-        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else { continue };
+        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
+            continue;
+        };
         if ip.contains(':') {
             continue; // IPv6: this cluster's slices are IPv4.
         }
@@ -100,12 +112,22 @@ pub fn desired_slices(svc: &Service, pods: &[Pod]) -> Vec<SliceContent> {
         };
         let key = ports
             .iter()
-            .map(|p| format!("{}/{}/{}", p.name.as_deref().unwrap_or(""), p.port.unwrap_or(0), p.protocol.as_deref().unwrap_or("")))
+            .map(|p| {
+                format!(
+                    "{}/{}/{}",
+                    p.name.as_deref().unwrap_or(""),
+                    p.port.unwrap_or(0),
+                    p.protocol.as_deref().unwrap_or("")
+                )
+            })
             .collect::<Vec<_>>()
             .join(",");
         groups
             .entry(key)
-            .or_insert_with(|| SliceContent { ports, endpoints: vec![] })
+            .or_insert_with(|| SliceContent {
+                ports,
+                endpoints: vec![],
+            })
             .endpoints
             .push(ep);
     }
@@ -113,11 +135,17 @@ pub fn desired_slices(svc: &Service, pods: &[Pod]) -> Vec<SliceContent> {
     for (_, mut g) in groups {
         g.endpoints.sort_by(|a, b| a.addresses.cmp(&b.addresses));
         for chunk in g.endpoints.chunks(MAX_ENDPOINTS_PER_SLICE) {
-            out.push(SliceContent { ports: g.ports.clone(), endpoints: chunk.to_vec() });
+            out.push(SliceContent {
+                ports: g.ports.clone(),
+                endpoints: chunk.to_vec(),
+            });
         }
     }
     if out.is_empty() {
-        out.push(SliceContent { ports: vec![], endpoints: vec![] });
+        out.push(SliceContent {
+            ports: vec![],
+            endpoints: vec![],
+        });
     }
     out
 }
@@ -140,19 +168,29 @@ pub struct SlicePlan {
 }
 
 fn content_of(s: &EndpointSlice) -> SliceContent {
-    SliceContent { ports: s.ports.clone().unwrap_or_default(), endpoints: s.endpoints.clone() }
+    SliceContent {
+        ports: s.ports.clone().unwrap_or_default(),
+        endpoints: s.endpoints.clone(),
+    }
 }
 
 /// Matches desired slices to existing ones: an identical slice is kept, then
 /// one with the same ports is updated, then any leftover is reused; the rest
 /// are created or deleted. `labels_ok(name)` says whether a slice's labels
 /// are already right (wrong labels force an update).
-pub fn plan_slices(existing: &[EndpointSlice], desired: Vec<SliceContent>, labels_ok: impl Fn(&EndpointSlice) -> bool) -> SlicePlan {
+pub fn plan_slices(
+    existing: &[EndpointSlice],
+    desired: Vec<SliceContent>,
+    labels_ok: impl Fn(&EndpointSlice) -> bool,
+) -> SlicePlan {
     let mut unused: Vec<&EndpointSlice> = existing.iter().collect();
     let mut plan = SlicePlan::default();
     let mut pending = Vec::new();
     for want in desired {
-        if let Some(i) = unused.iter().position(|s| content_of(s) == want && labels_ok(s)) {
+        if let Some(i) = unused
+            .iter()
+            .position(|s| content_of(s) == want && labels_ok(s))
+        {
             unused.remove(i);
         } else {
             pending.push(want);
@@ -160,7 +198,10 @@ pub fn plan_slices(existing: &[EndpointSlice], desired: Vec<SliceContent>, label
     }
     let mut still = Vec::new();
     for want in pending {
-        if let Some(i) = unused.iter().position(|s| s.ports.clone().unwrap_or_default() == want.ports) {
+        if let Some(i) = unused
+            .iter()
+            .position(|s| s.ports.clone().unwrap_or_default() == want.ports)
+        {
             plan.update.push((unused.remove(i).name_any(), want));
         } else {
             still.push(want);
@@ -179,14 +220,24 @@ pub fn plan_slices(existing: &[EndpointSlice], desired: Vec<SliceContent>, label
 
 /// Runs the EndpointSlice controller until the task is dropped.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let controller = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
+    let controller = Controller::new(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let store = controller.store();
-    let ctx = Arc::new(Ctx { client: client.clone() });
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+    });
     controller
-        .watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), move |pod: Pod| {
-            services_selecting(&store, &pod)
-        })
-        .owns(Api::<EndpointSlice>::all(client), watcher::Config::default())
+        .watches(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default(),
+            move |pod: Pod| services_selecting(&store, &pod),
+        )
+        .owns(
+            Api::<EndpointSlice>::all(client),
+            watcher::Config::default(),
+        )
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
@@ -209,7 +260,10 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if service_selector(&svc).is_none() || svc.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
     let existing: Vec<EndpointSlice> = api
         .list(&ListParams::default())
@@ -225,7 +279,12 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let labels = slice_labels(&svc);
     let owner = controller_owner_ref(svc.as_ref());
     let owner_ok = |s: &EndpointSlice| {
-        s.metadata.owner_references.as_ref().and_then(|o| o.first()).map(|o| &o.uid) == owner.as_ref().map(|o| &o.uid)
+        s.metadata
+            .owner_references
+            .as_ref()
+            .and_then(|o| o.first())
+            .map(|o| &o.uid)
+            == owner.as_ref().map(|o| &o.uid)
     };
     let plan = plan_slices(&existing, desired_slices(&svc, &pods), |s| {
         s.metadata.labels.as_ref() == Some(&labels) && owner_ok(s)
@@ -246,14 +305,22 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         api.create(&PostParams::default(), &slice).await?;
     }
     for (slice_name, content) in plan.update {
-        let Some(mut cur) = existing.iter().find(|s| s.name_any() == slice_name).cloned() else { continue };
+        let Some(mut cur) = existing
+            .iter()
+            .find(|s| s.name_any() == slice_name)
+            .cloned()
+        else {
+            continue;
+        };
         cur.metadata.labels = Some(labels.clone());
         cur.metadata.owner_references = owner.clone().map(|o| vec![o]);
         cur.endpoints = content.endpoints;
         cur.ports = Some(content.ports);
         match api.replace(&slice_name, &PostParams::default(), &cur).await {
             Ok(_) => {}
-            Err(e) if is_conflict(&e) || is_not_found(&e) => return Ok(Action::requeue(Duration::from_millis(200))),
+            Err(e) if is_conflict(&e) || is_not_found(&e) => {
+                return Ok(Action::requeue(Duration::from_millis(200)))
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -278,7 +345,14 @@ mod tests {
         let svc = web_service(IntOrString::String("http".into()));
         let mut term = web_pod("t", "10.244.0.9", true);
         term.metadata.deletion_timestamp = term.metadata.creation_timestamp.clone();
-        let slices = desired_slices(&svc, &[web_pod("b", "10.244.0.6", false), web_pod("a", "10.244.0.5", true), term]);
+        let slices = desired_slices(
+            &svc,
+            &[
+                web_pod("b", "10.244.0.6", false),
+                web_pod("a", "10.244.0.5", true),
+                term,
+            ],
+        );
         assert_eq!(slices.len(), 1);
         let s = &slices[0];
         assert_eq!(s.ports[0].port, Some(8080));
@@ -288,7 +362,12 @@ mod tests {
             .iter()
             .map(|e| {
                 let c = e.conditions.clone().unwrap_or_default();
-                (e.addresses[0].clone(), c.ready.unwrap_or(false), c.serving.unwrap_or(false), c.terminating.unwrap_or(false))
+                (
+                    e.addresses[0].clone(),
+                    c.ready.unwrap_or(false),
+                    c.serving.unwrap_or(false),
+                    c.terminating.unwrap_or(false),
+                )
             })
             .collect();
         assert_eq!(
@@ -300,21 +379,39 @@ mod tests {
             ]
         );
         assert_eq!(s.endpoints[0].node_name.as_deref(), Some("minik"));
-        assert_eq!(s.endpoints[0].target_ref.as_ref().and_then(|r| r.kind.as_deref()), Some("Pod"));
+        assert_eq!(
+            s.endpoints[0]
+                .target_ref
+                .as_ref()
+                .and_then(|r| r.kind.as_deref()),
+            Some("Pod")
+        );
         let l = slice_labels(&svc);
         assert_eq!(l.get(SERVICE_NAME_LABEL).map(String::as_str), Some("web"));
-        assert_eq!(l.get(MANAGED_BY_LABEL).map(String::as_str), Some(MANAGED_BY_VALUE));
+        assert_eq!(
+            l.get(MANAGED_BY_LABEL).map(String::as_str),
+            Some(MANAGED_BY_VALUE)
+        );
     }
 
     #[test]
     fn no_pods_gives_one_empty_slice() {
         let svc = web_service(IntOrString::Int(80));
-        assert_eq!(desired_slices(&svc, &[]), vec![SliceContent { ports: vec![], endpoints: vec![] }]);
+        assert_eq!(
+            desired_slices(&svc, &[]),
+            vec![SliceContent {
+                ports: vec![],
+                endpoints: vec![]
+            }]
+        );
     }
 
     fn existing(name: &str, content: &SliceContent) -> EndpointSlice {
         EndpointSlice {
-            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
             address_type: "IPv4".into(),
             endpoints: content.endpoints.clone(),
             ports: Some(content.ports.clone()),
@@ -326,9 +423,15 @@ mod tests {
         let svc = web_service(IntOrString::Int(80));
         let want = desired_slices(&svc, &[web_pod("a", "10.244.0.5", true)]);
         let same = existing("web-aaaaa", &want[0]);
-        let plan = plan_slices(&[same.clone()], want.clone(), |_| true);
+        let plan = plan_slices(std::slice::from_ref(&same), want.clone(), |_| true);
         assert_eq!(plan, SlicePlan::default());
-        let stale = existing("web-bbbbb", &SliceContent { ports: want[0].ports.clone(), endpoints: vec![] });
+        let stale = existing(
+            "web-bbbbb",
+            &SliceContent {
+                ports: want[0].ports.clone(),
+                endpoints: vec![],
+            },
+        );
         let plan = plan_slices(&[stale.clone(), same.clone()], want.clone(), |_| true);
         assert_eq!(plan.delete, vec!["web-bbbbb".to_string()]);
         assert!(plan.create.is_empty() && plan.update.is_empty());

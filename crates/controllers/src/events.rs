@@ -32,12 +32,15 @@ impl EventType {
     }
 }
 
+/// (namespace, involved uid, type, reason, message)
+type EventKey = (String, String, String, String, String);
+
 /// Records Events from one component (e.g. `deployment-controller`).
 pub struct Recorder {
     client: Client,
     component: String,
     /// (namespace, involved uid, type, reason, message) -> (event name, count)
-    seen: Mutex<HashMap<(String, String, String, String, String), (String, i32)>>,
+    seen: Mutex<HashMap<EventKey, (String, i32)>>,
 }
 
 /// An ObjectReference to `obj` for `involvedObject`.

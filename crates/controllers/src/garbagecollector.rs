@@ -55,7 +55,11 @@ pub struct Node {
 pub enum GcAction {
     /// Delete an object whose owners are gone (`verify`: owner refs to
     /// confirm absent first) or whose owner is deleted in foreground.
-    Delete { node: usize, foreground: bool, verify: Vec<OwnerReference> },
+    Delete {
+        node: usize,
+        foreground: bool,
+        verify: Vec<OwnerReference>,
+    },
     /// Remove these owner uids from the object's ownerReferences.
     RemoveOwners { node: usize, uids: Vec<String> },
     /// Remove a finalizer from an owner being deleted.
@@ -66,7 +70,11 @@ pub enum GcAction {
 /// type is namespaced (a namespaced dependent can only be owned by an object
 /// in its own namespace or a cluster-scoped one).
 pub fn plan(nodes: &[Node], namespaced: &[bool]) -> Vec<GcAction> {
-    let by_uid: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.uid.as_str(), i)).collect();
+    let by_uid: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.uid.as_str(), i))
+        .collect();
     let mut actions = Vec::new();
     // Owner uid -> whether some dependent still blocks it / references it at all.
     let mut blocking: HashSet<&str> = HashSet::new();
@@ -118,20 +126,38 @@ pub fn plan(nodes: &[Node], namespaced: &[bool]) -> Vec<GcAction> {
             continue;
         }
         if foreground {
-            actions.push(GcAction::Delete { node: i, foreground: true, verify: vec![] });
+            actions.push(GcAction::Delete {
+                node: i,
+                foreground: true,
+                verify: vec![],
+            });
         } else if !dangling.is_empty() {
-            actions.push(GcAction::Delete { node: i, foreground: false, verify: dangling });
+            actions.push(GcAction::Delete {
+                node: i,
+                foreground: false,
+                verify: dangling,
+            });
         }
     }
     for (i, n) in nodes.iter().enumerate() {
         if !n.deleting {
             continue;
         }
-        if n.finalizers.iter().any(|f| f == ORPHAN_FINALIZER) && !referenced.contains(n.uid.as_str()) {
-            actions.push(GcAction::RemoveFinalizer { node: i, finalizer: ORPHAN_FINALIZER.into() });
+        if n.finalizers.iter().any(|f| f == ORPHAN_FINALIZER)
+            && !referenced.contains(n.uid.as_str())
+        {
+            actions.push(GcAction::RemoveFinalizer {
+                node: i,
+                finalizer: ORPHAN_FINALIZER.into(),
+            });
         }
-        if n.finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) && !blocking.contains(n.uid.as_str()) {
-            actions.push(GcAction::RemoveFinalizer { node: i, finalizer: FOREGROUND_FINALIZER.into() });
+        if n.finalizers.iter().any(|f| f == FOREGROUND_FINALIZER)
+            && !blocking.contains(n.uid.as_str())
+        {
+            actions.push(GcAction::RemoveFinalizer {
+                node: i,
+                finalizer: FOREGROUND_FINALIZER.into(),
+            });
         }
     }
     actions
@@ -188,7 +214,9 @@ where
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(watcher::Event::Delete(_)) => wake.notify_one(),
-            Ok(watcher::Event::Apply(o)) if o.meta().deletion_timestamp.is_some() => wake.notify_one(),
+            Ok(watcher::Event::Apply(o)) if o.meta().deletion_timestamp.is_some() => {
+                wake.notify_one()
+            }
             _ => {}
         }
     }
@@ -208,7 +236,9 @@ async fn scan(client: &Client, types: &[ResourceType]) -> bool {
         };
         for obj in list.items {
             let m = obj.metadata;
-            let (Some(name), Some(uid)) = (m.name, m.uid) else { continue };
+            let (Some(name), Some(uid)) = (m.name, m.uid) else {
+                continue;
+            };
             nodes.push(Node {
                 type_idx: idx,
                 namespace: m.namespace,
@@ -227,7 +257,9 @@ async fn scan(client: &Client, types: &[ResourceType]) -> bool {
         match execute(client, types, &nodes, &a).await {
             Ok(true) => acted = true,
             Ok(false) => {}
-            Err(e) => tracing::debug!(action = ?a, error = %e, "garbage collector action failed; will retry"),
+            Err(e) => {
+                tracing::debug!(action = ?a, error = %e, "garbage collector action failed; will retry")
+            }
         }
     }
     acted
@@ -242,7 +274,12 @@ fn api_for(client: &Client, t: &ResourceType, ns: Option<&str>) -> Api<DynamicOb
 
 /// Confirms with a live read that an owner is gone (404 or another uid).
 /// Unknown owner kinds are treated as present: never delete on a guess.
-async fn owner_absent(client: &Client, types: &[ResourceType], dependent: &Node, r: &OwnerReference) -> Result<bool, kube::Error> {
+async fn owner_absent(
+    client: &Client,
+    types: &[ResourceType],
+    dependent: &Node,
+    r: &OwnerReference,
+) -> Result<bool, kube::Error> {
     let Some(t) = resolve(types, &r.api_version, &r.kind) else {
         return Ok(false);
     };
@@ -253,9 +290,18 @@ async fn owner_absent(client: &Client, types: &[ResourceType], dependent: &Node,
     }
 }
 
-async fn execute(client: &Client, types: &[ResourceType], nodes: &[Node], a: &GcAction) -> Result<bool, kube::Error> {
+async fn execute(
+    client: &Client,
+    types: &[ResourceType],
+    nodes: &[Node],
+    a: &GcAction,
+) -> Result<bool, kube::Error> {
     match a {
-        GcAction::Delete { node, foreground, verify } => {
+        GcAction::Delete {
+            node,
+            foreground,
+            verify,
+        } => {
             let n = &nodes[*node];
             for r in verify {
                 if !owner_absent(client, types, n, r).await? {
@@ -264,8 +310,15 @@ async fn execute(client: &Client, types: &[ResourceType], nodes: &[Node], a: &Gc
             }
             let api = api_for(client, &types[n.type_idx], n.namespace.as_deref());
             let dp = DeleteParams {
-                propagation_policy: Some(if *foreground { PropagationPolicy::Foreground } else { PropagationPolicy::Background }),
-                preconditions: Some(Preconditions { uid: Some(n.uid.clone()), resource_version: None }),
+                propagation_policy: Some(if *foreground {
+                    PropagationPolicy::Foreground
+                } else {
+                    PropagationPolicy::Background
+                }),
+                preconditions: Some(Preconditions {
+                    uid: Some(n.uid.clone()),
+                    resource_version: None,
+                }),
                 ..Default::default()
             };
             tracing::info!(kind = %types[n.type_idx].ar.kind, namespace = ?n.namespace, name = %n.name, "garbage collecting");
@@ -277,10 +330,14 @@ async fn execute(client: &Client, types: &[ResourceType], nodes: &[Node], a: &Gc
         }
         GcAction::RemoveOwners { node, uids } => {
             let n = &nodes[*node];
-            let refs: Vec<&OwnerReference> = n.owners.iter().filter(|r| !uids.contains(&r.uid)).collect();
+            let refs: Vec<&OwnerReference> =
+                n.owners.iter().filter(|r| !uids.contains(&r.uid)).collect();
             let patch = serde_json::json!({"metadata": {"ownerReferences": refs, "uid": n.uid}});
             let api = api_for(client, &types[n.type_idx], n.namespace.as_deref());
-            match api.patch(&n.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(&n.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => Ok(true),
                 Err(e) if is_not_found(&e) => Ok(false),
                 Err(e) => Err(e),
@@ -291,7 +348,10 @@ async fn execute(client: &Client, types: &[ResourceType], nodes: &[Node], a: &Gc
             let rest: Vec<&String> = n.finalizers.iter().filter(|f| *f != finalizer).collect();
             let patch = serde_json::json!({"metadata": {"finalizers": rest, "uid": n.uid}});
             let api = api_for(client, &types[n.type_idx], n.namespace.as_deref());
-            match api.patch(&n.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(&n.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => Ok(true),
                 Err(e) if is_not_found(&e) => Ok(false),
                 Err(e) => Err(e),
@@ -332,7 +392,11 @@ mod tests {
         let nodes = vec![node("pod", vec![owner_ref("rs", true)], false, &[])];
         assert_eq!(
             plan(&nodes, &[true]),
-            vec![GcAction::Delete { node: 0, foreground: false, verify: vec![owner_ref("rs", true)] }]
+            vec![GcAction::Delete {
+                node: 0,
+                foreground: false,
+                verify: vec![owner_ref("rs", true)]
+            }]
         );
     }
 
@@ -340,10 +404,24 @@ mod tests {
     fn live_owner_keeps_object_and_drops_dangling_refs() {
         let nodes = vec![
             node("rs", vec![], false, &[]),
-            node("pod", vec![owner_ref("rs", true), owner_ref("gone", false)], false, &[]),
+            node(
+                "pod",
+                vec![owner_ref("rs", true), owner_ref("gone", false)],
+                false,
+                &[],
+            ),
         ];
-        assert_eq!(plan(&nodes, &[true]), vec![GcAction::RemoveOwners { node: 1, uids: vec!["gone".into()] }]);
-        let healthy = vec![node("rs", vec![], false, &[]), node("pod", vec![owner_ref("rs", true)], false, &[])];
+        assert_eq!(
+            plan(&nodes, &[true]),
+            vec![GcAction::RemoveOwners {
+                node: 1,
+                uids: vec!["gone".into()]
+            }]
+        );
+        let healthy = vec![
+            node("rs", vec![], false, &[]),
+            node("pod", vec![owner_ref("rs", true)], false, &[]),
+        ];
         assert!(plan(&healthy, &[true]).is_empty());
     }
 
@@ -352,17 +430,35 @@ mod tests {
         let mut owner = node("rs", vec![], false, &[]);
         owner.namespace = Some("other".into());
         let nodes = vec![owner, node("pod", vec![owner_ref("rs", true)], false, &[])];
-        assert!(matches!(plan(&nodes, &[true])[0], GcAction::Delete { node: 1, .. }));
+        assert!(matches!(
+            plan(&nodes, &[true])[0],
+            GcAction::Delete { node: 1, .. }
+        ));
     }
 
     #[test]
     fn orphan_policy_releases_dependents_then_finalizer() {
-        let nodes = vec![node("rs", vec![], true, &["orphan"]), node("pod", vec![owner_ref("rs", true)], false, &[])];
-        assert_eq!(plan(&nodes, &[true]), vec![GcAction::RemoveOwners { node: 1, uids: vec!["rs".into()] }]);
-        let released = vec![node("rs", vec![], true, &["orphan"]), node("pod", vec![], false, &[])];
+        let nodes = vec![
+            node("rs", vec![], true, &["orphan"]),
+            node("pod", vec![owner_ref("rs", true)], false, &[]),
+        ];
+        assert_eq!(
+            plan(&nodes, &[true]),
+            vec![GcAction::RemoveOwners {
+                node: 1,
+                uids: vec!["rs".into()]
+            }]
+        );
+        let released = vec![
+            node("rs", vec![], true, &["orphan"]),
+            node("pod", vec![], false, &[]),
+        ];
         assert_eq!(
             plan(&released, &[true]),
-            vec![GcAction::RemoveFinalizer { node: 0, finalizer: "orphan".into() }]
+            vec![GcAction::RemoveFinalizer {
+                node: 0,
+                finalizer: "orphan".into()
+            }]
         );
     }
 
@@ -372,7 +468,14 @@ mod tests {
             node("rs", vec![], true, &["foregroundDeletion"]),
             node("pod", vec![owner_ref("rs", true)], false, &[]),
         ];
-        assert_eq!(plan(&nodes, &[true]), vec![GcAction::Delete { node: 1, foreground: true, verify: vec![] }]);
+        assert_eq!(
+            plan(&nodes, &[true]),
+            vec![GcAction::Delete {
+                node: 1,
+                foreground: true,
+                verify: vec![]
+            }]
+        );
         // Dependent terminating: still blocks the owner.
         let waiting = vec![
             node("rs", vec![], true, &["foregroundDeletion"]),
@@ -382,7 +485,10 @@ mod tests {
         let done = vec![node("rs", vec![], true, &["foregroundDeletion"])];
         assert_eq!(
             plan(&done, &[true]),
-            vec![GcAction::RemoveFinalizer { node: 0, finalizer: "foregroundDeletion".into() }]
+            vec![GcAction::RemoveFinalizer {
+                node: 0,
+                finalizer: "foregroundDeletion".into()
+            }]
         );
     }
 }

@@ -53,12 +53,17 @@ pub fn finalized(ns: &Namespace) -> Namespace {
 
 /// Types whose objects the namespace controller deletes.
 pub fn deletable_namespaced(types: &[ResourceType]) -> Vec<&ResourceType> {
-    types.iter().filter(|t| t.namespaced && t.deletable).collect()
+    types
+        .iter()
+        .filter(|t| t.namespaced && t.deletable)
+        .collect()
 }
 
 /// Runs the Namespace controller until the task is dropped.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let ctx = Arc::new(Ctx { client: client.clone() });
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+    });
     Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -83,7 +88,10 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns_api: Api<Namespace> = Api::all(ctx.client.clone());
     if ns.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating") {
         let patch = serde_json::json!({"status": {"phase": "Terminating"}});
-        if let Err(e) = ns_api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        if let Err(e) = ns_api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             tracing::debug!(namespace = %name, error = %e, "could not set phase Terminating");
         }
     }
@@ -93,7 +101,9 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &name, &t.ar);
         let list = match api.list(&ListParams::default()).await {
             Ok(l) => l,
-            Err(e) if is_not_found(&e) || matches!(&e, kube::Error::Api(s) if s.code == 405) => continue,
+            Err(e) if is_not_found(&e) || matches!(&e, kube::Error::Api(s) if s.code == 405) => {
+                continue
+            }
             Err(e) => {
                 tracing::debug!(kind = %t.ar.kind, error = %e, "could not list for namespace deletion");
                 remaining += 1;
@@ -105,10 +115,15 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             if obj.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            match api.delete(&obj.name_any(), &DeleteParams::background()).await {
+            match api
+                .delete(&obj.name_any(), &DeleteParams::background())
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => tracing::debug!(kind = %t.ar.kind, name = %obj.name_any(), error = %e, "could not delete"),
+                Err(e) => {
+                    tracing::debug!(kind = %t.ar.kind, name = %obj.name_any(), error = %e, "could not delete")
+                }
             }
         }
     }
@@ -126,7 +141,12 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     match ns_api
-        .replace_subresource("finalize", &name, &PostParams::default(), &finalized(&fresh))
+        .replace_subresource(
+            "finalize",
+            &name,
+            &PostParams::default(),
+            &finalized(&fresh),
+        )
         .await
     {
         Ok(_) => Ok(Action::await_change()),
@@ -146,10 +166,13 @@ mod tests {
         Namespace {
             metadata: ObjectMeta {
                 name: Some("team".into()),
-                deletion_timestamp: deleting.then(|| Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+                deletion_timestamp: deleting
+                    .then_some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
                 ..Default::default()
             },
-            spec: Some(NamespaceSpec { finalizers: Some(finalizers.iter().map(|s| s.to_string()).collect()) }),
+            spec: Some(NamespaceSpec {
+                finalizers: Some(finalizers.iter().map(|s| s.to_string()).collect()),
+            }),
             status: None,
         }
     }
@@ -160,14 +183,32 @@ mod tests {
         assert!(!needs_finalize(&ns(false, &["kubernetes"])));
         assert!(!needs_finalize(&ns(true, &[])));
         let f = finalized(&ns(true, &["kubernetes", "example.com/x"]));
-        assert_eq!(f.spec.and_then(|s| s.finalizers), Some(vec!["example.com/x".to_string()]));
+        assert_eq!(
+            f.spec.and_then(|s| s.finalizers),
+            Some(vec!["example.com/x".to_string()])
+        );
     }
 
     #[test]
     fn deletes_every_namespaced_type_but_not_cluster_ones() {
         let types = builtin_types();
-        let kinds: Vec<&str> = deletable_namespaced(&types).iter().map(|t| t.ar.kind.as_str()).collect();
-        for k in ["Pod", "Service", "Endpoints", "EndpointSlice", "ConfigMap", "Secret", "ServiceAccount", "Event", "Deployment", "ReplicaSet", "Lease"] {
+        let kinds: Vec<&str> = deletable_namespaced(&types)
+            .iter()
+            .map(|t| t.ar.kind.as_str())
+            .collect();
+        for k in [
+            "Pod",
+            "Service",
+            "Endpoints",
+            "EndpointSlice",
+            "ConfigMap",
+            "Secret",
+            "ServiceAccount",
+            "Event",
+            "Deployment",
+            "ReplicaSet",
+            "Lease",
+        ] {
             assert!(kinds.contains(&k), "{k} missing");
         }
         assert!(!kinds.contains(&"Node") && !kinds.contains(&"Namespace"));

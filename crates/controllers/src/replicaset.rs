@@ -196,7 +196,9 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
             .map(|since| since.as_second() + i64::from(min_ready) - now.as_second())
             .min();
         if let Some(secs) = waiting {
-            return Ok(Action::requeue(Duration::from_secs(secs.clamp(1, 3600) as u64)));
+            return Ok(Action::requeue(Duration::from_secs(
+                secs.clamp(1, 3600) as u64
+            )));
         }
     }
     Ok(Action::requeue(Duration::from_secs(300)))
@@ -281,7 +283,11 @@ async fn adopt(api: &Api<Pod>, pod: &Pod, rs: &ReplicaSet) -> Option<Pod> {
         "metadata": { "ownerReferences": refs, "uid": pod.metadata.uid }
     });
     match api
-        .patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(p) => Some(p),
@@ -303,7 +309,11 @@ async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) {
         .collect();
     let patch = serde_json::json!({ "metadata": { "ownerReferences": refs } });
     if let Err(e) = api
-        .patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         tracing::debug!(pod = %pod.name_any(), error = %e, "could not release pod");
@@ -321,7 +331,9 @@ pub fn compute_status(
     let count = |f: &dyn Fn(&Pod) -> bool| active.iter().filter(|p| f(p)).count() as i32;
     ReplicaSetStatus {
         replicas: active.len() as i32,
-        fully_labeled_replicas: Some(count(&|p| map_selector_matches(template_labels, p.labels()))),
+        fully_labeled_replicas: Some(count(&|p| {
+            map_selector_matches(template_labels, p.labels())
+        })),
         ready_replicas: Some(count(&is_pod_ready)),
         available_replicas: Some(count(&|p| is_pod_available(p, min_ready_seconds, now))),
         observed_generation: rs.metadata.generation,
@@ -394,12 +406,24 @@ mod tests {
         let pending = pod("pending", "Pending", None, Some("n"), 4);
         let unscheduled = pod("unscheduled", "Pending", None, None, 5);
         let all = vec![&ready_old, &ready_new, &not_ready, &pending, &unscheduled];
-        let names: Vec<String> = pods_to_delete(&all, 5).iter().map(|p| p.name_any()).collect();
+        let names: Vec<String> = pods_to_delete(&all, 5)
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
         assert_eq!(
             names,
-            vec!["unscheduled", "pending", "not-ready", "ready-new", "ready-old"]
+            vec![
+                "unscheduled",
+                "pending",
+                "not-ready",
+                "ready-new",
+                "ready-old"
+            ]
         );
-        let two: Vec<String> = pods_to_delete(&all, 2).iter().map(|p| p.name_any()).collect();
+        let two: Vec<String> = pods_to_delete(&all, 2)
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
         assert_eq!(two, vec!["unscheduled", "pending"]);
     }
 

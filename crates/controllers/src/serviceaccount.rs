@@ -30,7 +30,11 @@ struct Ctx {
 /// Whether a namespace should have its default ServiceAccount: Active (or
 /// no phase yet) and not being deleted.
 pub fn namespace_wants_default_sa(ns: &Namespace) -> bool {
-    let phase = ns.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Active");
+    let phase = ns
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Active");
     phase == "Active" && ns.metadata.deletion_timestamp.is_none()
 }
 
@@ -48,24 +52,29 @@ pub fn default_service_account(ns: &str) -> ServiceAccount {
 
 /// Runs the ServiceAccount controller until the task is dropped.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let ctx = Arc::new(Ctx { client: client.clone() });
-    Controller::new(Api::<Namespace>::all(client.clone()), watcher::Config::default())
-        .watches(
-            Api::<ServiceAccount>::all(client),
-            watcher::Config::default(),
-            |sa: ServiceAccount| {
-                (sa.name_any() == DEFAULT_SA)
-                    .then(|| sa.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns)))
-                    .flatten()
-            },
-        )
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "serviceaccount reconcile");
-            }
-        })
-        .await;
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+    });
+    Controller::new(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<ServiceAccount>::all(client),
+        watcher::Config::default(),
+        |sa: ServiceAccount| {
+            (sa.name_any() == DEFAULT_SA)
+                .then(|| sa.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns)))
+                .flatten()
+        },
+    )
+    .run(reconcile, error_policy, ctx)
+    .for_each(|res| async move {
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "serviceaccount reconcile");
+        }
+    })
+    .await;
     Ok(())
 }
 
@@ -81,7 +90,10 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let name = ns.name_any();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &name);
     if api.get_opt(DEFAULT_SA).await?.is_none() {
-        match api.create(&PostParams::default(), &default_service_account(&name)).await {
+        match api
+            .create(&PostParams::default(), &default_service_account(&name))
+            .await
+        {
             Ok(_) => tracing::debug!(namespace = %name, "created default serviceaccount"),
             Err(e) if is_conflict(&e) => {}
             Err(e) => return Err(e.into()),
@@ -100,11 +112,15 @@ mod tests {
         Namespace {
             metadata: ObjectMeta {
                 name: Some("team".into()),
-                deletion_timestamp: deleting.then(|| Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+                deletion_timestamp: deleting
+                    .then_some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
                 ..Default::default()
             },
             spec: None,
-            status: Some(NamespaceStatus { phase: phase.map(Into::into), conditions: None }),
+            status: Some(NamespaceStatus {
+                phase: phase.map(Into::into),
+                conditions: None,
+            }),
         }
     }
 
@@ -115,6 +131,9 @@ mod tests {
         assert!(!namespace_wants_default_sa(&ns(Some("Terminating"), false)));
         assert!(!namespace_wants_default_sa(&ns(Some("Active"), true)));
         let sa = default_service_account("team");
-        assert_eq!((sa.name_any(), sa.namespace()), ("default".to_string(), Some("team".to_string())));
+        assert_eq!(
+            (sa.name_any(), sa.namespace()),
+            ("default".to_string(), Some("team".to_string()))
+        );
     }
 }

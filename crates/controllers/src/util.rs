@@ -220,7 +220,13 @@ pub(crate) mod testutil {
     }
 
     /// A pod with a phase, readiness (and since when), node, creation time.
-    pub fn pod(name: &str, phase: &str, ready: Option<i64>, node: Option<&str>, created: i64) -> Pod {
+    pub fn pod(
+        name: &str,
+        phase: &str,
+        ready: Option<i64>,
+        node: Option<&str>,
+        created: i64,
+    ) -> Pod {
         let mut conds = vec![];
         if let Some(since) = ready {
             conds.push(PodCondition {
@@ -280,20 +286,32 @@ mod tests {
                 },
             ]),
         };
-        assert!(selector_matches(&sel, &labels(&[("app", "web"), ("tier", "b")])));
-        assert!(!selector_matches(&sel, &labels(&[("app", "web"), ("tier", "c")])));
+        assert!(selector_matches(
+            &sel,
+            &labels(&[("app", "web"), ("tier", "b")])
+        ));
+        assert!(!selector_matches(
+            &sel,
+            &labels(&[("app", "web"), ("tier", "c")])
+        ));
         assert!(!selector_matches(&sel, &labels(&[("app", "web")])));
         assert!(!selector_matches(
             &sel,
             &labels(&[("app", "web"), ("tier", "a"), ("canary", "1")])
         ));
-        assert!(!selector_matches(&sel, &labels(&[("app", "db"), ("tier", "a")])));
+        assert!(!selector_matches(
+            &sel,
+            &labels(&[("app", "db"), ("tier", "a")])
+        ));
         assert_eq!(selector_to_query(&sel), "app=web,tier in (a,b),!canary");
     }
 
     #[test]
     fn empty_selector_matches_everything() {
-        assert!(selector_matches(&LabelSelector::default(), &labels(&[("x", "y")])));
+        assert!(selector_matches(
+            &LabelSelector::default(),
+            &labels(&[("x", "y")])
+        ));
     }
 
     #[test]
@@ -303,7 +321,10 @@ mod tests {
         assert_eq!(resolve_int_or_percent(&p, 3, false), Ok(0));
         assert_eq!(resolve_int_or_percent(&p, 10, true), Ok(3));
         assert_eq!(resolve_int_or_percent(&p, 10, false), Ok(2));
-        assert_eq!(resolve_int_or_percent(&IntOrString::Int(2), 10, false), Ok(2));
+        assert_eq!(
+            resolve_int_or_percent(&IntOrString::Int(2), 10, false),
+            Ok(2)
+        );
         assert!(resolve_int_or_percent(&IntOrString::String("abc%".into()), 3, true).is_err());
     }
 

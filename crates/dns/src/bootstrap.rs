@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort as CoreEndpointPort, EndpointSubset, Endpoints, Service, ServicePort,
-    ServiceSpec,
+    EndpointAddress, EndpointPort as CoreEndpointPort, EndpointSubset, Endpoints, Service,
+    ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -24,7 +24,10 @@ pub const NAME: &str = "kube-dns";
 pub const SLICE_NAME: &str = "kube-dns-minik";
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn meta(name: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
@@ -68,7 +71,10 @@ pub fn service(cluster_ip: &str) -> Service {
 /// mirroring controller from duplicating the slice we write ourselves.
 pub fn endpoints(listen: SocketAddr) -> Endpoints {
     let mut l = labels(SERVICE_LABELS);
-    l.insert("endpointslice.kubernetes.io/skip-mirror".into(), "true".into());
+    l.insert(
+        "endpointslice.kubernetes.io/skip-mirror".into(),
+        "true".into(),
+    );
     let port = |name: &str, proto: &str| CoreEndpointPort {
         name: Some(name.into()),
         protocol: Some(proto.into()),
@@ -92,7 +98,10 @@ pub fn endpoints(listen: SocketAddr) -> Endpoints {
 pub fn endpoint_slice(listen: SocketAddr) -> EndpointSlice {
     let mut l = labels(SERVICE_LABELS);
     l.insert("kubernetes.io/service-name".into(), NAME.into());
-    l.insert("endpointslice.kubernetes.io/managed-by".into(), "minik-dns".into());
+    l.insert(
+        "endpointslice.kubernetes.io/managed-by".into(),
+        "minik-dns".into(),
+    );
     let port = |name: &str, proto: &str| EndpointPort {
         name: Some(name.into()),
         protocol: Some(proto.into()),
@@ -117,7 +126,11 @@ pub fn endpoint_slice(listen: SocketAddr) -> EndpointSlice {
 
 /// Creates the Service if missing and creates or repairs its Endpoints and
 /// EndpointSlice so they point at `listen`.
-pub async fn ensure(client: &kube::Client, cluster_ip: &str, listen: SocketAddr) -> Result<(), kube::Error> {
+pub async fn ensure(
+    client: &kube::Client,
+    cluster_ip: &str,
+    listen: SocketAddr,
+) -> Result<(), kube::Error> {
     let pp = PostParams::default();
     let svcs: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
     match svcs.get_opt(NAME).await? {
@@ -178,8 +191,14 @@ mod tests {
         assert!(spec.selector.is_none());
         let ports = spec.ports.unwrap();
         assert_eq!(ports.len(), 2);
-        assert_eq!((ports[0].name.as_deref(), ports[0].protocol.as_deref()), (Some("dns"), Some("UDP")));
-        assert_eq!((ports[1].name.as_deref(), ports[1].protocol.as_deref()), (Some("dns-tcp"), Some("TCP")));
+        assert_eq!(
+            (ports[0].name.as_deref(), ports[0].protocol.as_deref()),
+            (Some("dns"), Some("UDP"))
+        );
+        assert_eq!(
+            (ports[1].name.as_deref(), ports[1].protocol.as_deref()),
+            (Some("dns-tcp"), Some("TCP"))
+        );
         let l = s.metadata.labels.unwrap();
         assert_eq!(l["k8s-app"], "kube-dns");
         assert_eq!(l["kubernetes.io/name"], "CoreDNS");
@@ -192,7 +211,10 @@ mod tests {
         let subset = &e.subsets.unwrap()[0];
         assert_eq!(subset.addresses.as_ref().unwrap()[0].ip, "10.244.0.1");
         let sl = endpoint_slice(listen);
-        assert_eq!(sl.metadata.labels.unwrap()["kubernetes.io/service-name"], "kube-dns");
+        assert_eq!(
+            sl.metadata.labels.unwrap()["kubernetes.io/service-name"],
+            "kube-dns"
+        );
         assert_eq!(sl.endpoints[0].addresses, vec!["10.244.0.1".to_string()]);
         assert_eq!(sl.ports.unwrap()[0].port, Some(53));
     }

@@ -69,7 +69,8 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn service(&self, namespace: &str, name: &str) -> Option<&ServiceEntry> {
-        self.services.get(&(namespace.to_string(), name.to_string()))
+        self.services
+            .get(&(namespace.to_string(), name.to_string()))
     }
 
     /// True if any service lives in `namespace` (so `<ns>.svc.<domain>` exists).
@@ -113,7 +114,12 @@ impl Catalog {
                 continue;
             }
             let ns = s.metadata.namespace.clone().unwrap_or_default();
-            if let Some(svc) = s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            {
                 slices_by_svc.entry((ns, svc.clone())).or_default().push(s);
             }
         }
@@ -142,7 +148,9 @@ impl Catalog {
                 .collect();
             let target = if spec.type_.as_deref() == Some("ExternalName") {
                 match &spec.external_name {
-                    Some(n) if !n.is_empty() => Target::ExternalName(n.trim_end_matches('.').to_string()),
+                    Some(n) if !n.is_empty() => {
+                        Target::ExternalName(n.trim_end_matches('.').to_string())
+                    }
                     _ => continue,
                 }
             } else {
@@ -193,7 +201,10 @@ fn named_port(name: Option<&str>, protocol: Option<&str>, port: Option<i32>) -> 
     })
 }
 
-fn from_slices(slices: &[&EndpointSlice], publish_not_ready: bool) -> (Vec<EndpointRecord>, Vec<NamedPort>) {
+fn from_slices(
+    slices: &[&EndpointSlice],
+    publish_not_ready: bool,
+) -> (Vec<EndpointRecord>, Vec<NamedPort>) {
     let mut eps = BTreeSet::new();
     let mut ports = BTreeSet::new();
     for s in slices {
@@ -230,7 +241,11 @@ fn from_endpoints(e: &Endpoints, publish_not_ready: bool) -> (Vec<EndpointRecord
             }
         }
         let not_ready = if publish_not_ready {
-            subset.not_ready_addresses.iter().flatten().collect::<Vec<_>>()
+            subset
+                .not_ready_addresses
+                .iter()
+                .flatten()
+                .collect::<Vec<_>>()
         } else {
             Vec::new()
         };
@@ -307,7 +322,11 @@ mod tests {
                 ..Default::default()
             }]),
         };
-        let c = Catalog::build(&[svc("web", "10.96.0.20"), svc("db", "None")], &[slice], NO_EPS);
+        let c = Catalog::build(
+            &[svc("web", "10.96.0.20"), svc("db", "None")],
+            &[slice],
+            NO_EPS,
+        );
         assert_eq!(
             c.service("default", "web").unwrap().target,
             Target::ClusterIp("10.96.0.20".parse().unwrap())
@@ -326,6 +345,48 @@ mod tests {
         assert_eq!(
             c.reverse.get(&"10.96.0.20".parse().unwrap()),
             Some(&("default".to_string(), "web".to_string(), None))
+        );
+    }
+
+    #[test]
+    fn manual_endpoints_external_names_and_publish_not_ready() {
+        use k8s_openapi::api::core::v1::{EndpointAddress, EndpointSubset};
+        let mut headless = svc("manual", "None");
+        headless.spec.as_mut().unwrap().publish_not_ready_addresses = Some(true);
+        let eps = Endpoints {
+            metadata: ObjectMeta {
+                namespace: Some("default".into()),
+                name: Some("manual".into()),
+                ..Default::default()
+            },
+            subsets: Some(vec![EndpointSubset {
+                addresses: Some(vec![EndpointAddress {
+                    ip: "192.0.2.10".into(),
+                    ..Default::default()
+                }]),
+                not_ready_addresses: Some(vec![EndpointAddress {
+                    ip: "192.0.2.11".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }]),
+        };
+        let mut ext = svc("ext", "");
+        let spec = ext.spec.as_mut().unwrap();
+        spec.type_ = Some("ExternalName".into());
+        spec.external_name = Some("db.example.com.".into());
+        let c = Catalog::build(&[headless, ext], &[] as &[EndpointSlice], &[eps]);
+        let Target::Headless(eps) = &c.service("default", "manual").unwrap().target else {
+            panic!("not headless");
+        };
+        assert_eq!(
+            eps.len(),
+            2,
+            "publishNotReadyAddresses includes not-ready ones"
+        );
+        assert_eq!(
+            c.service("default", "ext").unwrap().target,
+            Target::ExternalName("db.example.com".into())
         );
     }
 }

@@ -294,7 +294,11 @@ fn service_records(
     if let Target::ExternalName(target) = &entry.target {
         let target = Name::from_ascii(format!("{target}."))?;
         return Ok(Lookup::Found {
-            answers: vec![Record::from_rdata(qname.clone(), TTL, RData::CNAME(CNAME(target)))],
+            answers: vec![Record::from_rdata(
+                qname.clone(),
+                TTL,
+                RData::CNAME(CNAME(target)),
+            )],
             additionals: Vec::new(),
         });
     }
@@ -479,14 +483,22 @@ mod tests {
 
     #[test]
     fn srv_for_named_ports() {
-        let m = reply("_http._tcp.hello.default.svc.cluster.local.", RecordType::SRV);
+        let m = reply(
+            "_http._tcp.hello.default.svc.cluster.local.",
+            RecordType::SRV,
+        );
         assert_eq!(m.answers.len(), 1);
-        let RData::SRV(srv) = &m.answers[0].data else { panic!() };
+        let RData::SRV(srv) = &m.answers[0].data else {
+            panic!()
+        };
         assert_eq!(srv.port, 80);
         assert_eq!(srv.target.to_ascii(), "hello.default.svc.cluster.local.");
         let mut extra = m.clone();
         extra.answers = m.additionals.clone();
-        assert_eq!(a_ips(&extra), vec!["10.96.0.20".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(
+            a_ips(&extra),
+            vec!["10.96.0.20".parse::<Ipv4Addr>().unwrap()]
+        );
         let m = reply("_pg._tcp.db.default.svc.cluster.local.", RecordType::SRV);
         assert_eq!(m.answers.len(), 2);
         let m = reply("_pg._udp.db.default.svc.cluster.local.", RecordType::SRV);
@@ -504,21 +516,31 @@ mod tests {
     #[test]
     fn ptr_for_service_ips_and_others_forwarded() {
         let m = reply("20.0.96.10.in-addr.arpa.", RecordType::PTR);
-        let RData::PTR(ptr) = &m.answers[0].data else { panic!() };
+        let RData::PTR(ptr) = &m.answers[0].data else {
+            panic!()
+        };
         assert_eq!(ptr.0.to_ascii(), "hello.default.svc.cluster.local.");
-        assert!(matches!(ask("1.1.168.192.in-addr.arpa.", RecordType::PTR), Outcome::Forward));
+        assert!(matches!(
+            ask("1.1.168.192.in-addr.arpa.", RecordType::PTR),
+            Outcome::Forward
+        ));
     }
 
     #[test]
     fn external_name_is_a_cname() {
         let m = reply("ext.default.svc.cluster.local.", RecordType::A);
-        let RData::CNAME(c) = &m.answers[0].data else { panic!() };
+        let RData::CNAME(c) = &m.answers[0].data else {
+            panic!()
+        };
         assert_eq!(c.0.to_ascii(), "example.com.");
     }
 
     #[test]
     fn other_domains_are_forwarded() {
-        assert!(matches!(ask("example.com.", RecordType::A), Outcome::Forward));
+        assert!(matches!(
+            ask("example.com.", RecordType::A),
+            Outcome::Forward
+        ));
         assert!(matches!(ask("local.", RecordType::A), Outcome::Forward));
     }
 

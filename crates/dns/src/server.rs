@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -143,7 +144,10 @@ impl Server {
         }
         let catalog = self.cache.get();
         match resolve::answer(&catalog, &self.zone, &req, self.upstream.is_some()) {
-            Outcome::Reply(msg) => encode(&msg, &req, transport),
+            Outcome::Reply(mut msg) => {
+                self.chase_external_name(&mut msg, transport).await;
+                encode(&msg, &req, transport)
+            }
             Outcome::Forward => match self.upstream {
                 None => refusal(&req, ResponseCode::Refused),
                 Some(up) => match forward(raw, up, transport).await {
@@ -154,6 +158,40 @@ impl Server {
                     }
                 },
             },
+        }
+    }
+}
+
+impl Server {
+    /// An ExternalName answer is a lone CNAME; stub resolvers (glibc, musl)
+    /// do not chase it themselves, so — as CoreDNS does — ask the upstream
+    /// for the target and append its records. Without an upstream (or on
+    /// failure) the CNAME alone is returned.
+    async fn chase_external_name(&self, msg: &mut Message, transport: Transport) {
+        let Some(up) = self.upstream else { return };
+        let Some(qtype) = msg.queries.first().map(|q| q.query_type()) else {
+            return;
+        };
+        if matches!(qtype, RecordType::CNAME) || msg.answers.len() != 1 {
+            return;
+        }
+        let target = match &msg.answers[0].data {
+            RData::CNAME(c) => c.0.clone(),
+            _ => return,
+        };
+        let mut q = Message::query();
+        q.metadata.recursion_desired = true;
+        q.add_query(Query::query(target, qtype));
+        let Ok(raw) = q.to_vec() else { return };
+        match forward(&raw, up, transport)
+            .await
+            .map(|r| Message::from_vec(&r))
+        {
+            Ok(Ok(reply)) => {
+                msg.add_answers(reply.answers);
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "dns: bad upstream reply for ExternalName"),
+            Err(e) => tracing::debug!(error = %e, "dns: upstream failed for ExternalName"),
         }
     }
 }
@@ -185,7 +223,11 @@ fn encode(msg: &Message, req: &Message, transport: Transport) -> Option<Vec<u8>>
 
 /// Sends the raw query to the upstream over the same transport and returns
 /// its raw reply.
-async fn forward(raw: &[u8], upstream: SocketAddr, transport: Transport) -> std::io::Result<Vec<u8>> {
+async fn forward(
+    raw: &[u8],
+    upstream: SocketAddr,
+    transport: Transport,
+) -> std::io::Result<Vec<u8>> {
     let id = [raw[0], raw[1]];
     let fut = async {
         match transport {

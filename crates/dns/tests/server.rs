@@ -60,7 +60,9 @@ async fn ask_udp(server: SocketAddr, q: &Message) -> Message {
 async fn ask_tcp(server: SocketAddr, q: &Message) -> Message {
     let mut conn = TcpStream::connect(server).await.unwrap();
     let bytes = q.to_vec().unwrap();
-    conn.write_all(&(bytes.len() as u16).to_be_bytes()).await.unwrap();
+    conn.write_all(&(bytes.len() as u16).to_be_bytes())
+        .await
+        .unwrap();
     conn.write_all(&bytes).await.unwrap();
     let n = conn.read_u16().await.unwrap();
     let mut buf = vec![0u8; n as usize];
@@ -114,25 +116,51 @@ fn cluster_catalog() -> Catalog {
 async fn answers_cluster_names_over_udp_and_tcp() {
     let s = start("cluster.local", None).await;
     // empty cache: the name does not exist yet
-    let m = ask_udp(s.udp, &query("hello.default.svc.cluster.local.", RecordType::A, false)).await;
+    let m = ask_udp(
+        s.udp,
+        &query("hello.default.svc.cluster.local.", RecordType::A, false),
+    )
+    .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
 
     s.cache.set(cluster_catalog());
-    let m = ask_udp(s.udp, &query("hello.default.svc.cluster.local.", RecordType::A, false)).await;
+    let m = ask_udp(
+        s.udp,
+        &query("hello.default.svc.cluster.local.", RecordType::A, false),
+    )
+    .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.metadata.authoritative);
     assert_eq!(a_ips(&m), vec![Ipv4Addr::new(10, 96, 0, 20)]);
 
-    let m = ask_tcp(s.tcp, &query("hello.default.svc.cluster.local.", RecordType::A, false)).await;
+    let m = ask_tcp(
+        s.tcp,
+        &query("hello.default.svc.cluster.local.", RecordType::A, false),
+    )
+    .await;
     assert_eq!(a_ips(&m), vec![Ipv4Addr::new(10, 96, 0, 20)]);
 
-    let m = ask_udp(s.udp, &query("hello.default.svc.cluster.local.", RecordType::AAAA, true)).await;
+    let m = ask_udp(
+        s.udp,
+        &query("hello.default.svc.cluster.local.", RecordType::AAAA, true),
+    )
+    .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.answers.is_empty());
     assert!(m.edns.is_some(), "EDNS queries get EDNS replies");
 
-    let m = ask_udp(s.udp, &query("_http._tcp.hello.default.svc.cluster.local.", RecordType::SRV, false)).await;
-    let RData::SRV(srv) = &m.answers[0].data else { panic!("no SRV: {m:?}") };
+    let m = ask_udp(
+        s.udp,
+        &query(
+            "_http._tcp.hello.default.svc.cluster.local.",
+            RecordType::SRV,
+            false,
+        ),
+    )
+    .await;
+    let RData::SRV(srv) = &m.answers[0].data else {
+        panic!("no SRV: {m:?}")
+    };
     assert_eq!(srv.port, 80);
 }
 
@@ -148,7 +176,11 @@ async fn large_answers_are_truncated_on_udp_and_complete_on_tcp() {
     assert!(!m.metadata.truncation);
     assert_eq!(a_ips(&m).len(), 60);
     // with EDNS (1232 bytes) they fit in UDP
-    let m = ask_udp(s.udp, &query("many.default.svc.cluster.local.", RecordType::A, true)).await;
+    let m = ask_udp(
+        s.udp,
+        &query("many.default.svc.cluster.local.", RecordType::A, true),
+    )
+    .await;
     assert_eq!(a_ips(&m).len(), 60);
 }
 
@@ -170,12 +202,39 @@ async fn other_names_are_forwarded_upstream_or_refused() {
     let s = start("cluster.local", Some(up.udp)).await;
     let m = ask_udp(s.udp, &query("far.x.svc.other.test.", RecordType::A, false)).await;
     assert_eq!(a_ips(&m), vec![Ipv4Addr::new(192, 0, 2, 77)]);
-    let m = ask_udp(s.udp, &query("hello.default.svc.cluster.local.", RecordType::A, false)).await;
+
+    // an ExternalName service is a CNAME plus the upstream's answer for the target
+    let mut c = cluster_catalog();
+    c.insert(
+        "default",
+        "ext",
+        ServiceEntry {
+            target: Target::ExternalName("far.x.svc.other.test".into()),
+            ports: vec![],
+        },
+    );
+    s.cache.set(c);
+    let m = ask_udp(
+        s.udp,
+        &query("ext.default.svc.cluster.local.", RecordType::A, false),
+    )
+    .await;
+    assert!(matches!(m.answers[0].data, RData::CNAME(_)), "{m:?}");
+    assert_eq!(a_ips(&m), vec![Ipv4Addr::new(192, 0, 2, 77)]);
+    let m = ask_udp(
+        s.udp,
+        &query("hello.default.svc.cluster.local.", RecordType::A, false),
+    )
+    .await;
     assert!(m.metadata.recursion_available);
 
     // TCP queries are forwarded over TCP: point at the upstream's TCP port
     let s_tcp = start("cluster.local", Some(up.tcp)).await;
-    let m = ask_tcp(s_tcp.tcp, &query("far.x.svc.other.test.", RecordType::A, false)).await;
+    let m = ask_tcp(
+        s_tcp.tcp,
+        &query("far.x.svc.other.test.", RecordType::A, false),
+    )
+    .await;
     assert_eq!(a_ips(&m), vec![Ipv4Addr::new(192, 0, 2, 77)]);
 
     // no upstream: refused at once
@@ -207,6 +266,64 @@ async fn garbage_gets_formerr_or_silence() {
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     // the server keeps serving afterwards
     s.cache.set(cluster_catalog());
-    let m = ask_udp(s.udp, &query("hello.default.svc.cluster.local.", RecordType::A, false)).await;
+    let m = ask_udp(
+        s.udp,
+        &query("hello.default.svc.cluster.local.", RecordType::A, false),
+    )
+    .await;
     assert_eq!(a_ips(&m).len(), 1);
+}
+
+/// A real stub resolver (busybox nslookup, which sends A and AAAA queries)
+/// reads our answers. nslookup only talks to port 53, so this binds
+/// 127.0.0.53-ish loopback addresses on 53 (root needed on Linux).
+#[tokio::test]
+async fn busybox_nslookup_reads_our_answers() {
+    if !std::path::Path::new("/bin/busybox").exists() {
+        panic!("this test needs busybox (apt-get install busybox-static)");
+    }
+    // pick a free loopback address for port 53
+    let mut bound = None;
+    for last in 60..80u8 {
+        let addr = SocketAddr::from(([127, 0, 9, last], 53));
+        let (Ok(udp), Ok(tcp)) = (UdpSocket::bind(addr).await, TcpListener::bind(addr).await)
+        else {
+            continue;
+        };
+        bound = Some((addr, udp, tcp));
+        break;
+    }
+    let (addr, udp, tcp) = bound.expect("a free 127.0.9.x:53 (run as root)");
+    let cache = Cache::default();
+    cache.set(cluster_catalog());
+    tokio::spawn(Server::new(cache, "cluster.local", None).serve(udp, tcp));
+
+    let out = tokio::process::Command::new("/bin/busybox")
+        .args([
+            "nslookup",
+            "hello.default.svc.cluster.local",
+            &addr.ip().to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "nslookup failed: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Address: 10.96.0.20"), "{text}");
+
+    let out = tokio::process::Command::new("/bin/busybox")
+        .args([
+            "nslookup",
+            "nope.default.svc.cluster.local",
+            &addr.ip().to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NXDOMAIN"), "{text}");
 }

@@ -12,12 +12,15 @@ use kube::Client;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// (namespace, uid, reason, message)
+type EventKey = (String, String, String, String);
+
 #[derive(Clone)]
 pub struct Recorder {
     client: Client,
     node: String,
     /// (namespace, uid, reason, message) → (event name, count).
-    seen: Arc<Mutex<HashMap<(String, String, String, String), (String, i32)>>>,
+    seen: Arc<Mutex<HashMap<EventKey, (String, i32)>>>,
 }
 
 pub fn pod_ref(pod: &Pod, field_path: Option<String>) -> ObjectReference {

@@ -65,7 +65,10 @@ impl ImageRef {
     pub fn parse(reference: &str) -> Result<Self, ImageError> {
         let r = reference.trim();
         let bad = || ImageError::InvalidReference(reference.to_string());
-        if r.is_empty() || r.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase()) {
+        if r.is_empty()
+            || r.chars()
+                .any(|c| c.is_whitespace() || c.is_ascii_uppercase())
+        {
             return Err(bad());
         }
         let (rest, digest) = match r.split_once('@') {
@@ -75,7 +78,10 @@ impl ImageRef {
         // A tag is a ':' after the last '/'.
         let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
         let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (&rest[..last_slash + i], Some(rest[last_slash + i + 1..].to_string())),
+            Some(i) => (
+                &rest[..last_slash + i],
+                Some(rest[last_slash + i + 1..].to_string()),
+            ),
             None => (rest, None),
         };
         if name.is_empty() || name.ends_with('/') || tag.as_deref() == Some("") {
@@ -321,8 +327,16 @@ impl ImageStore {
             ..Default::default()
         };
         let recs = vec![
-            make_record("docker.io/minik/busybox:latest", vec![base_id.clone()], busybox_cfg),
-            make_record("docker.io/minik/hello:latest", vec![base_id, hello_id], hello_cfg),
+            make_record(
+                "docker.io/minik/busybox:latest",
+                vec![base_id.clone()],
+                busybox_cfg,
+            ),
+            make_record(
+                "docker.io/minik/hello:latest",
+                vec![base_id, hello_id],
+                hello_cfg,
+            ),
         ];
         for r in &recs {
             self.write_record(r)?;
@@ -384,7 +398,8 @@ fn fill_busybox_layer(dir: &Path, busybox: &Path, bin: &[u8]) -> Result<(), Imag
         std::fs::create_dir_all(&p).map_err(io_err(&p))?;
     }
     let tmp = dir.join("tmp");
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).map_err(io_err(&tmp))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))
+        .map_err(io_err(&tmp))?;
     let root = dir.join("root");
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
         .map_err(io_err(&root))?;
@@ -397,7 +412,11 @@ fn fill_busybox_layer(dir: &Path, busybox: &Path, bin: &[u8]) -> Result<(), Imag
         .output()
         .map_err(io_err(busybox))?;
     let list = String::from_utf8_lossy(&out.stdout);
-    let mut applets: Vec<&str> = list.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut applets: Vec<&str> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     if applets.is_empty() {
         // Older busybox without --list-full: put every applet in /bin.
         let out = std::process::Command::new(busybox)
@@ -465,12 +484,18 @@ mod tests {
         let full = |s: &str| ImageRef::parse(s).unwrap().full();
         assert_eq!(full("minik/hello"), "docker.io/minik/hello:latest");
         assert_eq!(full("minik/hello:latest"), "docker.io/minik/hello:latest");
-        assert_eq!(full("docker.io/minik/hello:latest"), "docker.io/minik/hello:latest");
+        assert_eq!(
+            full("docker.io/minik/hello:latest"),
+            "docker.io/minik/hello:latest"
+        );
         assert_eq!(full("nginx"), "docker.io/library/nginx:latest");
         assert_eq!(full("nginx:1.27"), "docker.io/library/nginx:1.27");
         assert_eq!(full("localhost:5000/app"), "localhost:5000/app:latest");
         assert_eq!(full("quay.io/x/y:v1"), "quay.io/x/y:v1");
-        assert_eq!(full("busybox@sha256:abc"), "docker.io/library/busybox@sha256:abc");
+        assert_eq!(
+            full("busybox@sha256:abc"),
+            "docker.io/library/busybox@sha256:abc"
+        );
         assert!(ImageRef::parse("").is_err());
         assert!(ImageRef::parse("Nginx").is_err());
         assert!(ImageRef::parse("nginx:").is_err());
@@ -499,7 +524,11 @@ mod tests {
         let store = ImageStore::new(&root);
         let recs = store.ensure_builtin().unwrap();
         assert_eq!(recs.len(), 2);
-        for spelling in ["minik/hello", "minik/hello:latest", "docker.io/minik/hello:latest"] {
+        for spelling in [
+            "minik/hello",
+            "minik/hello:latest",
+            "docker.io/minik/hello:latest",
+        ] {
             let r = store.resolve(spelling).unwrap();
             assert_eq!(r.name, "docker.io/minik/hello:latest");
             assert_eq!(r.layers.len(), 2);
@@ -513,8 +542,14 @@ mod tests {
         );
         assert!(base.join("etc/passwd").is_file());
         // Shared base layer.
-        assert_eq!(store.resolve("minik/hello").unwrap().layers[0], bb.layers[0]);
-        assert!(matches!(store.resolve("nginx"), Err(ImageError::NotPresent(_))));
+        assert_eq!(
+            store.resolve("minik/hello").unwrap().layers[0],
+            bb.layers[0]
+        );
+        assert!(matches!(
+            store.resolve("nginx"),
+            Err(ImageError::NotPresent(_))
+        ));
         // Second call is a no-op returning the same ids.
         let again = store.ensure_builtin().unwrap();
         assert_eq!(again, recs);

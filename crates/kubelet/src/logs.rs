@@ -149,7 +149,11 @@ pub async fn pump<R: AsyncRead + Unpin>(
     let mut buf = Vec::with_capacity(1024);
     loop {
         buf.clear();
-        let n = match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut buf).await {
+        let n = match (&mut reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
             Ok(n) => n,
             Err(_) => break,
         };
@@ -157,7 +161,11 @@ pub async fn pump<R: AsyncRead + Unpin>(
             break;
         }
         let full = buf.ends_with(b"\n");
-        let text = String::from_utf8_lossy(if full { &buf[..buf.len() - 1] } else { &buf[..] });
+        let text = String::from_utf8_lossy(if full {
+            &buf[..buf.len() - 1]
+        } else {
+            &buf[..]
+        });
         let partial = !full && n as u64 >= MAX_LINE;
         let line = format_line(Utc::now(), stream, partial, &text);
         if let Ok(mut f) = file.lock() {
@@ -275,7 +283,12 @@ fn find_pod_dir(st: &AppState, ns: &str, pod: &str) -> Option<PathBuf> {
 }
 
 fn text(status: StatusCode, msg: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg,
+    )
+        .into_response()
 }
 
 async fn container_logs(
@@ -366,7 +379,12 @@ async fn container_logs(
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response build failed".into()))
+        .unwrap_or_else(|_| {
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "response build failed".into(),
+            )
+        })
 }
 
 #[cfg(test)]

@@ -148,7 +148,11 @@ impl Ipam {
             .ok()
             .and_then(|s| s.trim().parse::<Ipv4Addr>().ok())
             .map(u32::from);
-        let mut used: HashSet<u32> = self.list().into_iter().map(|(ip, _)| u32::from(ip)).collect();
+        let mut used: HashSet<u32> = self
+            .list()
+            .into_iter()
+            .map(|(ip, _)| u32::from(ip))
+            .collect();
         loop {
             let ip = next_free(&self.cidr, last, &used).ok_or_else(|| {
                 NetError::Exhausted(format!(
@@ -159,7 +163,11 @@ impl Ipam {
             })?;
             let addr = Ipv4Addr::from(ip);
             let path = self.dir.join(addr.to_string());
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut f) => {
                     use std::io::Write;
                     f.write_all(uid.as_bytes()).map_err(Self::io(&path))?;
@@ -186,7 +194,10 @@ impl Ipam {
 }
 
 fn ip(args: &[&str]) -> Result<(), NetError> {
-    let out = Command::new("ip").args(args).output().map_err(NetError::NoIp)?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(NetError::NoIp)?;
     if out.status.success() {
         Ok(())
     } else {
@@ -228,7 +239,11 @@ pub fn ensure_bridge(bridge: &str, cidr: &Cidr) -> Result<(), NetError> {
 /// Names derived from the pod UID: netns `<bridge>-<uid8>` (so test bridges
 /// never collide with `minik0`'s) and host veth `veth<uid8>` (≤ 15 chars).
 pub fn names_for(bridge: &str, uid: &str) -> (String, String) {
-    let short: String = uid.chars().filter(|c| c.is_ascii_hexdigit()).take(8).collect();
+    let short: String = uid
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .take(8)
+        .collect();
     let prefix = if bridge == "minik0" { "minik" } else { bridge };
     (format!("{prefix}-{short}"), format!("veth{short}"))
 }
@@ -322,7 +337,11 @@ mod tests {
         assert_eq!(ipam2.lookup("uid-b"), Some(b));
         ipam2.release("uid-a");
         let c3 = ipam2.allocate("uid-c").unwrap();
-        assert_eq!(c3, Ipv4Addr::new(10, 9, 0, 4), "freed .2 not reused at once");
+        assert_eq!(
+            c3,
+            Ipv4Addr::new(10, 9, 0, 4),
+            "freed .2 not reused at once"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -73,7 +73,7 @@ impl HostInfo {
             std::path::PathBuf::from("/")
         };
         let ephemeral_kib = nix::sys::statvfs::statvfs(&probe)
-            .map(|s| s.blocks() as u64 * s.fragment_size() as u64 / 1024)
+            .map(|s| s.blocks() * s.fragment_size() / 1024)
             .unwrap_or(0);
         let kernel = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
@@ -108,17 +108,14 @@ pub fn node_labels(node_name: &str) -> BTreeMap<String, String> {
         ("beta.kubernetes.io/os", "linux"),
         ("beta.kubernetes.io/arch", "amd64"),
         ("node-role.kubernetes.io/control-plane", ""),
-        ("node.kubernetes.io/exclude-from-external-load-balancers", ""),
+        (
+            "node.kubernetes.io/exclude-from-external-load-balancers",
+            "",
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// The `status` object the kubelet posts. Pure given its inputs.
@@ -187,12 +184,9 @@ pub async fn register(client: &Client, cfg: &KubeletConfig) -> Result<String, No
             name: Some(cfg.node_name.clone()),
             labels: Some(node_labels(&cfg.node_name)),
             annotations: Some(
-                [(
-                    "node.alpha.kubernetes.io/ttl".to_string(),
-                    "0".to_string(),
-                )]
-                .into_iter()
-                .collect(),
+                [("node.alpha.kubernetes.io/ttl".to_string(), "0".to_string())]
+                    .into_iter()
+                    .collect(),
             ),
             ..Default::default()
         },
@@ -207,9 +201,13 @@ pub async fn register(client: &Client, cfg: &KubeletConfig) -> Result<String, No
         Ok(n) => n,
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let patch = json!({"metadata": {"labels": node_labels(&cfg.node_name)}});
-            api.patch(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(err)?
+            api.patch(
+                &cfg.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(err)?
         }
         Err(e) => return Err(err(e)),
     };
@@ -241,7 +239,11 @@ pub async fn post_status(
 }
 
 /// Creates or renews the node's Lease.
-pub async fn renew_lease(client: &Client, cfg: &KubeletConfig, node_uid: &str) -> Result<(), NodeError> {
+pub async fn renew_lease(
+    client: &Client,
+    cfg: &KubeletConfig,
+    node_uid: &str,
+) -> Result<(), NodeError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let err = |source| NodeError::Lease {
         node: cfg.node_name.clone(),
@@ -296,7 +298,9 @@ pub async fn renew_lease(client: &Client, cfg: &KubeletConfig, node_uid: &str) -
                         Err(kube::Error::Api(s)) if s.code == 409 => {}
                         Err(e) => return Err(err(e)),
                     }
-                    api.create(&PostParams::default(), &lease).await.map_err(err)?;
+                    api.create(&PostParams::default(), &lease)
+                        .await
+                        .map_err(err)?;
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => return Err(err(e)),
@@ -332,7 +336,11 @@ pub async fn run_heartbeats(client: Client, cfg: KubeletConfig, host: HostInfo) 
                 _ => {
                     for e in [s.err(), l.err()].into_iter().flatten() {
                         tracing::warn!("{e}");
-                        if let NodeError::Status { source: kube::Error::Api(st), .. } = &e {
+                        if let NodeError::Status {
+                            source: kube::Error::Api(st),
+                            ..
+                        } = &e
+                        {
                             if st.code == 404 {
                                 registered = false;
                             }
@@ -346,10 +354,6 @@ pub async fn run_heartbeats(client: Client, cfg: KubeletConfig, host: HostInfo) 
         }
         tokio::time::sleep(delay).await;
     }
-}
-
-pub fn host_name() -> String {
-    hostname()
 }
 
 #[cfg(test)]
@@ -382,14 +386,25 @@ mod tests {
             machine_id: "m".into(),
             runtime_version: "runc://1.1.5".into(),
         };
-        let s = node_status(&cfg, &host, "2026-11-23T01:00:10Z", "2026-11-23T01:00:00Z", "2026-11-23T01:00:00Z");
+        let s = node_status(
+            &cfg,
+            &host,
+            "2026-11-23T01:00:10Z",
+            "2026-11-23T01:00:00Z",
+            "2026-11-23T01:00:00Z",
+        );
         assert_eq!(s["capacity"]["cpu"], "2");
         assert_eq!(s["capacity"]["memory"], "1000Ki");
         assert_eq!(s["capacity"]["pods"], "110");
         assert_eq!(s["daemonEndpoints"]["kubeletEndpoint"]["Port"], cfg.port);
         assert_eq!(s["nodeInfo"]["kubeletVersion"], KUBELET_VERSION);
         assert_eq!(s["nodeInfo"]["containerRuntimeVersion"], "runc://1.1.5");
-        let ready = s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+        let ready = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
         assert_eq!(ready["status"], "True");
         assert_eq!(ready["reason"], "KubeletReady");
         assert_eq!(ready["message"], "kubelet is posting ready status");
@@ -397,7 +412,15 @@ mod tests {
         assert_eq!(s["addresses"][0]["address"], cfg.node_ip);
         // Serializes into the typed NodeStatus.
         let typed: k8s_openapi::api::core::v1::NodeStatus = serde_json::from_value(s).unwrap();
-        assert_eq!(typed.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port, cfg.port as i32);
+        assert_eq!(
+            typed
+                .daemon_endpoints
+                .unwrap()
+                .kubelet_endpoint
+                .unwrap()
+                .port,
+            cfg.port as i32
+        );
         assert_eq!(node_labels("minik")["kubernetes.io/hostname"], "minik");
     }
 }

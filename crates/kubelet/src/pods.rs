@@ -14,10 +14,10 @@ use crate::spec::BindMount;
 use crate::status::{self, backoff_delay, CState, ContainerRecord, PodStatusInput, Termination};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, EnvVar, Pod, PodStatus, Secret, Service, ServiceAccount,
 };
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
@@ -195,16 +195,28 @@ struct Worker {
     posted: Option<PodStatus>,
     exit_tx: mpsc::UnboundedSender<ExitInfo>,
     terminating: bool,
+    /// The pod's restart policy (immutable in the API).
+    policy: String,
+    /// The pod had already finished (Succeeded/Failed) when this worker
+    /// started (kubelet restart): it is not run again.
+    finished_before: bool,
 }
 
 fn pod_meta(pod: &Pod, uid: &str) -> PodMeta {
     let spec = pod.spec.clone().unwrap_or_default();
     PodMeta {
         uid: uid.to_string(),
-        namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        namespace: pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         name: pod.metadata.name.clone().unwrap_or_default(),
         host_network: spec.host_network.unwrap_or(false),
-        dns_policy: spec.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into()),
+        dns_policy: spec
+            .dns_policy
+            .clone()
+            .unwrap_or_else(|| "ClusterFirst".into()),
         host_aliases: spec
             .host_aliases
             .unwrap_or_default()
@@ -216,7 +228,9 @@ fn pod_meta(pod: &Pod, uid: &str) -> PodMeta {
 }
 
 async fn worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Pod>>) {
-    let Some(first) = rx.borrow().clone() else { return };
+    let Some(first) = rx.borrow().clone() else {
+        return;
+    };
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
     let spec = first.spec.clone().unwrap_or_default();
     let prev_status = first.status.clone().unwrap_or_default();
@@ -226,7 +240,8 @@ async fn worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Pod>>
         } else {
             prev_status.container_statuses.as_ref()
         };
-        list.and_then(|l| l.iter().find(|s| s.name == name)).cloned()
+        list.and_then(|l| l.iter().find(|s| s.name == name))
+            .cloned()
     };
     let init = spec
         .init_containers
@@ -259,6 +274,8 @@ async fn worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Pod>>
         posted: first.status.clone(),
         exit_tx,
         terminating: false,
+        policy: Worker::restart_policy(&first),
+        finished_before: matches!(prev_status.phase.as_deref(), Some("Succeeded") | Some("Failed")),
     };
     let mut last_pod = first;
     loop {
@@ -294,6 +311,10 @@ async fn worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Pod>>
                 }
             }
             Some(exit) = exit_rx.recv() => {
+                if crate::is_stopping(&w.ctx.machinery.cfg.root_dir) {
+                    // `minik stop`: the containers stay stopped, state as it was.
+                    return;
+                }
                 w.on_exit(exit).await;
                 while let Ok(more) = exit_rx.try_recv() {
                     w.on_exit(more).await;
@@ -305,7 +326,12 @@ async fn worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Pod>>
 }
 
 impl Worker {
-    fn obj(&self, pod: &Pod, c: &Container, init: bool) -> k8s_openapi::api::core::v1::ObjectReference {
+    fn obj(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        init: bool,
+    ) -> k8s_openapi::api::core::v1::ObjectReference {
         let list = if init { "initContainers" } else { "containers" };
         pod_ref(pod, Some(format!("spec.{list}{{{}}}", c.name)))
     }
@@ -319,6 +345,9 @@ impl Worker {
 
     /// One round of progress. Returns when to look again (if no event comes).
     async fn sync(&mut self, pod: &Pod) -> Option<Instant> {
+        if crate::is_stopping(&self.ctx.machinery.cfg.root_dir) || self.finished_before {
+            return None;
+        }
         let policy = Self::restart_policy(pod);
         let terminal = self.is_terminal(&policy);
         if self.sandbox.is_none() && !terminal {
@@ -340,7 +369,11 @@ impl Worker {
                 }
                 Ok(Err(e)) => {
                     let msg = format!("Failed to create pod sandbox: {e}");
-                    self.ctx.events.warning(pod_ref(pod, None), "FailedCreatePodSandBox", msg.clone());
+                    self.ctx.events.warning(
+                        pod_ref(pod, None),
+                        "FailedCreatePodSandBox",
+                        msg.clone(),
+                    );
                     self.sandbox_error = Some(msg);
                     let t = Instant::now() + Duration::from_secs(3);
                     self.sandbox_retry = Some(t);
@@ -409,7 +442,10 @@ impl Worker {
             .chain(self.app.iter())
             .filter(|s| s.running.is_none() && !s.done)
             .flat_map(|s| {
-                let flip = s.pull_error.as_ref().map(|(t, _)| *t + ERR_IMAGE_PULL_SHOWN);
+                let flip = s
+                    .pull_error
+                    .as_ref()
+                    .map(|(t, _)| *t + ERR_IMAGE_PULL_SHOWN);
                 [s.not_before, flip]
             })
             .flatten()
@@ -417,10 +453,15 @@ impl Worker {
             .min()
             .or_else(|| {
                 // Anything due now (e.g. an immediate restart) — come back soon.
-                self.init.iter().chain(self.app.iter()).any(|s| {
-                    s.running.is_none() && !s.done && s.not_before.is_some_and(|t| t <= Instant::now())
-                })
-                .then(|| Instant::now() + Duration::from_millis(10))
+                self.init
+                    .iter()
+                    .chain(self.app.iter())
+                    .any(|s| {
+                        s.running.is_none()
+                            && !s.done
+                            && s.not_before.is_some_and(|t| t <= Instant::now())
+                    })
+                    .then(|| Instant::now() + Duration::from_millis(10))
             })
     }
 
@@ -483,7 +524,11 @@ impl Worker {
                         };
                         if reason == "ImagePullBackOff" && s.backoff_reported != s.not_before {
                             s.backoff_reported = s.not_before;
-                            events.normal(obj.clone(), "BackOff", format!("Back-off pulling image \"{image}\""));
+                            events.normal(
+                                obj.clone(),
+                                "BackOff",
+                                format!("Back-off pulling image \"{image}\""),
+                            );
                         }
                     } else if s.failures > 0 {
                         let delay = backoff_delay(s.failures.saturating_sub(1)).as_secs();
@@ -544,7 +589,11 @@ impl Worker {
                 };
                 if reason == "ErrImagePull" {
                     events.normal(obj.clone(), "Pulling", format!("Pulling image \"{image}\""));
-                    events.warning(obj.clone(), "Failed", format!("Failed to pull image \"{image}\": {msg}"));
+                    events.warning(
+                        obj.clone(),
+                        "Failed",
+                        format!("Failed to pull image \"{image}\": {msg}"),
+                    );
                 }
                 events.warning(obj.clone(), "Failed", format!("Error: {reason}"));
                 let s = self.slot(i, init);
@@ -596,13 +645,24 @@ impl Worker {
         };
         let m = self.ctx.machinery.clone();
         let res = m
-            .start_container(&self.meta, &sandbox, &record, &spec, inputs, self.exit_tx.clone())
+            .start_container(
+                &self.meta,
+                &sandbox,
+                &record,
+                &spec,
+                inputs,
+                self.exit_tx.clone(),
+            )
             .await;
         let s = self.slot(i, init);
         s.ever_started = true;
         match res {
             Ok(run) => {
-                events.normal(obj.clone(), "Created", format!("Created container: {}", spec.name));
+                events.normal(
+                    obj.clone(),
+                    "Created",
+                    format!("Created container: {}", spec.name),
+                );
                 events.normal(obj, "Started", format!("Started container {}", spec.name));
                 s.rec.state = CState::Running {
                     id: run.id.clone(),
@@ -631,7 +691,7 @@ impl Worker {
     }
 
     async fn on_exit(&mut self, exit: ExitInfo) {
-        let policy = self.posted_policy.clone();
+        let policy = self.policy.clone();
         let terminating = self.terminating;
         let uid = self.uid.clone();
         let m = self.ctx.machinery.clone();
@@ -699,12 +759,23 @@ impl Worker {
         c: &Container,
         sandbox: &Sandbox,
     ) -> Result<ContainerInputs, String> {
-        let env = resolve_env(&self.ctx.client, pod, c, &sandbox.ip, &self.ctx.machinery.cfg.node_ip).await?;
+        let env = resolve_env(
+            &self.ctx.client,
+            pod,
+            c,
+            &sandbox.ip,
+            &self.ctx.machinery.cfg.node_ip,
+        )
+        .await?;
         let vols = prepare_volumes(&self.ctx, pod, sandbox).await?;
         let mut binds = Vec::new();
         for vm in c.volume_mounts.iter().flatten() {
             let Some(src) = vols.get(&vm.name) else {
-                tracing::warn!("pod {}: volume {:?} is not supported yet; mount skipped", self.meta.name, vm.name);
+                tracing::warn!(
+                    "pod {}: volume {:?} is not supported yet; mount skipped",
+                    self.meta.name,
+                    vm.name
+                );
                 continue;
             };
             let mut source = src.clone();
@@ -731,12 +802,21 @@ impl Worker {
     }
 
     /// Graceful termination; `delete_object` finishes a graceful API delete.
-    async fn terminate(&mut self, pod: &Pod, exit_rx: &mut mpsc::UnboundedReceiver<ExitInfo>, delete_object: bool) {
+    async fn terminate(
+        &mut self,
+        pod: &Pod,
+        exit_rx: &mut mpsc::UnboundedReceiver<ExitInfo>,
+        delete_object: bool,
+    ) {
         self.terminating = true;
         let grace = pod
             .metadata
             .deletion_grace_period_seconds
-            .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .or_else(|| {
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
             .unwrap_or(30)
             .clamp(0, 300) as u64;
         let grace = Duration::from_secs(grace);
@@ -759,7 +839,12 @@ impl Worker {
         futures::future::join_all(stops).await;
         // Collect the exits (codes for the final status).
         let deadline = Instant::now() + Duration::from_secs(2);
-        while self.init.iter().chain(self.app.iter()).any(|s| s.running.is_some()) {
+        while self
+            .init
+            .iter()
+            .chain(self.app.iter())
+            .any(|s| s.running.is_some())
+        {
             match tokio::time::timeout_at(deadline, exit_rx.recv()).await {
                 Ok(Some(e)) => self.on_exit(e).await,
                 _ => break,
@@ -788,14 +873,17 @@ impl Worker {
             match api.delete(&self.meta.name, &dp).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                Err(e) => tracing::warn!("deleting pod {}/{}: {e}", self.meta.namespace, self.meta.name),
+                Err(e) => tracing::warn!(
+                    "deleting pod {}/{}: {e}",
+                    self.meta.namespace,
+                    self.meta.name
+                ),
             }
         }
     }
 
     async fn post_status(&mut self, pod: &Pod) {
         let policy = Self::restart_policy(pod);
-        self.posted_policy = policy.clone();
         let init = self.recs(true);
         let app = self.recs(false);
         let init_done = self.init.iter().all(|s| s.done);
@@ -822,20 +910,34 @@ impl Worker {
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.meta.namespace);
         let patch = serde_json::json!({"status": st});
         match api
-            .patch_status(&self.meta.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &self.meta.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(_) => self.posted = Some(st),
             Err(kube::Error::Api(s)) if s.code == 404 => self.posted = Some(st),
-            Err(e) => tracing::warn!("updating status of pod {}/{}: {e}", self.meta.namespace, self.meta.name),
+            Err(e) => tracing::warn!(
+                "updating status of pod {}/{}: {e}",
+                self.meta.namespace,
+                self.meta.name
+            ),
         }
     }
 }
 
 /// Kubernetes' QoS class from requests and limits.
 pub fn qos_class(pod: &Pod) -> &'static str {
-    let Some(spec) = pod.spec.as_ref() else { return "BestEffort" };
-    let all: Vec<&Container> = spec.containers.iter().chain(spec.init_containers.iter().flatten()).collect();
+    let Some(spec) = pod.spec.as_ref() else {
+        return "BestEffort";
+    };
+    let all: Vec<&Container> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect();
     let mut any = false;
     let mut guaranteed = true;
     for c in &all {
@@ -867,7 +969,10 @@ fn field_ref(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Option<Strin
     let spec = pod.spec.as_ref();
     let sel = |m: &Option<BTreeMap<String, String>>, prefix: &str| {
         let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
-        m.as_ref().and_then(|m| m.get(key)).cloned().or(Some(String::new()))
+        m.as_ref()
+            .and_then(|m| m.get(key))
+            .cloned()
+            .or(Some(String::new()))
     };
     match path {
         "metadata.name" => md.name.clone(),
@@ -878,7 +983,9 @@ fn field_ref(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Option<Strin
         "status.podIP" | "status.podIPs" => Some(pod_ip.to_string()),
         "status.hostIP" | "status.hostIPs" => Some(host_ip.to_string()),
         p if p.starts_with("metadata.labels['") => sel(&md.labels, "metadata.labels['"),
-        p if p.starts_with("metadata.annotations['") => sel(&md.annotations, "metadata.annotations['"),
+        p if p.starts_with("metadata.annotations['") => {
+            sel(&md.annotations, "metadata.annotations['")
+        }
         _ => None,
     }
 }
@@ -888,10 +995,16 @@ pub fn service_env(services: &[Service]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for svc in services {
         let Some(spec) = &svc.spec else { continue };
-        let Some(ip) = spec.cluster_ip.as_deref().filter(|i| !i.is_empty() && *i != "None") else {
+        let Some(ip) = spec
+            .cluster_ip
+            .as_deref()
+            .filter(|i| !i.is_empty() && *i != "None")
+        else {
             continue;
         };
-        let Some(name) = svc.metadata.name.as_deref() else { continue };
+        let Some(name) = svc.metadata.name.as_deref() else {
+            continue;
+        };
         let prefix = name.to_ascii_uppercase().replace('-', "_");
         let ports = spec.ports.clone().unwrap_or_default();
         let Some(first) = ports.first() else { continue };
@@ -900,17 +1013,26 @@ pub fn service_env(services: &[Service]) -> Vec<(String, String)> {
         for p in &ports {
             if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
                 out.push((
-                    format!("{prefix}_SERVICE_PORT_{}", pn.to_ascii_uppercase().replace('-', "_")),
+                    format!(
+                        "{prefix}_SERVICE_PORT_{}",
+                        pn.to_ascii_uppercase().replace('-', "_")
+                    ),
                     p.port.to_string(),
                 ));
             }
         }
         let proto = first.protocol.clone().unwrap_or_else(|| "TCP".into());
-        out.push((format!("{prefix}_PORT"), format!("{}://{ip}:{}", proto.to_lowercase(), first.port)));
+        out.push((
+            format!("{prefix}_PORT"),
+            format!("{}://{ip}:{}", proto.to_lowercase(), first.port),
+        ));
         for p in &ports {
             let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
             let base = format!("{prefix}_PORT_{}_{}", p.port, proto.to_ascii_uppercase());
-            out.push((base.clone(), format!("{}://{ip}:{}", proto.to_lowercase(), p.port)));
+            out.push((
+                base.clone(),
+                format!("{}://{ip}:{}", proto.to_lowercase(), p.port),
+            ));
             out.push((format!("{base}_PROTO"), proto.to_lowercase()));
             out.push((format!("{base}_PORT"), p.port.to_string()));
             out.push((format!("{base}_ADDR"), ip.to_string()));
@@ -928,21 +1050,32 @@ async fn resolve_env(
     pod_ip: &str,
     host_ip: &str,
 ) -> Result<Vec<(String, String)>, String> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut vars: Vec<(String, String)> = Vec::new();
-    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
     let mut services: Vec<Service> = Vec::new();
     if links {
-        if let Ok(l) = Api::<Service>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
+        if let Ok(l) = Api::<Service>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+        {
             services.extend(l.items);
         }
     }
-    if ns != "default" {
-        if let Ok(k) = Api::<Service>::namespaced(client.clone(), "default").get("kubernetes").await {
-            services.push(k);
-        }
-    } else if !links {
-        if let Ok(k) = Api::<Service>::namespaced(client.clone(), "default").get("kubernetes").await {
+    // The `kubernetes` service is always linked (in-cluster clients need it).
+    if ns != "default" || !links {
+        if let Ok(k) = Api::<Service>::namespaced(client.clone(), "default")
+            .get("kubernetes")
+            .await
+        {
             services.push(k);
         }
     }
@@ -967,7 +1100,10 @@ async fn resolve_env(
             match secrets.get_opt(&r.name).await {
                 Ok(Some(s)) => {
                     for (k, v) in s.data.unwrap_or_default() {
-                        vars.push((format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned()));
+                        vars.push((
+                            format!("{prefix}{k}"),
+                            String::from_utf8_lossy(&v.0).into_owned(),
+                        ));
                     }
                 }
                 Ok(None) if r.optional == Some(true) => {}
@@ -976,7 +1112,12 @@ async fn resolve_env(
             }
         }
     }
-    for EnvVar { name, value, value_from } in c.env.iter().flatten() {
+    for EnvVar {
+        name,
+        value,
+        value_from,
+    } in c.env.iter().flatten()
+    {
         let known: BTreeMap<String, String> = vars.iter().cloned().collect();
         let v = if let Some(v) = value {
             crate::spec::expand(v, &known)
@@ -988,7 +1129,12 @@ async fn resolve_env(
                     Ok(Some(cm)) => match cm.data.unwrap_or_default().get(&k.key) {
                         Some(v) => v.clone(),
                         None if k.optional == Some(true) => continue,
-                        None => return Err(format!("couldn't find key {} in ConfigMap {ns}/{}", k.key, k.name)),
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in ConfigMap {ns}/{}",
+                                k.key, k.name
+                            ))
+                        }
                     },
                     Ok(None) if k.optional == Some(true) => continue,
                     Ok(None) => return Err(format!("configmap \"{}\" not found", k.name)),
@@ -999,7 +1145,12 @@ async fn resolve_env(
                     Ok(Some(s)) => match s.data.unwrap_or_default().get(&k.key) {
                         Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
                         None if k.optional == Some(true) => continue,
-                        None => return Err(format!("couldn't find key {} in Secret {ns}/{}", k.key, k.name)),
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in Secret {ns}/{}",
+                                k.key, k.name
+                            ))
+                        }
                     },
                     Ok(None) if k.optional == Some(true) => continue,
                     Ok(None) => return Err(format!("secret \"{}\" not found", k.name)),
@@ -1021,10 +1172,18 @@ async fn resolve_env(
 fn resource_field(c: &Container, resource: &str) -> Option<String> {
     let (kind, res) = resource.split_once('.')?;
     let r = c.resources.clone()?;
-    let m = if kind == "limits" { r.limits? } else { r.requests? };
+    let m = if kind == "limits" {
+        r.limits?
+    } else {
+        r.requests?
+    };
     let q = m.get(res)?;
     let v = crate::spec::parse_quantity(&q.0).ok()?;
-    Some(if res == "cpu" { (v.ceil() as i64).max(1).to_string() } else { (v as i64).to_string() })
+    Some(if res == "cpu" {
+        (v.ceil() as i64).max(1).to_string()
+    } else {
+        (v as i64).to_string()
+    })
 }
 
 fn write_files(dir: &std::path::Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
@@ -1057,13 +1216,23 @@ fn pick_items(
 }
 
 /// Materializes the pod's volumes on the host; returns name → host path.
-async fn prepare_volumes(ctx: &Ctx, pod: &Pod, sandbox: &Sandbox) -> Result<HashMap<String, PathBuf>, String> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+async fn prepare_volumes(
+    ctx: &Ctx,
+    pod: &Pod,
+    sandbox: &Sandbox,
+) -> Result<HashMap<String, PathBuf>, String> {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut out = HashMap::new();
     let base = sandbox.dir.join("volumes");
     let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(spec) = pod.spec.as_ref() else { return Ok(out) };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(out);
+    };
     for v in spec.volumes.iter().flatten() {
         let dir = base.join(&v.name);
         if v.empty_dir.is_some() {
@@ -1082,7 +1251,10 @@ async fn prepare_volumes(ctx: &Ctx, pod: &Pod, sandbox: &Sandbox) -> Result<Hash
                     std::fs::write(&p, b"").map_err(|e| format!("hostPath {}: {e}", hp.path))?
                 }
                 Some("Directory") | Some("File") | Some("Socket") if !p.exists() => {
-                    return Err(format!("hostPath type check failed: {} does not exist", hp.path))
+                    return Err(format!(
+                        "hostPath type check failed: {} does not exist",
+                        hp.path
+                    ))
                 }
                 _ => {}
             }
@@ -1110,8 +1282,12 @@ async fn prepare_volumes(ctx: &Ctx, pod: &Pod, sandbox: &Sandbox) -> Result<Hash
             let name = sec.secret_name.clone().unwrap_or_default();
             match secrets.get_opt(&name).await {
                 Ok(Some(obj)) => {
-                    let data: BTreeMap<String, Vec<u8>> =
-                        obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                    let data: BTreeMap<String, Vec<u8>> = obj
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
                     write_files(&dir, &pick_items(data, &sec.items))?;
                 }
                 Ok(None) if sec.optional == Some(true) => write_files(&dir, &[])?,
@@ -1120,7 +1296,12 @@ async fn prepare_volumes(ctx: &Ctx, pod: &Pod, sandbox: &Sandbox) -> Result<Hash
             }
             out.insert(v.name.clone(), dir);
         } else if let Some(d) = &v.downward_api {
-            let files = downward_files(pod, d.items.as_deref().unwrap_or_default(), &sandbox.ip, &ctx.machinery.cfg.node_ip);
+            let files = downward_files(
+                pod,
+                d.items.as_deref().unwrap_or_default(),
+                &sandbox.ip,
+                &ctx.machinery.cfg.node_ip,
+            );
             write_files(&dir, &files)?;
             out.insert(v.name.clone(), dir);
         } else if let Some(p) = &v.projected {
@@ -1129,26 +1310,48 @@ async fn prepare_volumes(ctx: &Ctx, pod: &Pod, sandbox: &Sandbox) -> Result<Hash
                 if let Some(cm) = &src.config_map {
                     match cms.get_opt(&cm.name).await {
                         Ok(Some(obj)) => {
-                            let data = obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                            let data = obj
+                                .data
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|(k, v)| (k, v.into_bytes()))
+                                .collect();
                             files.extend(pick_items(data, &cm.items));
                         }
                         Ok(None) if cm.optional == Some(true) => {}
                         // kube-root-ca.crt may not be published yet; keep going.
-                        Ok(None) => tracing::warn!("projected volume {}: configmap {} not found", v.name, cm.name),
+                        Ok(None) => tracing::warn!(
+                            "projected volume {}: configmap {} not found",
+                            v.name,
+                            cm.name
+                        ),
                         Err(e) => return Err(format!("reading configmap \"{}\": {e}", cm.name)),
                     }
                 }
                 if let Some(sec) = &src.secret {
                     if let Ok(Some(obj)) = secrets.get_opt(&sec.name).await {
-                        let data = obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                        let data = obj
+                            .data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, v.0))
+                            .collect();
                         files.extend(pick_items(data, &sec.items));
                     }
                 }
                 if let Some(d) = &src.downward_api {
-                    files.extend(downward_files(pod, d.items.as_deref().unwrap_or_default(), &sandbox.ip, &ctx.machinery.cfg.node_ip));
+                    files.extend(downward_files(
+                        pod,
+                        d.items.as_deref().unwrap_or_default(),
+                        &sandbox.ip,
+                        &ctx.machinery.cfg.node_ip,
+                    ));
                 }
                 if let Some(t) = &src.service_account_token {
-                    let sa = spec.service_account_name.clone().unwrap_or_else(|| "default".into());
+                    let sa = spec
+                        .service_account_name
+                        .clone()
+                        .unwrap_or_else(|| "default".into());
                     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
                     let req = TokenRequest {
                         spec: TokenRequestSpec {
@@ -1158,7 +1361,15 @@ async fn prepare_volumes(ctx: &Ctx, pod: &Pod, sandbox: &Sandbox) -> Result<Hash
                         },
                         ..Default::default()
                     };
-                    match api.create_subresource::<_, TokenRequest>("token", &sa, &PostParams::default(), &req).await {
+                    match api
+                        .create_subresource::<_, TokenRequest>(
+                            "token",
+                            &sa,
+                            &PostParams::default(),
+                            &req,
+                        )
+                        .await
+                    {
                         Ok(tr) => {
                             if let Some(st) = tr.status {
                                 files.push((t.path.clone(), st.token.into_bytes()));
@@ -1226,7 +1437,11 @@ mod tests {
     fn qos() {
         assert_eq!(qos_class(&pod_with(None)), "BestEffort");
         let q = |s: &str| Quantity(s.into());
-        let both: BTreeMap<String, Quantity> = [("cpu".to_string(), q("1")), ("memory".to_string(), q("1Gi"))].into();
+        let both: BTreeMap<String, Quantity> = [
+            ("cpu".to_string(), q("1")),
+            ("memory".to_string(), q("1Gi")),
+        ]
+        .into();
         assert_eq!(
             qos_class(&pod_with(Some(ResourceRequirements {
                 limits: Some(both.clone()),
@@ -1247,10 +1462,22 @@ mod tests {
     #[test]
     fn field_refs() {
         let p = pod_with(None);
-        assert_eq!(field_ref(&p, "metadata.name", "10.244.0.2", "1.2.3.4").as_deref(), Some("p"));
-        assert_eq!(field_ref(&p, "status.podIP", "10.244.0.2", "1.2.3.4").as_deref(), Some("10.244.0.2"));
-        assert_eq!(field_ref(&p, "metadata.labels['app']", "", "").as_deref(), Some("web"));
-        assert_eq!(field_ref(&p, "spec.nodeName", "", "").as_deref(), Some("minik"));
+        assert_eq!(
+            field_ref(&p, "metadata.name", "10.244.0.2", "1.2.3.4").as_deref(),
+            Some("p")
+        );
+        assert_eq!(
+            field_ref(&p, "status.podIP", "10.244.0.2", "1.2.3.4").as_deref(),
+            Some("10.244.0.2")
+        );
+        assert_eq!(
+            field_ref(&p, "metadata.labels['app']", "", "").as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            field_ref(&p, "spec.nodeName", "", "").as_deref(),
+            Some("minik")
+        );
         assert_eq!(field_ref(&p, "bogus", "", ""), None);
     }
 

@@ -133,9 +133,10 @@ impl Runtime {
             .and_then(|o| {
                 let s = String::from_utf8_lossy(&o.stdout).into_owned();
                 let first = s.lines().next()?.to_string();
-                first.split_whitespace().nth(2).map(|v| {
-                    v.split(['+', '-', '~']).next().unwrap_or(v).to_string()
-                })
+                first
+                    .split_whitespace()
+                    .nth(2)
+                    .map(|v| v.split(['+', '-', '~']).next().unwrap_or(v).to_string())
             })
             .unwrap_or_else(|| "unknown".into());
         format!("{name}://{ver}")
@@ -368,8 +369,10 @@ pub fn spawn_log_pumps(
         .append(true)
         .open(&log_path)
         .map_err(io_err(&log_path))?;
-    let out_rx = tokio::net::unix::pipe::Receiver::from_owned_fd(out_r).map_err(io_err(&log_path))?;
-    let err_rx = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r).map_err(io_err(&log_path))?;
+    let out_rx =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(out_r).map_err(io_err(&log_path))?;
+    let err_rx =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(err_r).map_err(io_err(&log_path))?;
     registry.set_active(&log_path, true);
     let file = std::sync::Arc::new(std::sync::Mutex::new(file));
     let f2 = file.clone();

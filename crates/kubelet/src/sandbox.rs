@@ -143,7 +143,9 @@ pub fn pid_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => {
             // state is the field after the parenthesised comm
-            let state = s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
+            let state = s
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next());
             !matches!(state, Some("Z") | Some("X"))
         }
         Err(_) => false,
@@ -181,8 +183,11 @@ impl Machinery {
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(io_err(&etc))?;
         let meta_path = dir.join("meta.json");
-        std::fs::write(&meta_path, serde_json::to_vec_pretty(meta).unwrap_or_default())
-            .map_err(io_err(&meta_path))?;
+        std::fs::write(
+            &meta_path,
+            serde_json::to_vec_pretty(meta).unwrap_or_default(),
+        )
+        .map_err(io_err(&meta_path))?;
         let sb = if meta.host_network {
             Sandbox {
                 uid: meta.uid.clone(),
@@ -222,7 +227,11 @@ impl Machinery {
         {
             std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
         } else {
-            spec::resolv_conf(&self.cfg.cluster_dns, &meta.namespace, &self.cfg.cluster_domain)
+            spec::resolv_conf(
+                &self.cfg.cluster_dns,
+                &meta.namespace,
+                &self.cfg.cluster_domain,
+            )
         };
         for (f, c) in [
             ("hosts", hosts),
@@ -433,17 +442,26 @@ impl Machinery {
             .unwrap_or_else(|| image.config.working_dir.clone());
         let sc = c.security_context.clone().unwrap_or_default();
         let (uid, gid) = parse_user(&image.config.user);
-        let limits = c.resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
-        let requests = c.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
+        let limits = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .unwrap_or_default();
+        let requests = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.clone())
+            .unwrap_or_default();
         let mem = limits
             .get("memory")
             .and_then(|q| spec::parse_quantity(&q.0).ok())
             .map(|v| v as i64);
-        let cpu = |m: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
-            m.get("cpu")
-                .and_then(|q| spec::parse_quantity(&q.0).ok())
-                .map(|v| (v * 1000.0).round() as i64)
-        };
+        let cpu =
+            |m: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
+                m.get("cpu")
+                    .and_then(|q| spec::parse_quantity(&q.0).ok())
+                    .map(|v| (v * 1000.0).round() as i64)
+            };
         let etc = sandbox.dir.join("etc");
         let mut binds = vec![
             BindMount {
@@ -470,7 +488,10 @@ impl Machinery {
             cwd,
             hostname: meta.name.clone(),
             netns_path: sandbox.netns.as_deref().map(network::netns_path),
-            cgroups_path: format!("/minik/{}", container_id(&meta.uid, &c.name, inputs.restart_count)),
+            cgroups_path: format!(
+                "/minik/{}",
+                container_id(&meta.uid, &c.name, inputs.restart_count)
+            ),
             binds,
             uid: sc.run_as_user.map(|u| u as u32).unwrap_or(uid),
             gid: sc.run_as_group.map(|g| g as u32).unwrap_or(gid),
@@ -542,7 +563,9 @@ impl Machinery {
 pub fn parse_user(user: &str) -> (u32, u32) {
     let (u, g) = user.split_once(':').unwrap_or((user, ""));
     let uid = u.parse().unwrap_or(0);
-    let gid = g.parse().unwrap_or(if u.parse::<u32>().is_ok() { uid } else { 0 });
+    let gid = g
+        .parse()
+        .unwrap_or(if u.parse::<u32>().is_ok() { uid } else { 0 });
     (uid, gid)
 }
 

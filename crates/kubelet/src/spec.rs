@@ -267,15 +267,30 @@ pub fn oci_spec(input: &SpecInput) -> Value {
     });
     if !input.privileged {
         linux["maskedPaths"] = json!([
-            "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+            "/proc/acpi",
+            "/proc/asound",
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/latency_stats",
+            "/proc/timer_list",
+            "/proc/timer_stats",
+            "/proc/sched_debug",
+            "/sys/firmware",
             "/proc/scsi"
         ]);
         linux["readonlyPaths"] = json!([
-            "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+            "/proc/bus",
+            "/proc/fs",
+            "/proc/irq",
+            "/proc/sys",
+            "/proc/sysrq-trigger"
         ]);
     }
-    let cwd = if input.cwd.is_empty() { "/" } else { &input.cwd };
+    let cwd = if input.cwd.is_empty() {
+        "/"
+    } else {
+        &input.cwd
+    };
     json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -284,10 +299,10 @@ pub fn oci_spec(input: &SpecInput) -> Value {
             "args": input.args,
             "env": input.env,
             "cwd": cwd,
+            // No rlimits: the container inherits the node agent's (raising them may be refused).
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps
             },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}],
             "noNewPrivileges": false,
         },
         "root": {"path": "rootfs", "readonly": input.readonly_rootfs},
@@ -298,14 +313,44 @@ pub fn oci_spec(input: &SpecInput) -> Value {
 }
 
 const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
 ];
 
 /// `/etc/resolv.conf` for a ClusterFirst pod.
@@ -342,8 +387,14 @@ mod tests {
     fn argv_follows_kubernetes_rules() {
         let ep = v(&["/entry"]);
         let cmd = v(&["--default"]);
-        assert_eq!(resolve_argv(&ep, &cmd, &[], &[]), v(&["/entry", "--default"]));
-        assert_eq!(resolve_argv(&ep, &cmd, &[], &v(&["x"])), v(&["/entry", "x"]));
+        assert_eq!(
+            resolve_argv(&ep, &cmd, &[], &[]),
+            v(&["/entry", "--default"])
+        );
+        assert_eq!(
+            resolve_argv(&ep, &cmd, &[], &v(&["x"])),
+            v(&["/entry", "x"])
+        );
         assert_eq!(resolve_argv(&ep, &cmd, &v(&["sh"]), &[]), v(&["sh"]));
         assert_eq!(
             resolve_argv(&ep, &cmd, &v(&["sh", "-c"]), &v(&["echo hi"])),
@@ -366,7 +417,10 @@ mod tests {
     #[test]
     fn env_merge_container_wins() {
         let img = v(&["PATH=/bin", "A=1"]);
-        let c = vec![("A".to_string(), "2".to_string()), ("B".to_string(), "3".to_string())];
+        let c = vec![
+            ("A".to_string(), "2".to_string()),
+            ("B".to_string(), "3".to_string()),
+        ];
         assert_eq!(merge_env(&img, &c), v(&["PATH=/bin", "A=2", "B=3"]));
     }
 
@@ -377,7 +431,10 @@ mod tests {
         assert_eq!(parse_quantity("500m").unwrap(), 0.5);
         assert_eq!(parse_quantity("2").unwrap(), 2.0);
         assert_eq!(parse_quantity("1e3").unwrap(), 1000.0);
-        assert_eq!(parse_quantity("1.5Gi").unwrap(), 1.5 * 1024.0 * 1024.0 * 1024.0);
+        assert_eq!(
+            parse_quantity("1.5Gi").unwrap(),
+            1.5 * 1024.0 * 1024.0 * 1024.0
+        );
         assert!(parse_quantity("12q").is_err());
         assert!(parse_quantity("Mi").is_err());
     }
@@ -442,7 +499,11 @@ mod tests {
             resolv_conf("10.96.0.10", "default", "cluster.local"),
             "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
         );
-        let h = hosts_file("10.244.0.5", "web-1", &[("1.2.3.4".into(), v(&["foo", "bar"]))]);
+        let h = hosts_file(
+            "10.244.0.5",
+            "web-1",
+            &[("1.2.3.4".into(), v(&["foo", "bar"]))],
+        );
         assert!(h.contains("10.244.0.5\tweb-1\n"));
         assert!(h.contains("1.2.3.4\tfoo\tbar\n"));
     }

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, PodCondition, PodIP, PodStatus, HostIP,
+    ContainerStatus, HostIP, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;
@@ -15,7 +15,10 @@ use std::time::Duration;
 /// chrono → the API's `Time`.
 pub fn ktime(t: DateTime<Utc>) -> Time {
     let nanos = t.timestamp_nanos_opt().unwrap_or(0) as i128;
-    Time(k8s_openapi::jiff::Timestamp::from_nanosecond(nanos).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+    Time(
+        k8s_openapi::jiff::Timestamp::from_nanosecond(nanos)
+            .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    )
 }
 
 /// Kubernetes' container restart back-off: 10 s, doubling, capped at 5 min.
@@ -155,7 +158,12 @@ pub fn container_status(r: &ContainerRecord) -> ContainerStatus {
 }
 
 /// The pod phase from its containers (Kubernetes' `getPhase`).
-pub fn pod_phase(restart_policy: &str, init_failed: bool, init_done: bool, recs: &[ContainerRecord]) -> &'static str {
+pub fn pod_phase(
+    restart_policy: &str,
+    init_failed: bool,
+    init_done: bool,
+    recs: &[ContainerRecord],
+) -> &'static str {
     if init_failed {
         return "Failed";
     }
@@ -216,7 +224,13 @@ pub struct PodStatusInput<'a> {
     pub now: DateTime<Utc>,
 }
 
-fn condition(prev: Option<&PodStatus>, kind: &str, ok: bool, now: DateTime<Utc>, reason: Option<&str>) -> PodCondition {
+fn condition(
+    prev: Option<&PodStatus>,
+    kind: &str,
+    ok: bool,
+    now: DateTime<Utc>,
+    reason: Option<&str>,
+) -> PodCondition {
     let status = if ok { "True" } else { "False" };
     let last = prev
         .and_then(|p| p.conditions.as_ref())
@@ -238,12 +252,40 @@ pub fn pod_status(i: &PodStatusInput) -> PodStatus {
     let all_ready = !i.containers.is_empty() && i.containers.iter().all(|c| c.is_running());
     let terminal = phase == "Succeeded" || phase == "Failed";
     let containers_ready = all_ready && !terminal;
-    let not_ready_reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
+    let not_ready_reason = if terminal {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
     let conditions = vec![
-        condition(i.previous, "PodReadyToStartContainers", i.sandbox_ready, i.now, None),
-        condition(i.previous, "Initialized", i.init_done, i.now, Some("ContainersNotInitialized")),
-        condition(i.previous, "Ready", containers_ready, i.now, Some(not_ready_reason)),
-        condition(i.previous, "ContainersReady", containers_ready, i.now, Some(not_ready_reason)),
+        condition(
+            i.previous,
+            "PodReadyToStartContainers",
+            i.sandbox_ready,
+            i.now,
+            None,
+        ),
+        condition(
+            i.previous,
+            "Initialized",
+            i.init_done,
+            i.now,
+            Some("ContainersNotInitialized"),
+        ),
+        condition(
+            i.previous,
+            "Ready",
+            containers_ready,
+            i.now,
+            Some(not_ready_reason),
+        ),
+        condition(
+            i.previous,
+            "ContainersReady",
+            containers_ready,
+            i.now,
+            Some(not_ready_reason),
+        ),
         condition(i.previous, "PodScheduled", true, i.now, None),
     ];
     let pod_ips = i.pod_ip.as_ref().map(|ip| vec![PodIP { ip: ip.clone() }]);
@@ -317,31 +359,79 @@ mod tests {
 
     #[test]
     fn phases() {
-        assert_eq!(pod_phase("Always", false, true, &[rec(running(), None)]), "Running");
-        assert_eq!(pod_phase("Always", false, true, &[rec(waiting("ErrImagePull"), None)]), "Pending");
         assert_eq!(
-            pod_phase("Always", false, true, &[rec(waiting("CrashLoopBackOff"), Some(term(1)))]),
+            pod_phase("Always", false, true, &[rec(running(), None)]),
             "Running"
         );
-        assert_eq!(pod_phase("Never", false, true, &[rec(CState::Terminated(term(0)), None)]), "Succeeded");
-        assert_eq!(pod_phase("Never", false, true, &[rec(CState::Terminated(term(2)), None)]), "Failed");
-        assert_eq!(pod_phase("OnFailure", false, true, &[rec(CState::Terminated(term(0)), None)]), "Succeeded");
+        assert_eq!(
+            pod_phase("Always", false, true, &[rec(waiting("ErrImagePull"), None)]),
+            "Pending"
+        );
+        assert_eq!(
+            pod_phase(
+                "Always",
+                false,
+                true,
+                &[rec(waiting("CrashLoopBackOff"), Some(term(1)))]
+            ),
+            "Running"
+        );
+        assert_eq!(
+            pod_phase(
+                "Never",
+                false,
+                true,
+                &[rec(CState::Terminated(term(0)), None)]
+            ),
+            "Succeeded"
+        );
+        assert_eq!(
+            pod_phase(
+                "Never",
+                false,
+                true,
+                &[rec(CState::Terminated(term(2)), None)]
+            ),
+            "Failed"
+        );
         assert_eq!(
             pod_phase(
                 "OnFailure",
                 false,
                 true,
-                &[rec(CState::Terminated(term(0)), None), rec(waiting("CrashLoopBackOff"), Some(term(1)))]
+                &[rec(CState::Terminated(term(0)), None)]
+            ),
+            "Succeeded"
+        );
+        assert_eq!(
+            pod_phase(
+                "OnFailure",
+                false,
+                true,
+                &[
+                    rec(CState::Terminated(term(0)), None),
+                    rec(waiting("CrashLoopBackOff"), Some(term(1)))
+                ]
             ),
             "Running"
         );
-        assert_eq!(pod_phase("Always", false, false, &[rec(waiting("PodInitializing"), None)]), "Pending");
+        assert_eq!(
+            pod_phase(
+                "Always",
+                false,
+                false,
+                &[rec(waiting("PodInitializing"), None)]
+            ),
+            "Pending"
+        );
         assert_eq!(pod_phase("Never", true, false, &[]), "Failed");
     }
 
     #[test]
     fn status_fields_and_stable_transition_times() {
-        let t0 = DateTime::parse_from_rfc3339("2026-11-23T01:00:00Z").unwrap().with_timezone(&Utc);
+        let t0 = DateTime::parse_from_rfc3339("2026-11-23T01:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let t1 = t0 + chrono::Duration::seconds(30);
         let recs = vec![ContainerRecord {
             image_ref: Some("docker.io/minik/hello:latest".into()),
@@ -388,14 +478,37 @@ mod tests {
         input.previous = Some(&s);
         input.now = t1;
         let s2 = pod_status(&input);
-        assert_eq!(ready(&s2).last_transition_time, Some(ktime(t0)), "unchanged condition keeps its time");
+        assert_eq!(
+            ready(&s2).last_transition_time,
+            Some(ktime(t0)),
+            "unchanged condition keeps its time"
+        );
         let crashed = vec![rec(waiting("CrashLoopBackOff"), Some(term(1)))];
         input.containers = &crashed;
         let s3 = pod_status(&input);
         assert_eq!(ready(&s3).status, "False");
         assert_eq!(ready(&s3).last_transition_time, Some(ktime(t1)));
         let cs = &s3.container_statuses.as_ref().unwrap()[0];
-        assert_eq!(cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 1);
-        assert_eq!(cs.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(
+            cs.last_state
+                .as_ref()
+                .unwrap()
+                .terminated
+                .as_ref()
+                .unwrap()
+                .exit_code,
+            1
+        );
+        assert_eq!(
+            cs.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("CrashLoopBackOff")
+        );
     }
 }

@@ -73,10 +73,19 @@ impl Proxier {
     /// (from an existing minik table if one survives, else the live ones) and
     /// turns on the ones the proxy needs.
     pub fn new(cfg: &ProxyConfig) -> Result<Self, ProxyError> {
+        let own_table = nft::table_comment(&cfg.table)?.is_some();
         let saved = original_sysctls(&cfg.table)?;
         let params = Params::new(&cfg.table, &cfg.pod_cidr, &cfg.bridge, &saved.to_comment())?;
+        let mut proxier = Proxier { params, last: None };
+        if !own_table {
+            // Record the original values before changing anything, so a
+            // crash before the first sync still leaves them for teardown.
+            // (An existing table keeps serving until the first sync.)
+            let empty: [&Service; 0] = [];
+            proxier.sync(&empty, &[] as &[&EndpointSlice], &[] as &[&Endpoints])?;
+        }
         sysctl::ensure()?;
-        Ok(Proxier { params, last: None })
+        Ok(proxier)
     }
 
     /// Renders the rules for these objects and applies them if they differ
@@ -117,7 +126,9 @@ fn original_sysctls(table: &str) -> Result<sysctl::Saved, ProxyError> {
         return Ok(saved);
     }
     for other in nft::ip_tables()? {
-        if let Some(saved) = nft::table_comment(&other)?.and_then(|c| sysctl::Saved::from_comment(&c)) {
+        if let Some(saved) =
+            nft::table_comment(&other)?.and_then(|c| sysctl::Saved::from_comment(&c))
+        {
             return Ok(saved);
         }
     }
@@ -145,7 +156,10 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> anyhow::Result<()> {
         let _ = slices.wait_until_ready().await;
         let _ = endpoints.wait_until_ready().await;
     };
-    if tokio::time::timeout(Duration::from_secs(20), ready).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(20), ready)
+        .await
+        .is_err()
+    {
         tracing::warn!("proxy: not all watches listed within 20s; programming what is known");
     }
     tracing::info!(table = %cfg.table, "proxy started");

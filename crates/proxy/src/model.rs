@@ -94,10 +94,7 @@ pub fn build(
             .as_ref()
             .and_then(|l| l.get(SERVICE_NAME_LABEL))
         {
-            slices_by_svc
-                .entry((ns, svc.clone()))
-                .or_default()
-                .push(s);
+            slices_by_svc.entry((ns, svc.clone())).or_default().push(s);
         }
     }
     let mut eps_by_svc: BTreeMap<(String, String), &Endpoints> = BTreeMap::new();
@@ -181,7 +178,12 @@ pub fn build(
         }
     }
     out.sort_by(|a, b| {
-        (&a.namespace, &a.name, a.protocol, a.port).cmp(&(&b.namespace, &b.name, b.protocol, b.port))
+        (&a.namespace, &a.name, a.protocol, a.port).cmp(&(
+            &b.namespace,
+            &b.name,
+            b.protocol,
+            b.port,
+        ))
     });
     out
 }
@@ -287,7 +289,12 @@ mod tests {
         }
     }
 
-    fn slice(ns: &str, svc: &str, eps: Vec<(&str, Option<bool>)>, ports: Vec<(&str, &str, i32)>) -> EndpointSlice {
+    fn slice(
+        ns: &str,
+        svc: &str,
+        eps: Vec<(&str, Option<bool>)>,
+        ports: Vec<(&str, &str, i32)>,
+    ) -> EndpointSlice {
         EndpointSlice {
             metadata: ObjectMeta {
                 namespace: Some(ns.into()),
@@ -339,7 +346,11 @@ mod tests {
         let sl = slice(
             "default",
             "web",
-            vec![("10.244.0.5", Some(true)), ("10.244.0.6", Some(false)), ("10.244.0.7", None)],
+            vec![
+                ("10.244.0.5", Some(true)),
+                ("10.244.0.6", Some(false)),
+                ("10.244.0.7", None),
+            ],
             vec![("http", "TCP", 8080), ("dns", "UDP", 5353)],
         );
         let m = build(&[s], &[sl], NO_EPS);
@@ -350,8 +361,14 @@ mod tests {
         assert_eq!(
             http.backends,
             vec![
-                Backend { ip: "10.244.0.5".parse().unwrap(), port: 8080 },
-                Backend { ip: "10.244.0.7".parse().unwrap(), port: 8080 },
+                Backend {
+                    ip: "10.244.0.5".parse().unwrap(),
+                    port: 8080
+                },
+                Backend {
+                    ip: "10.244.0.7".parse().unwrap(),
+                    port: 8080
+                },
             ]
         );
         let dns = m.iter().find(|p| p.protocol == Protocol::Udp).unwrap();
@@ -360,9 +377,27 @@ mod tests {
 
     #[test]
     fn clusterip_services_get_no_node_port_and_headless_are_skipped() {
-        let a = svc("default", "a", "ClusterIP", "10.96.0.30", vec![port(None, "TCP", 80, Some(30001))]);
-        let b = svc("default", "b", "ClusterIP", "None", vec![port(None, "TCP", 80, None)]);
-        let c = svc("default", "c", "ExternalName", "", vec![port(None, "TCP", 80, None)]);
+        let a = svc(
+            "default",
+            "a",
+            "ClusterIP",
+            "10.96.0.30",
+            vec![port(None, "TCP", 80, Some(30001))],
+        );
+        let b = svc(
+            "default",
+            "b",
+            "ClusterIP",
+            "None",
+            vec![port(None, "TCP", 80, None)],
+        );
+        let c = svc(
+            "default",
+            "c",
+            "ExternalName",
+            "",
+            vec![port(None, "TCP", 80, None)],
+        );
         let m = build(&[a, b, c], NO_SLICES, NO_EPS);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].name, "a");
@@ -372,7 +407,13 @@ mod tests {
 
     #[test]
     fn manual_endpoints_are_used_when_no_slice_exists() {
-        let k = svc("default", "kubernetes", "ClusterIP", "10.96.0.1", vec![port(Some("https"), "TCP", 443, None)]);
+        let k = svc(
+            "default",
+            "kubernetes",
+            "ClusterIP",
+            "10.96.0.1",
+            vec![port(Some("https"), "TCP", 443, None)],
+        );
         let e = Endpoints {
             metadata: ObjectMeta {
                 namespace: Some("default".into()),
@@ -396,14 +437,28 @@ mod tests {
         let m = build(&[k], NO_SLICES, &[e]);
         assert_eq!(
             m[0].backends,
-            vec![Backend { ip: "192.0.2.2".parse().unwrap(), port: 8443 }]
+            vec![Backend {
+                ip: "192.0.2.2".parse().unwrap(),
+                port: 8443
+            }]
         );
     }
 
     #[test]
     fn duplicate_endpoints_across_slices_are_merged() {
-        let s = svc("ns1", "x", "ClusterIP", "10.96.0.40", vec![port(None, "TCP", 80, None)]);
-        let a = slice("ns1", "x", vec![("10.244.0.9", Some(true))], vec![("", "TCP", 80)]);
+        let s = svc(
+            "ns1",
+            "x",
+            "ClusterIP",
+            "10.96.0.40",
+            vec![port(None, "TCP", 80, None)],
+        );
+        let a = slice(
+            "ns1",
+            "x",
+            vec![("10.244.0.9", Some(true))],
+            vec![("", "TCP", 80)],
+        );
         let mut b = a.clone();
         b.metadata.name = Some("x-def".into());
         let m = build(&[s], &[a, b], NO_EPS);
@@ -416,7 +471,13 @@ mod tests {
         assert!(!is_dns_name("a b"));
         assert!(!is_dns_name("x\"; flush ruleset"));
         assert!(!is_dns_name(""));
-        let s = svc("default", "Bad Name", "ClusterIP", "10.96.0.50", vec![port(None, "TCP", 80, None)]);
+        let s = svc(
+            "default",
+            "Bad Name",
+            "ClusterIP",
+            "10.96.0.50",
+            vec![port(None, "TCP", 80, None)],
+        );
         assert!(build(&[s], NO_SLICES, NO_EPS).is_empty());
     }
 }

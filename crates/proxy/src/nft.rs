@@ -26,7 +26,9 @@ pub fn apply(script: &str) -> Result<(), NftError> {
         .spawn()
         .map_err(NftError::Spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes()).map_err(NftError::Spawn)?;
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(NftError::Spawn)?;
     }
     let out = child.wait_with_output().map_err(NftError::Spawn)?;
     if !out.status.success() {
@@ -93,8 +95,15 @@ mod tests {
 
     #[test]
     fn comment_is_read_from_table_listing() {
-        let text = "table ip minik {\n\tcomment \"minik-proxy ip_forward=0\"\n\tchain x {\n\t}\n}\n";
-        assert_eq!(parse_comment(text).as_deref(), Some("minik-proxy ip_forward=0"));
-        assert_eq!(parse_comment("table ip minik {\n\tchain x {\n\t}\n}\n"), None);
+        let text =
+            "table ip minik {\n\tcomment \"minik-proxy ip_forward=0\"\n\tchain x {\n\t}\n}\n";
+        assert_eq!(
+            parse_comment(text).as_deref(),
+            Some("minik-proxy ip_forward=0")
+        );
+        assert_eq!(
+            parse_comment("table ip minik {\n\tchain x {\n\t}\n}\n"),
+            None
+        );
     }
 }

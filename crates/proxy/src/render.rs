@@ -21,6 +21,7 @@
 //!   and drop packets from outside addressed to 127.0.0.0/8 (needed because
 //!   NodePorts on 127.0.0.1 require `route_localnet=1`).
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
@@ -55,9 +56,17 @@ pub enum ParamsError {
 
 impl Params {
     /// Validates user-supplied strings before they are pasted into a script.
-    pub fn new(table: &str, pod_cidr: &str, bridge: &str, comment: &str) -> Result<Self, ParamsError> {
+    pub fn new(
+        table: &str,
+        pod_cidr: &str,
+        bridge: &str,
+        comment: &str,
+    ) -> Result<Self, ParamsError> {
         let table_ok = table.len() <= 64
-            && table.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && table
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
             && table
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
@@ -95,7 +104,13 @@ pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
 }
 
 fn svc_chain(p: &ServicePort) -> String {
-    format!("svc-{}/{}/{}/{}", p.namespace, p.name, p.protocol.nft(), p.port)
+    format!(
+        "svc-{}/{}/{}/{}",
+        p.namespace,
+        p.name,
+        p.protocol.nft(),
+        p.port
+    )
 }
 
 /// The script that replaces the table atomically: `add` makes the `delete`
@@ -110,28 +125,52 @@ pub fn render(params: &Params, ports: &[ServicePort]) -> String {
     let mut no_ep_ips = Vec::new();
     let mut no_ep_node_ports = Vec::new();
     let mut chains = String::new();
+    // A key may appear once across the maps, or nft refuses the whole
+    // transaction; the API should never allow duplicates, but one bad
+    // object must not take every Service down. First (sorted) wins.
+    let mut seen_chains = HashSet::new();
+    let mut seen_ips = HashSet::new();
+    let mut seen_node_ports = HashSet::new();
 
     for p in ports {
         let proto = p.protocol.nft();
+        if !seen_chains.insert(svc_chain(p)) {
+            continue;
+        }
+        let ips: Vec<Ipv4Addr> = p
+            .ips
+            .iter()
+            .copied()
+            .filter(|ip| seen_ips.insert((*ip, p.protocol, p.port)))
+            .collect();
+        let node_port = p
+            .node_port
+            .filter(|np| seen_node_ports.insert((p.protocol, *np)));
         if p.backends.is_empty() {
-            for ip in &p.ips {
-                no_ep_ips.push(format!("{ip} . {proto} . {} : goto reject-endpointless", p.port));
+            for ip in &ips {
+                no_ep_ips.push(format!(
+                    "{ip} . {proto} . {} : goto reject-endpointless",
+                    p.port
+                ));
             }
-            if let Some(np) = p.node_port {
+            if let Some(np) = node_port {
                 no_ep_node_ports.push(format!("{proto} . {np} : goto reject-endpointless"));
             }
             continue;
         }
         let chain = svc_chain(p);
-        for ip in &p.ips {
+        for ip in &ips {
             service_ips.push(format!("{ip} . {proto} . {} : goto {chain}", p.port));
         }
-        if let Some(np) = p.node_port {
+        if let Some(np) = node_port {
             node_ports.push(format!("{proto} . {np} : goto {chain}"));
         }
         let mut arms = Vec::new();
         for (i, b) in p.backends.iter().enumerate() {
-            let ep = format!("ep-{}/{}/{proto}/{}/{}/{}", p.namespace, p.name, p.port, b.ip, b.port);
+            let ep = format!(
+                "ep-{}/{}/{proto}/{}/{}/{}",
+                p.namespace, p.name, p.port, b.ip, b.port
+            );
             arms.push(format!("{i} : goto {ep}"));
             let _ = write!(
                 chains,
@@ -151,10 +190,30 @@ pub fn render(params: &Params, ports: &[ServicePort]) -> String {
     let _ = writeln!(s, "delete table ip {t}");
     let _ = writeln!(s, "table ip {t} {{");
     let _ = writeln!(s, "\tcomment \"{}\"", params.comment);
-    map(&mut s, "service-ips", "ipv4_addr . inet_proto . inet_service", &service_ips);
-    map(&mut s, "service-nodeports", "inet_proto . inet_service", &node_ports);
-    map(&mut s, "no-endpoint-services", "ipv4_addr . inet_proto . inet_service", &no_ep_ips);
-    map(&mut s, "no-endpoint-nodeports", "inet_proto . inet_service", &no_ep_node_ports);
+    map(
+        &mut s,
+        "service-ips",
+        "ipv4_addr . inet_proto . inet_service",
+        &service_ips,
+    );
+    map(
+        &mut s,
+        "service-nodeports",
+        "inet_proto . inet_service",
+        &node_ports,
+    );
+    map(
+        &mut s,
+        "no-endpoint-services",
+        "ipv4_addr . inet_proto . inet_service",
+        &no_ep_ips,
+    );
+    map(
+        &mut s,
+        "no-endpoint-nodeports",
+        "inet_proto . inet_service",
+        &no_ep_node_ports,
+    );
     let m = MASQ_MARK;
     let bridge = &params.bridge;
     let _ = write!(
@@ -224,7 +283,11 @@ fn map(s: &mut String, name: &str, key: &str, elements: &[String]) {
     let _ = writeln!(s, "\tmap {name} {{");
     let _ = writeln!(s, "\t\ttype {key} : verdict");
     if !elements.is_empty() {
-        let _ = writeln!(s, "\t\telements = {{\n\t\t\t{}\n\t\t}}", elements.join(",\n\t\t\t"));
+        let _ = writeln!(
+            s,
+            "\t\telements = {{\n\t\t\t{}\n\t\t}}",
+            elements.join(",\n\t\t\t")
+        );
     }
     let _ = writeln!(s, "\t}}");
 }
@@ -249,7 +312,10 @@ mod tests {
             node_port: Some(30080),
             backends: backends
                 .into_iter()
-                .map(|(ip, port)| Backend { ip: ip.parse().unwrap(), port })
+                .map(|(ip, port)| Backend {
+                    ip: ip.parse().unwrap(),
+                    port,
+                })
                 .collect(),
         }
     }
@@ -264,12 +330,17 @@ mod tests {
         assert!(s.contains("comment \"minik-proxy\""));
         // empty maps carry no `elements` line (nft rejects `elements = { }`)
         assert!(!s.contains("elements"));
-        assert!(s.contains("ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16 oifname != \"minik0\" masquerade"));
+        assert!(s.contains(
+            "ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16 oifname != \"minik0\" masquerade"
+        ));
     }
 
     #[test]
     fn ready_backends_are_load_balanced_with_numgen() {
-        let s = render(&params(), &[web(vec![("10.244.0.5", 8080), ("10.244.0.6", 8080)])]);
+        let s = render(
+            &params(),
+            &[web(vec![("10.244.0.5", 8080), ("10.244.0.6", 8080)])],
+        );
         assert!(s.contains("10.96.0.20 . tcp . 80 : goto svc-default/web/tcp/80"));
         assert!(s.contains("tcp . 30080 : goto svc-default/web/tcp/80"));
         assert!(s.contains(
@@ -298,6 +369,17 @@ mod tests {
         let s = render(&params(), &[p]);
         assert!(s.contains("10.96.0.20 . udp . 53 : goto svc-default/web/udp/53"));
         assert!(s.contains("meta l4proto udp dnat to 10.244.0.1:53"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_written_once() {
+        let a = web(vec![("10.244.0.5", 8080)]);
+        let mut b = web(vec![]);
+        b.name = "web2".into(); // same ClusterIP:port and NodePort, no endpoints
+        let s = render(&params(), &[a, b]);
+        assert_eq!(s.matches("10.96.0.20 . tcp . 80 :").count(), 1);
+        assert_eq!(s.matches("tcp . 30080 :").count(), 1);
+        assert!(!s.contains("goto reject-endpointless,"));
     }
 
     #[test]

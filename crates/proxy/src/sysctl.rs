@@ -133,7 +133,10 @@ mod tests {
         Saved(
             [
                 ("net.ipv4.ip_forward".to_string(), fwd.to_string()),
-                ("net.ipv4.conf.all.route_localnet".to_string(), local.to_string()),
+                (
+                    "net.ipv4.conf.all.route_localnet".to_string(),
+                    local.to_string(),
+                ),
             ]
             .into(),
         )
@@ -150,7 +153,10 @@ mod tests {
 
     #[test]
     fn comment_cannot_name_other_settings() {
-        let s = Saved::from_comment("minik-proxy saved-sysctls: kernel.panic=1 net.ipv4.ip_forward=0;x").unwrap();
+        let s = Saved::from_comment(
+            "minik-proxy saved-sysctls: kernel.panic=1 net.ipv4.ip_forward=0;x",
+        )
+        .unwrap();
         assert!(s.0.is_empty());
     }
 
@@ -158,7 +164,10 @@ mod tests {
     fn restore_puts_back_only_what_minik_changed() {
         // ip_forward was 0 and is now 1: restore; route_localnet was already 1: keep.
         let plan = restore_plan(&saved("0", "1"), &saved("1", "1"));
-        assert_eq!(plan, vec![("net.ipv4.ip_forward".to_string(), "0".to_string())]);
+        assert_eq!(
+            plan,
+            vec![("net.ipv4.ip_forward".to_string(), "0".to_string())]
+        );
         // someone else set it back meanwhile: leave it
         assert!(restore_plan(&saved("0", "0"), &saved("0", "0")).is_empty());
     }

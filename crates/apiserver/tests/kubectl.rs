@@ -1,0 +1,576 @@
+//! End-to-end: the API server on a temp store, served over TLS on
+//! 127.0.0.1 with a freshly made CA, driven by the real `kubectl` (the
+//! dispatcher on PATH picks kubectl 1.33 from our /version). No
+//! controllers run here, so these tests check what the API server alone does.
+
+use minik_apiserver::{ApiServer, ApiServerOptions, TlsFiles};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    _rt: std::thread::JoinHandle<()>,
+}
+
+struct Pki {
+    ca_pem: String,
+    server_cert: String,
+    server_key: String,
+    admin_cert: String,
+    admin_key: String,
+}
+
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "minikCA");
+    ca_params.distinguished_name = dn;
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let server_key = KeyPair::generate().unwrap();
+    let mut sp = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    sp.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "minik");
+    sp.distinguished_name = dn;
+    let server_cert = sp.signed_by(&server_key, &issuer).unwrap();
+
+    let admin_key = KeyPair::generate().unwrap();
+    let mut ap = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ap.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "minik-admin");
+    dn.push(DnType::OrganizationName, "system:masters");
+    ap.distinguished_name = dn;
+    let admin_cert = ap.signed_by(&admin_key, &issuer).unwrap();
+
+    Pki {
+        ca_pem: ca_cert.pem(),
+        server_cert: server_cert.pem(),
+        server_key: server_key.serialize_pem(),
+        admin_cert: admin_cert.pem(),
+        admin_key: admin_key.serialize_pem(),
+    }
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn start() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let store_dir = dir.path().join("store");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tls = TlsFiles {
+        ca_cert_pem: pki.ca_pem.clone(),
+        cert_pem: pki.server_cert.clone(),
+        key_pem: pki.server_key.clone(),
+    };
+    let rt = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let store = minik_store::Store::open(&store_dir).unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let opts = ApiServerOptions {
+                secure_port: port,
+                ..ApiServerOptions::default()
+            };
+            let server = ApiServer::new(store, opts).await.unwrap();
+            tx.send(port).unwrap();
+            server.serve_tls(listener, tls).await.unwrap();
+        });
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("api server did not start");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let cfg = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: minik\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: minik\n  context:\n    cluster: minik\n    user: admin\n    namespace: default\ncurrent-context: minik\n",
+        b64(&pki.ca_pem),
+        b64(&pki.admin_cert),
+        b64(&pki.admin_key)
+    );
+    std::fs::write(&kubeconfig, cfg).unwrap();
+    std::fs::create_dir_all(dir.path().join("home")).unwrap();
+    Cluster {
+        dir,
+        kubeconfig,
+        _rt: rt,
+    }
+}
+
+impl Cluster {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        c.env("HOME", self.dir.path().join("home"));
+        c.env_remove("KUBECONFIG");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs kubectl with a deadline; returns (success, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let mut child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl on PATH");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("kubectl {args:?} did not finish in 60s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out: Output = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args);
+        assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
+        out
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args);
+        assert!(!ok, "kubectl {args:?} should have failed:\nstdout: {out}");
+        err
+    }
+
+    fn file(&self, name: &str, content: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn version_health_and_bootstrap_objects() {
+    let c = start();
+    let out = c.ok(&["version"]);
+    assert!(out.contains("Server Version: v1.33.2"), "{out}");
+    assert!(
+        out.contains("Client Version: v1.33"),
+        "the dispatcher should pick kubectl 1.33: {out}"
+    );
+    assert_eq!(c.ok(&["get", "--raw", "/healthz"]), "ok");
+    let ns = c.ok(&["get", "ns"]);
+    for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(
+            ns.lines().any(|l| l.starts_with(n) && l.contains("Active")),
+            "{n} missing:\n{ns}"
+        );
+    }
+    assert!(ns.starts_with("NAME"), "{ns}");
+    let svc = c.ok(&["get", "svc", "kubernetes"]);
+    assert!(
+        svc.contains("10.96.0.1") && svc.contains("443/TCP") && svc.contains("ClusterIP"),
+        "{svc}"
+    );
+    let ep = c.json(&["get", "endpoints", "kubernetes"]);
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "127.0.0.1");
+    let _ = path_str(&c.kubeconfig);
+}
+
+#[test]
+fn api_resources_from_aggregated_discovery() {
+    let c = start();
+    let out = c.ok(&["api-resources"]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("deployments"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cols,
+        vec!["deployments", "deploy", "apps/v1", "true", "Deployment"]
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("pods") && l.contains(" po ")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("namespaces") && l.contains("false")),
+        "{out}"
+    );
+}
+
+#[test]
+fn create_deployment_protobuf_then_table_scale_yaml_delete() {
+    let c = start();
+    let out = c.ok(&["create", "deployment", "hello", "--image=minik/hello"]);
+    assert_eq!(out.trim(), "deployment.apps/hello created");
+    let table = c.ok(&["get", "deploy"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], &["hello", "0/1", "0", "0"]);
+    assert!(row[4].ends_with('s'), "age like 1s: {table}");
+    let wide = c.ok(&["get", "deploy", "-o", "wide"]);
+    assert!(
+        wide.contains("CONTAINERS") && wide.contains("minik/hello") && wide.contains("app=hello"),
+        "{wide}"
+    );
+
+    let out = c.ok(&["scale", "deployment", "hello", "--replicas=3"]);
+    assert_eq!(out.trim(), "deployment.apps/hello scaled");
+    let d = c.json(&["get", "deployment", "hello"]);
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(d["metadata"]["generation"], 2);
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "Always"
+    );
+    assert!(d["metadata"]["uid"].as_str().unwrap().len() == 36);
+    let yaml = c.ok(&["get", "deployment", "hello", "-o", "yaml"]);
+    assert!(
+        yaml.contains("replicas: 3") && yaml.contains("kind: Deployment"),
+        "{yaml}"
+    );
+
+    assert_eq!(
+        c.ok(&["delete", "deployment", "hello"]).trim(),
+        "deployment.apps \"hello\" deleted"
+    );
+    let err = c.fails(&["get", "deployment", "hello"]);
+    assert!(
+        err.contains("Error from server (NotFound): deployments.apps \"hello\" not found"),
+        "{err}"
+    );
+}
+
+const DEPLOY_V1: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: minik/hello:1
+"#;
+
+#[test]
+fn apply_twice_patches_with_strategic_merge() {
+    let c = start();
+    let f = c.file("web.yaml", DEPLOY_V1);
+    assert_eq!(
+        c.ok(&["apply", "-f", &f]).trim(),
+        "deployment.apps/web created"
+    );
+    let v2 = DEPLOY_V1
+        .replace("replicas: 1", "replicas: 2")
+        .replace("minik/hello:1", "minik/hello:2");
+    let f2 = c.file("web2.yaml", &v2);
+    assert_eq!(
+        c.ok(&["apply", "-f", &f2]).trim(),
+        "deployment.apps/web configured"
+    );
+    let d = c.json(&["get", "deployment", "web"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "minik/hello:2"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(d["metadata"]["generation"], 2);
+    assert!(
+        d["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string()
+    );
+    assert_eq!(
+        c.ok(&["apply", "-f", &f2]).trim(),
+        "deployment.apps/web unchanged"
+    );
+    // server-side apply on an existing object and on a new one
+    let v3 = v2.replace("name: web\n", "name: web-ssa\n");
+    let f3 = c.file("web3.yaml", &v3);
+    assert_eq!(
+        c.ok(&["apply", "--server-side", "-f", &f3]).trim(),
+        "deployment.apps/web-ssa serverside-applied"
+    );
+    assert_eq!(
+        c.json(&["get", "deployment", "web-ssa"])["spec"]["replicas"],
+        2
+    );
+}
+
+#[test]
+fn strict_field_validation_rejects_unknown_fields() {
+    let c = start();
+    let bad = DEPLOY_V1.replace("  replicas: 1\n", "  replicas: 1\n  foo: bar\n");
+    let f = c.file("bad.yaml", &bad);
+    let err = c.fails(&["create", "-f", &f]);
+    assert!(err.contains("unknown field \"spec.foo\""), "{err}");
+    let err = c.fails(&["get", "deployment", "web"]);
+    assert!(err.contains("NotFound"), "nothing may be stored: {err}");
+}
+
+#[test]
+fn invalid_names_and_bodies_are_rejected_with_clear_messages() {
+    let c = start();
+    let f = c.file(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\ndata: {a: b}\n",
+    );
+    let err = c.fails(&["create", "--validate=false", "-f", &f]);
+    assert!(err.contains("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"), "{err}");
+    let f = c.file(
+        "cm2.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n  namespace: nosuch\n",
+    );
+    let err = c.fails(&["create", "--validate=false", "-f", &f]);
+    assert!(err.contains("namespaces \"nosuch\" not found"), "{err}");
+    let sel = DEPLOY_V1.replace(
+        "template:\n    metadata: {labels: {app: web}}",
+        "template:\n    metadata: {labels: {app: other}}",
+    );
+    let f = c.file("sel.yaml", &sel);
+    let err = c.fails(&["create", "--validate=false", "-f", &f]);
+    assert!(
+        err.contains(
+            "The Deployment \"web\" is invalid: spec.template.metadata.labels: Invalid value"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("`selector` does not match template `labels`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stale_resource_version_update_conflicts() {
+    let c = start();
+    c.ok(&["create", "configmap", "cfg", "--from-literal=a=1"]);
+    let mut cm = c.json(&["get", "configmap", "cfg"]);
+    cm["data"]["a"] = serde_json::json!("2");
+    let f = c.file("cm.json", &cm.to_string());
+    assert_eq!(
+        c.ok(&["replace", "--validate=false", "-f", &f]).trim(),
+        "configmap/cfg replaced"
+    );
+    cm["data"]["a"] = serde_json::json!("3");
+    let f = c.file("cm.json", &cm.to_string());
+    let err = c.fails(&["replace", "--validate=false", "-f", &f]);
+    assert!(
+        err.contains("Operation cannot be fulfilled on configmaps \"cfg\": the object has been modified; please apply your changes to the latest version and try again"),
+        "{err}"
+    );
+    assert_eq!(c.json(&["get", "configmap", "cfg"])["data"]["a"], "2");
+}
+
+#[test]
+fn services_get_cluster_ips_and_node_ports() {
+    let c = start();
+    assert_eq!(
+        c.ok(&["create", "service", "nodeport", "web", "--tcp=80:8080"])
+            .trim(),
+        "service/web created"
+    );
+    let s = c.json(&["get", "svc", "web"]);
+    let ip = s["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(
+        ip.starts_with("10.9") && ip != "10.96.0.1" && ip != "10.96.0.10",
+        "{ip}"
+    );
+    let np = s["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&np));
+    assert_eq!(s["spec"]["ports"][0]["targetPort"], 8080);
+    let table = c.ok(&["get", "svc", "web"]);
+    assert!(
+        table.contains(&format!("80:{np}/TCP")) && table.contains("NodePort"),
+        "{table}"
+    );
+    let f = c.file("clash.yaml", &format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: clash\nspec:\n  type: NodePort\n  selector: {{app: x}}\n  ports:\n  - port: 80\n    nodePort: {np}\n"
+    ));
+    let err = c.fails(&["create", "--validate=false", "-f", &f]);
+    assert!(err.contains("provided port is already allocated"), "{err}");
+    let f = c.file("ip.yaml", &format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: ipclash\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n"
+    ));
+    let err = c.fails(&["create", "--validate=false", "-f", &f]);
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+}
+
+const POD: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"hw","labels":{"run":"hw"}},"spec":{"containers":[{"name":"hw","image":"minik/hello"}]}}"#;
+
+#[test]
+fn pods_bind_and_delete_gracefully() {
+    let c = start();
+    let f = c.file("pod.json", POD);
+    c.ok(&["create", "--validate=false", "-f", &f]);
+    let table = c.ok(&["get", "pods"]);
+    assert!(table.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()[..4] == ["hw", "0/1", "Pending", "0"]), "{table}");
+    let p = c.json(&["get", "pod", "hw"]);
+    assert_eq!(p["spec"]["restartPolicy"], "Always");
+    assert_eq!(p["status"]["qosClass"], "BestEffort");
+    let b = c.file("binding.json", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"hw"},"target":{"kind":"Node","name":"minik"}}"#);
+    c.ok(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods/hw/binding",
+        "-f",
+        &b,
+    ]);
+    assert_eq!(c.json(&["get", "pod", "hw"])["spec"]["nodeName"], "minik");
+    let err = c.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods/hw/binding",
+        "-f",
+        &b,
+    ]);
+    assert!(err.contains("already assigned"), "{err}");
+    // bound: graceful deletion keeps the pod (the kubelet would finish it)
+    c.ok(&["delete", "pod", "hw", "--wait=false"]);
+    let wide = c.ok(&["get", "pods", "-o", "wide"]);
+    assert!(
+        wide.contains("Terminating") && wide.contains("minik"),
+        "{wide}"
+    );
+    let p = c.json(&["get", "pod", "hw"]);
+    assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 30);
+    c.ok(&["delete", "pod", "hw", "--grace-period=0", "--force"]);
+    assert!(c.fails(&["get", "pod", "hw"]).contains("NotFound"));
+}
+
+#[test]
+fn get_pods_watch_streams_table_rows() {
+    let c = start();
+    let mut child = c
+        .cmd(&["get", "pods", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let f = c.file("pod.json", POD);
+    c.ok(&["create", "--validate=false", "-f", &f]);
+    c.ok(&["label", "pod", "hw", "tier=web"]);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline
+        && seen
+            .iter()
+            .filter(|l: &&String| l.starts_with("hw "))
+            .count()
+            < 2
+    {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(l);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let rows: Vec<&String> = seen.iter().filter(|l| l.starts_with("hw ")).collect();
+    assert!(
+        rows.len() >= 2,
+        "expected ADDED and MODIFIED rows, got {seen:?}"
+    );
+    assert!(rows[0].contains("Pending"), "{seen:?}");
+}
+
+#[test]
+fn namespaces_terminate_and_finalize() {
+    let c = start();
+    c.ok(&["create", "namespace", "team"]);
+    c.ok(&["delete", "namespace", "team", "--wait=false"]);
+    let ns = c.json(&["get", "namespace", "team"]);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string());
+    let f = c.file(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\n  namespace: team\n",
+    );
+    let err = c.fails(&["create", "--validate=false", "-f", &f]);
+    assert!(err.contains("because it is being terminated"), "{err}");
+    // what the namespace controller does once the namespace is empty
+    let mut fin = ns.clone();
+    fin["spec"]["finalizers"] = serde_json::json!([]);
+    let f = c.file("fin.json", &fin.to_string());
+    c.ok(&[
+        "replace",
+        "--raw",
+        "/api/v1/namespaces/team/finalize",
+        "-f",
+        &f,
+    ]);
+    assert!(c.fails(&["get", "namespace", "team"]).contains("NotFound"));
+}

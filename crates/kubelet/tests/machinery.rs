@@ -1,0 +1,401 @@
+//! Real container machinery without the API: built-in images, a pod sandbox
+//! (netns + veth + bridge + IP), runc containers on overlayfs, logs, graceful
+//! stop, exit codes, and a teardown that leaves the host as found.
+//! Needs root, runc, iproute2 and /bin/busybox. Each test uses its own
+//! bridge, pod CIDR and root directory.
+
+use k8s_openapi::api::core::v1::Container;
+use minik_kubelet::sandbox::{ContainerInputs, ExitInfo, Machinery, PodMeta};
+use minik_kubelet::{network, runtime, KubeletConfig};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+struct Env {
+    cfg: KubeletConfig,
+}
+
+impl Env {
+    fn new(tag: &str, subnet: u8) -> Env {
+        let pid = std::process::id();
+        let root = std::env::temp_dir().join(format!("minik-kubelet-it-{tag}-{pid}"));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut cfg = KubeletConfig::with_defaults("minik-test", "127.0.0.1", &root);
+        cfg.bridge = format!("mk{tag}{}", pid % 100000);
+        cfg.pod_cidr = format!("10.251.{subnet}.0/24");
+        cfg.runtime = PathBuf::from("runc");
+        Env { cfg }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = minik_kubelet::teardown(&self.cfg);
+        let _ = std::fs::remove_dir_all(&self.cfg.root_dir);
+    }
+}
+
+fn uid() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:08x}-0000-4000-8000-{:012x}", (n as u32) ^ std::process::id(), n as u64 & 0xffff_ffff_ffff)
+}
+
+fn container(name: &str, image: &str, command: Option<&[&str]>) -> Container {
+    Container {
+        name: name.into(),
+        image: Some(image.into()),
+        command: command.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    }
+}
+
+fn meta(uid: &str, name: &str) -> PodMeta {
+    PodMeta {
+        uid: uid.into(),
+        namespace: "default".into(),
+        name: name.into(),
+        host_network: false,
+        dns_policy: "ClusterFirst".into(),
+        host_aliases: vec![],
+        grace_seconds: 30,
+    }
+}
+
+fn http_get(ip: &str, deadline: Duration) -> Result<String, String> {
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < deadline {
+        match std::net::TcpStream::connect_timeout(
+            &format!("{ip}:80").parse().unwrap(),
+            Duration::from_millis(500),
+        ) {
+            Ok(mut s) => {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.write_all(b"GET / HTTP/1.0\r\nHost: test\r\nUser-Agent: minik-it\r\n\r\n")
+                    .unwrap();
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                if !body.is_empty() {
+                    return Ok(body);
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(last)
+}
+
+fn host_clean(cfg: &KubeletConfig, netns: &str, veth: &str) {
+    assert!(!network::netns_path(netns).exists(), "netns {netns} left behind");
+    assert!(
+        !Path::new("/sys/class/net").join(veth).exists(),
+        "veth {veth} left behind"
+    );
+    assert!(
+        !Path::new("/sys/class/net").join(&cfg.bridge).exists(),
+        "bridge left behind"
+    );
+    assert!(
+        runtime::mounts_under(&cfg.root_dir).is_empty(),
+        "mounts left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_pod_serves_its_name_and_stops_gracefully() {
+    let env = Env::new("a", 10);
+    let cfg = env.cfg.clone();
+    let t = Instant::now();
+    minik_kubelet::ensure_builtin_images(&cfg).unwrap();
+    println!("built-in images: {:?}", t.elapsed());
+    let m = Machinery::new(&cfg).unwrap();
+    let uid = uid();
+    let pod_name = "hello-7d9c-xyz";
+    let pm = meta(&uid, pod_name);
+
+    let t0 = Instant::now();
+    let m2 = m.clone();
+    let pm2 = pm.clone();
+    let sb = tokio::task::spawn_blocking(move || m2.create_sandbox(&pm2))
+        .await
+        .unwrap()
+        .unwrap();
+    let t_sandbox = t0.elapsed();
+    assert!(sb.ip.starts_with("10.251.10."), "ip {}", sb.ip);
+    let image = m.images.resolve("minik/hello").unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ExitInfo>();
+    let run = m
+        .start_container(
+            &pm,
+            &sb,
+            &image,
+            &container("hello", "minik/hello", None),
+            ContainerInputs::default(),
+            tx,
+        )
+        .await
+        .unwrap();
+    let t_started = t0.elapsed();
+    let ip = sb.ip.clone();
+    let page = tokio::task::spawn_blocking(move || http_get(&ip, Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("pod answers on :80");
+    let t_serving = t0.elapsed();
+    println!(
+        "sandbox {t_sandbox:?}, container started {t_started:?}, serving HTTP {t_serving:?}"
+    );
+    assert!(page.starts_with("HTTP/1.") && page.contains(" 200 "), "{page}");
+    assert!(
+        page.contains(&format!("This page is served by pod {pod_name}.")),
+        "{page}"
+    );
+
+    // /etc files of the pod.
+    let etc = sb.dir.join("etc");
+    let resolv = std::fs::read_to_string(etc.join("resolv.conf")).unwrap();
+    assert!(resolv.contains("nameserver 10.96.0.10"));
+    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"));
+
+    // httpd -vv logs each request (client, url, status) to stderr → CRI log file.
+    let mut logged = String::new();
+    for _ in 0..50 {
+        logged = std::fs::read_to_string(&run.log_path).unwrap_or_default();
+        if logged.contains("url:/") && logged.contains("response:200") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged.contains("stderr F [::ffff:10.251.10.1]") && logged.contains("url:/"), "log: {logged}");
+    assert!(logged.contains(" stdout F minik/hello: serving /www on port 80 as pod hello-7d9c-xyz"), "log: {logged}");
+    assert!(m.logs.is_active(&run.log_path));
+
+    // Graceful stop: the entrypoint traps TERM and exits 0 well within grace.
+    let t1 = Instant::now();
+    m.stop_container(&run.id, run.pid, Duration::from_secs(10)).await;
+    let stop_time = t1.elapsed();
+    let exit = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("exit reported")
+        .unwrap();
+    println!("graceful stop {stop_time:?}, exit {:?}", exit.exit_code);
+    assert!(stop_time < Duration::from_secs(5), "SIGTERM honoured");
+    assert_eq!(exit.exit_code, Some(0));
+    assert_eq!(exit.id, run.id);
+    for _ in 0..50 {
+        if !m.logs.is_active(&run.log_path) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!m.logs.is_active(&run.log_path), "log pumps finish at exit");
+
+    let (netns, veth) = network::names_for(&cfg.bridge, &uid);
+    m.remove_container(&uid, "hello", &run.id);
+    m.remove_pod(&uid);
+    assert!(!sb.dir.exists());
+    minik_kubelet::teardown(&cfg).unwrap();
+    host_clean(&cfg, &netns, &veth);
+    drop(env);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_logs_and_shared_netns() {
+    let env = Env::new("b", 11);
+    let cfg = env.cfg.clone();
+    minik_kubelet::ensure_builtin_images(&cfg).unwrap();
+    let m = Machinery::new(&cfg).unwrap();
+    let uid = uid();
+    let pm = meta(&uid, "two-containers");
+    let m2 = m.clone();
+    let pm2 = pm.clone();
+    let sb = tokio::task::spawn_blocking(move || m2.create_sandbox(&pm2))
+        .await
+        .unwrap()
+        .unwrap();
+    let bb = m.images.resolve("docker.io/minik/busybox:latest").unwrap();
+    let hello = m.images.resolve("minik/hello:latest").unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ExitInfo>();
+    // Server container and a client container in the same pod: localhost works.
+    let server = m
+        .start_container(&pm, &sb, &hello, &container("web", "minik/hello", None), ContainerInputs::default(), tx.clone())
+        .await
+        .unwrap();
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://127.0.0.1/ && break; sleep 0.2; done; echo \"host=$(hostname) var=$GREETING\"; cat /etc/hostname; echo to-stderr >&2; exit 3";
+    let client = m
+        .start_container(
+            &pm,
+            &sb,
+            &bb,
+            &container("client", "minik/busybox", Some(&["sh", "-c", script])),
+            ContainerInputs {
+                env: vec![("GREETING".into(), "hi".into())],
+                binds: vec![],
+                restart_count: 2,
+            },
+            tx,
+        )
+        .await
+        .unwrap();
+    assert!(client.log_path.ends_with("containers/client/2.log"));
+    let exit = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+        .await
+        .expect("client exits")
+        .unwrap();
+    assert_eq!(exit.name, "client");
+    assert_eq!(exit.exit_code, Some(3));
+    // Wait for the pumps to drain.
+    for _ in 0..100 {
+        if !m.logs.is_active(&client.log_path) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = std::fs::read_to_string(&client.log_path).unwrap();
+    let text = minik_kubelet::logs::render(&log, &Default::default(), chrono::Utc::now());
+    assert!(text.contains("This page is served by pod two-containers."), "{text}");
+    assert!(text.contains("host=two-containers var=hi"), "{text}");
+    assert!(log.contains(" stderr F to-stderr"), "{log}");
+
+    // SIGKILL path: a container that ignores TERM.
+    m.stop_container(&server.id, server.pid, Duration::from_millis(0)).await;
+    let exit = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("server exits")
+        .unwrap();
+    assert_eq!(exit.name, "web");
+    assert!(exit.exit_code.is_some());
+
+    let (netns, veth) = network::names_for(&cfg.bridge, &uid);
+    minik_kubelet::teardown(&cfg).unwrap();
+    host_clean(&cfg, &netns, &veth);
+    drop(env);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_containers_and_keeps_state() {
+    let env = Env::new("c", 12);
+    let cfg = env.cfg.clone();
+    minik_kubelet::ensure_builtin_images(&cfg).unwrap();
+    let m = Machinery::new(&cfg).unwrap();
+    let uid = uid();
+    let pm = meta(&uid, "sleeper");
+    let m2 = m.clone();
+    let pm2 = pm.clone();
+    let sb = tokio::task::spawn_blocking(move || m2.create_sandbox(&pm2))
+        .await
+        .unwrap()
+        .unwrap();
+    let bb = m.images.resolve("minik/busybox").unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ExitInfo>();
+    let run = m
+        .start_container(
+            &pm,
+            &sb,
+            &bb,
+            &container("sleep", "minik/busybox", Some(&["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"])),
+            ContainerInputs::default(),
+            tx,
+        )
+        .await
+        .unwrap();
+    assert!(minik_kubelet::sandbox::pid_alive(run.pid));
+    let t = Instant::now();
+    minik_kubelet::shutdown(&cfg).await.unwrap();
+    println!("shutdown {:?}", t.elapsed());
+    let exit = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.exit_code, Some(0));
+    assert!(m.runtime.list().is_empty(), "runtime containers deleted");
+    assert!(runtime::mounts_under(&cfg.root_dir).is_empty(), "rootfs unmounted");
+    // State kept: pod dir, log, IP reservation.
+    assert!(run.log_path.exists());
+    assert_eq!(m.ipam.lookup(&uid).map(|i| i.to_string()), Some(sb.ip.clone()));
+    let (netns, veth) = network::names_for(&cfg.bridge, &uid);
+    assert!(!network::netns_path(&netns).exists());
+    minik_kubelet::teardown(&cfg).unwrap();
+    host_clean(&cfg, &netns, &veth);
+    assert!(!cfg.root_dir.join("pods").exists());
+    drop(env);
+}
+
+async fn get_body(app: axum::Router, uri: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .uri(uri)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_endpoint_follow_tail_previous() {
+    let env = Env::new("d", 13);
+    let cfg = env.cfg.clone();
+    minik_kubelet::ensure_builtin_images(&cfg).unwrap();
+    let m = Machinery::new(&cfg).unwrap();
+    let uid = uid();
+    let pm = meta(&uid, "talker");
+    let m2 = m.clone();
+    let pm2 = pm.clone();
+    let sb = tokio::task::spawn_blocking(move || m2.create_sandbox(&pm2))
+        .await
+        .unwrap()
+        .unwrap();
+    m.logs.set_pod("default", "talker", Some(&uid));
+    let app = minik_kubelet::logs::router(m.pods_dir.clone(), m.logs.clone());
+    let bb = m.images.resolve("minik/busybox").unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ExitInfo>();
+    let c = container("talk", "minik/busybox", Some(&["sh", "-c", "for i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done"]));
+    // First run (restart 0) and wait for it to end.
+    let first = m
+        .start_container(&pm, &sb, &bb, &c, ContainerInputs::default(), tx.clone())
+        .await
+        .unwrap();
+    // follow=true streams while the container runs and ends when it exits.
+    let t = Instant::now();
+    let (code, body) = get_body(app.clone(), "/containerLogs/default/talker/talk?follow=true").await;
+    assert_eq!(code, 200);
+    assert_eq!(body, "line-1\nline-2\nline-3\nline-4\nline-5\n");
+    assert!(t.elapsed() >= Duration::from_millis(500), "streamed, not a snapshot");
+    let exit = rx.recv().await.unwrap();
+    assert_eq!(exit.exit_code, Some(0));
+    m.remove_container(&uid, "talk", &first.id);
+    // Second run (restart 1) prints something else.
+    let c2 = container("talk", "minik/busybox", Some(&["sh", "-c", "echo second-run"]));
+    let _second = m
+        .start_container(&pm, &sb, &bb, &c2, ContainerInputs { restart_count: 1, ..Default::default() }, tx)
+        .await
+        .unwrap();
+    rx.recv().await.unwrap();
+    for _ in 0..100 {
+        let (_, b) = get_body(app.clone(), "/containerLogs/default/talker/talk").await;
+        if b == "second-run\n" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, cur) = get_body(app.clone(), "/containerLogs/default/talker/talk").await;
+    assert_eq!(cur, "second-run\n");
+    let (_, prev) = get_body(app.clone(), "/containerLogs/default/talker/talk?previous=true&tailLines=2").await;
+    assert_eq!(prev, "line-4\nline-5\n");
+    let (_, ts) = get_body(app.clone(), "/containerLogs/default/talker/talk?timestamps=true").await;
+    assert!(ts.ends_with("Z second-run\n") && ts.starts_with("20"), "{ts}");
+    let (code, _) = get_body(app.clone(), "/containerLogs/default/nope/talk").await;
+    assert_eq!(code, 404);
+    let (code, health) = get_body(app, "/healthz").await;
+    assert_eq!((code, health.as_str()), (200, "ok"));
+    minik_kubelet::teardown(&cfg).unwrap();
+    drop(env);
+}
