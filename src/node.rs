@@ -91,6 +91,9 @@ async fn run_async(args: NodeArgs) -> Result<()> {
     let started = std::time::Instant::now();
     std::fs::create_dir_all(&args.root)
         .with_context(|| format!("creating {}", args.root.display()))?;
+    // The OpenAPI/validation caches take about a second to build in a debug
+    // build; build them off the start-up path.
+    std::thread::spawn(minik_apimachinery::warm_up);
     let store = minik_store::Store::open(&args.root.join("store"))
         .with_context(|| format!("opening the store in {}", args.root.join("store").display()))?;
     let api = minik_apiserver::ApiServer::new(

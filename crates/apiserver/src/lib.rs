@@ -10,6 +10,7 @@
 //! certificates) and used in-process by `kube::Client::new(router, ..)`.
 
 pub mod alloc;
+pub mod convert;
 pub mod discovery;
 pub mod error;
 pub mod logs;
@@ -288,6 +289,32 @@ impl ApiServer {
     }
 }
 
+/// The groups of a user as kube reports them (plus `system:authenticated`).
+fn user_groups(user: &UserInfo) -> Vec<String> {
+    let mut g = user.groups.clone();
+    if !g.iter().any(|x| x == "system:authenticated") {
+        g.push("system:authenticated".into());
+    }
+    g
+}
+
+/// Answers a SelfSubjectAccessReview. There is no RBAC yet: every
+/// authenticated user may do everything, which is what the review says.
+fn access_review(mut review: Value, user: &UserInfo) -> Value {
+    let reason = if user.is_admin() {
+        "the user is in the system:masters group".to_string()
+    } else {
+        "minik does not enforce RBAC yet: every authenticated user is allowed".to_string()
+    };
+    if let Some(m) = review.as_object_mut() {
+        m.insert("apiVersion".into(), json!("authorization.k8s.io/v1"));
+        m.insert("kind".into(), json!("SelfSubjectAccessReview"));
+        m.entry("metadata").or_insert_with(|| json!({}));
+        m.insert("status".into(), json!({"allowed": true, "reason": reason}));
+    }
+    review
+}
+
 fn text(code: StatusCode, body: &'static str) -> Response {
     let mut r = (code, body).into_response();
     r.headers_mut().insert(
@@ -322,16 +349,25 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
                 .into_response()
         }
     };
-    match handle(
+    let user = match parts.extensions.get::<Authn>() {
+        Some(Authn::User(u)) => u.clone(),
+        // in-process clients are the node's own components: full access
+        _ => UserInfo {
+            name: "system:admin".into(),
+            groups: vec!["system:masters".into()],
+        },
+    };
+    let res = handle(
         inner,
         parts.method,
         r,
         parts.uri.query(),
         &parts.headers,
         &body,
+        &user,
     )
-    .await
-    {
+    .await;
+    match res {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -344,6 +380,7 @@ async fn handle(
     query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
+    user: &UserInfo,
 ) -> Result<Response, ApiError> {
     let q = Query::parse(query);
     let accept = headers
@@ -431,6 +468,23 @@ async fn handle(
                 );
             }
             Ok(resp)
+        }
+        Route::SelfSubjectAccessReview | Route::SelfSubjectReview => {
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed(
+                    "only POST (create) is allowed on this review resource",
+                ));
+            }
+            let ty = request::body_type(rest::content_type(headers))?;
+            let review = request::decode_object(body, ty)?;
+            let answer = if r == Route::SelfSubjectAccessReview {
+                access_review(review, user)
+            } else {
+                json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+                       "metadata": {"creationTimestamp": rest::now_rfc3339()},
+                       "status": {"userInfo": {"username": user.name, "groups": user_groups(user)}}})
+            };
+            Ok(json_response(StatusCode::CREATED, &answer))
         }
         Route::OpenApiV2 | Route::NotFound => Err(ApiError::path_not_found()),
         Route::Resource(p) => resource(inner, method, &p, &q, headers, body, output(accept)).await,

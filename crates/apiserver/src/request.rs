@@ -33,6 +33,10 @@ pub enum Route {
     OpenApiV3Index,
     OpenApiV3(String),
     OpenApiV2,
+    /// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews` (`kubectl auth can-i`).
+    SelfSubjectAccessReview,
+    /// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews` (`kubectl auth whoami`).
+    SelfSubjectReview,
     NotFound,
 }
 
@@ -56,6 +60,10 @@ pub fn route(path: &str) -> Route {
         ["apis"] => Route::ApisRoot,
         ["apis", g] => Route::Group(g.to_string()),
         ["apis", g, v] => Route::GroupVersion(g.to_string(), v.to_string()),
+        ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"] => {
+            Route::SelfSubjectAccessReview
+        }
+        ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => Route::SelfSubjectReview,
         ["apis", g, v, rest @ ..] => resource_route(g, v, rest),
         _ => Route::NotFound,
     }

@@ -32,7 +32,8 @@ pub enum UpdateMode {
 }
 
 /// `/registry/<group>/<resource>/[<ns>/]<name>`.
-pub fn storage_key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> String {
+pub fn storage_key(info: &'static ResourceInfo, ns: Option<&str>, name: &str) -> String {
+    let info = crate::convert::storage_info(info);
     match (info.namespaced, ns) {
         (true, Some(ns)) => format!(
             "/registry/{}/{}/{}/{}",
@@ -51,7 +52,8 @@ pub fn storage_key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> String 
 }
 
 /// The prefix of a collection (trailing `/`).
-pub fn storage_prefix(info: &ResourceInfo, ns: Option<&str>) -> String {
+pub fn storage_prefix(info: &'static ResourceInfo, ns: Option<&str>) -> String {
+    let info = crate::convert::storage_info(info);
     match (info.namespaced, ns) {
         (true, Some(ns)) => format!(
             "/registry/{}/{}/{}/",
@@ -65,9 +67,10 @@ pub fn storage_prefix(info: &ResourceInfo, ns: Option<&str>) -> String {
 
 /// Decodes a stored value and stamps `metadata.resourceVersion`.
 pub fn from_kv(info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut v: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+    let v: Value = serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::internal(format!("stored object {} is not valid JSON: {e}", kv.key))
     })?;
+    let mut v = crate::convert::from_storage(info, v);
     set_rv(&mut v, kv.mod_revision);
     if let Some(m) = v.as_object_mut() {
         m.entry("apiVersion")
@@ -83,8 +86,8 @@ pub fn set_rv(v: &mut Value, rev: i64) {
     }
 }
 
-fn to_bytes(v: &Value) -> Vec<u8> {
-    let mut c = v.clone();
+fn to_bytes(info: &ResourceInfo, v: &Value) -> Vec<u8> {
+    let mut c = crate::convert::to_storage(info, v.clone());
     if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("selfLink");
@@ -376,7 +379,7 @@ impl Inner {
     /// Reads one object.
     pub fn read(
         &self,
-        info: &ResourceInfo,
+        info: &'static ResourceInfo,
         ns: Option<&str>,
         name: &str,
     ) -> Result<(Value, KeyValue), ApiError> {
@@ -399,7 +402,7 @@ impl Inner {
     /// Lists matching objects; returns (items, revision, continue token).
     pub fn list_objects(
         &self,
-        info: &ResourceInfo,
+        info: &'static ResourceInfo,
         ns: Option<&str>,
         sel: &Selectors,
         limit: usize,
@@ -600,7 +603,7 @@ impl Inner {
             }
             return Ok(obj);
         }
-        match self.store.create(&key, to_bytes(&obj)).await {
+        match self.store.create(&key, to_bytes(info, &obj)).await {
             Ok(kv) => {
                 set_rv(&mut obj, kv.mod_revision);
                 Ok(obj)
@@ -612,7 +615,7 @@ impl Inner {
 
     fn allocate_service(
         &self,
-        info: &ResourceInfo,
+        info: &'static ResourceInfo,
         obj: &mut Value,
         old: Option<&Value>,
     ) -> Result<(), ApiError> {
@@ -652,7 +655,7 @@ impl Inner {
     /// Applies the update mode's rules to `new` (old = stored object).
     fn finish_update(
         &self,
-        info: &ResourceInfo,
+        info: &'static ResourceInfo,
         mode: UpdateMode,
         new: Value,
         old: &Value,
@@ -802,7 +805,7 @@ impl Inner {
                 self.store.delete(&key, Some(kv.mod_revision)).await
             } else {
                 self.store
-                    .update(&key, to_bytes(&new), Some(kv.mod_revision))
+                    .update(&key, to_bytes(info, &new), Some(kv.mod_revision))
                     .await
             };
             match res {
@@ -1159,6 +1162,15 @@ impl Inner {
                     )));
                 }
             }
+            if info.group.is_empty()
+                && info.resource == "namespaces"
+                && ["default", "kube-system", "kube-public"].contains(&name)
+            {
+                return Err(ApiError::forbidden(format!(
+                    "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                ))
+                .with_details(json!({"name": name, "kind": "namespaces"})));
+            }
             let deleting = obj
                 .pointer("/metadata/deletionTimestamp")
                 .is_some_and(|v| !v.is_null());
@@ -1255,7 +1267,7 @@ impl Inner {
             let res = match graceful {
                 Some(_) => {
                     self.store
-                        .update(&key, to_bytes(&new), Some(kv.mod_revision))
+                        .update(&key, to_bytes(info, &new), Some(kv.mod_revision))
                         .await
                 }
                 None => self.store.delete(&key, Some(kv.mod_revision)).await,

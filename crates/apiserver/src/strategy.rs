@@ -797,6 +797,23 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
         }
         ("", "services") => validate_service(obj, &mut causes),
         ("", "configmaps") | ("", "secrets") => {
+            if info.resource == "secrets" {
+                use base64::Engine;
+                if let Some(d) = obj.get("data").and_then(Value::as_object) {
+                    for (k, v) in d {
+                        let ok = v.as_str().is_some_and(|s| {
+                            base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+                        });
+                        if !ok {
+                            causes.push(Cause::invalid(
+                                format!("data[{k}]"),
+                                &json!("<secret contents redacted>"),
+                                "secret data values must be base64-encoded strings (use stringData for plain text)",
+                            ));
+                        }
+                    }
+                }
+            }
             for field in ["data", "binaryData"] {
                 if let Some(d) = obj.get(field).and_then(Value::as_object) {
                     for k in d.keys() {
@@ -1002,5 +1019,8 @@ mod tests {
         assert_eq!(sec["type"], "Opaque");
         assert_eq!(sec["data"]["k"], "dg==");
         assert!(sec.get("stringData").is_none());
+        assert!(validate(info, &sec, None).is_empty());
+        sec["data"]["bad"] = json!("not base64!");
+        assert_eq!(validate(info, &sec, None)[0].field, "data[bad]");
     }
 }

@@ -344,6 +344,35 @@ fn apply_twice_patches_with_strategic_merge() {
         c.ok(&["apply", "-f", &f2]).trim(),
         "deployment.apps/web unchanged"
     );
+    // diff: a dry-run patch; exit code 1 and a diff when something would change
+    let v4 = v2.replace("replicas: 2", "replicas: 5");
+    let f4 = c.file("web4.yaml", &v4);
+    let (ok, out, err) = c.run(&["diff", "-f", &f4]);
+    assert!(
+        !ok && out.contains("-  replicas: 2") && out.contains("+  replicas: 5"),
+        "{out}{err}"
+    );
+    assert_eq!(
+        c.json(&["get", "deployment", "web"])["spec"]["replicas"],
+        2,
+        "diff must not change anything"
+    );
+    // expose copies the selector into a new Service
+    assert_eq!(
+        c.ok(&[
+            "expose",
+            "deployment",
+            "web",
+            "--port=80",
+            "--type=NodePort"
+        ])
+        .trim(),
+        "service/web exposed"
+    );
+    assert_eq!(
+        c.json(&["get", "svc", "web"])["spec"]["selector"]["app"],
+        "web"
+    );
     // server-side apply on an existing object and on a new one
     let v3 = v2.replace("name: web\n", "name: web-ssa\n");
     let f3 = c.file("web3.yaml", &v3);
@@ -573,4 +602,176 @@ fn namespaces_terminate_and_finalize() {
         &f,
     ]);
     assert!(c.fails(&["get", "namespace", "team"]).contains("NotFound"));
+    let err = c.fails(&["delete", "namespace", "kube-system"]);
+    assert!(err.contains("this namespace may not be deleted"), "{err}");
+}
+
+#[test]
+fn requests_without_a_client_certificate_are_unauthorized() {
+    let c = start();
+    let cfg = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    let anon: String = cfg
+        .lines()
+        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace("  user:\n", "  user: {token: not-a-valid-token}\n");
+    let f = c.file("anon-kubeconfig", &anon);
+    let (ok, out, err) = c.run(&["--kubeconfig", &f, "get", "pods"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("You must be logged in to the server"), "{err}");
+}
+
+/// A kubelet stand-in on loopback: answers every request with two log
+/// lines that echo the path it was asked for.
+fn fake_kubelet() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
+            let body = format!("hello from the kubelet\npath {path}\n");
+            let mut s = stream;
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    port
+}
+
+#[test]
+fn logs_status_wait_describe_events_and_rollout() {
+    let c = start();
+    let port = fake_kubelet();
+    let f = c.file("node.yaml", "apiVersion: v1\nkind: Node\nmetadata:\n  name: minik\n  labels: {node-role.kubernetes.io/control-plane: \"\"}\n");
+    c.ok(&["create", "--validate=false", "-f", &f]);
+    let status = format!(
+        r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{port}}}}},"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady"}}],"nodeInfo":{{"kubeletVersion":"v1.33.2"}}}}}}"#
+    );
+    c.ok(&[
+        "patch",
+        "node",
+        "minik",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
+    ]);
+    let nodes = c.ok(&["get", "nodes"]);
+    let row: Vec<&str> = nodes.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[0], row[1], row[2], row[4]),
+        ("minik", "Ready", "control-plane", "v1.33.2"),
+        "{nodes}"
+    );
+
+    assert_eq!(
+        c.ok(&["run", "hw", "--image=minik/hello"]).trim(),
+        "pod/hw created"
+    );
+    let b = c.file("binding.json", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"hw"},"target":{"kind":"Node","name":"minik"}}"#);
+    c.ok(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods/hw/binding",
+        "-f",
+        &b,
+    ]);
+    let logs = c.ok(&["logs", "hw", "--tail=3"]);
+    assert_eq!(
+        logs,
+        "hello from the kubelet\npath /containerLogs/default/hw/hw?tailLines=3\n"
+    );
+
+    c.ok(&["patch", "pod", "hw", "--subresource=status", "--type=merge", "-p",
+        r#"{"status":{"phase":"Running","hostIP":"127.0.0.1","podIP":"10.244.0.7","podIPs":[{"ip":"10.244.0.7"}],"conditions":[{"type":"Ready","status":"True"}],"containerStatuses":[{"name":"hw","image":"minik/hello","imageID":"","ready":true,"restartCount":0,"started":true,"state":{"running":{"startedAt":"2026-01-01T00:00:00Z"}}}]}}"#]);
+    assert_eq!(
+        c.ok(&["wait", "--for=condition=Ready", "pod/hw", "--timeout=20s"])
+            .trim(),
+        "pod/hw condition met"
+    );
+    let wide = c.ok(&["get", "pods", "-o", "wide"]);
+    let row: Vec<&str> = wide.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[1], row[2], row[5], row[6]),
+        ("1/1", "Running", "10.244.0.7", "minik"),
+        "{wide}"
+    );
+
+    let uid = c.json(&["get", "pod", "hw"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ev = c.file("ev.yaml", &format!(
+        "apiVersion: v1\nkind: Event\nmetadata:\n  name: hw.1\ninvolvedObject:\n  kind: Pod\n  name: hw\n  namespace: default\n  uid: {uid}\nreason: Scheduled\nmessage: Successfully assigned default/hw to minik\ntype: Normal\nsource:\n  component: default-scheduler\ncount: 1\nfirstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:00Z\"\n"
+    ));
+    c.ok(&["create", "--validate=false", "-f", &ev]);
+    let events = c.ok(&["get", "events"]);
+    assert!(
+        events.starts_with("LAST SEEN")
+            && events.contains("pod/hw")
+            && events.contains("Scheduled"),
+        "{events}"
+    );
+    let describe = c.ok(&["describe", "pod", "hw"]);
+    assert!(
+        describe.contains("Node:") && describe.contains("minik/127.0.0.1"),
+        "{describe}"
+    );
+    assert!(
+        describe.contains("Successfully assigned default/hw to minik"),
+        "{describe}"
+    );
+
+    c.ok(&["create", "deployment", "hello", "--image=minik/hello"]);
+    c.ok(&["patch", "deployment", "hello", "--subresource=status", "--type=merge", "-p",
+        r#"{"status":{"observedGeneration":1,"replicas":1,"updatedReplicas":1,"readyReplicas":1,"availableReplicas":1}}"#]);
+    let out = c.ok(&["rollout", "status", "deployment/hello", "--timeout=20s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let all = c.ok(&["get", "all"]);
+    assert!(
+        all.contains("pod/hw")
+            && all.contains("deployment.apps/hello")
+            && all.contains("service/kubernetes"),
+        "{all}"
+    );
+}
+
+#[test]
+fn auth_and_jobs() {
+    let c = start();
+    assert_eq!(c.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
+    let who = c.ok(&["auth", "whoami"]);
+    assert!(
+        who.contains("minik-admin") && who.contains("system:masters"),
+        "{who}"
+    );
+    assert_eq!(
+        c.ok(&["create", "job", "pi", "--image=minik/hello"]).trim(),
+        "job.batch/pi created"
+    );
+    let j = c.json(&["get", "job", "pi"]);
+    let uid = j["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(
+        j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        uid
+    );
+    let jobs = c.ok(&["get", "jobs"]);
+    let header: Vec<&str> = jobs.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        vec!["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    );
+    assert!(jobs.contains("Running") && jobs.contains("0/1"), "{jobs}");
 }

@@ -97,6 +97,10 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
 }
 
 fn error_policy(_d: Arc<Deployment>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+    if matches!(err, Error::Kube(e) if crate::util::is_namespace_terminating(e)) {
+        tracing::debug!(error = %err, "deployment in a terminating namespace");
+        return Action::requeue(Duration::from_secs(5));
+    }
     tracing::warn!(error = %err, "deployment reconcile failed; retrying");
     Action::requeue(Duration::from_secs(2))
 }
@@ -668,6 +672,18 @@ fn timed_out(cond: Option<&DeploymentCondition>, deadline: i32, now: &Time) -> b
     }
 }
 
+/// The Deployment annotations its ReplicaSets carry (all but the
+/// controller's own and kubectl's last-applied configuration).
+pub fn copied_annotations(d: &Deployment) -> BTreeMap<String, String> {
+    d.metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| !SKIP_COPY_ANNOTATIONS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Labels/selector/template of the ReplicaSet for `hash`.
 pub fn new_replica_set(
     d: &Deployment,
@@ -689,14 +705,7 @@ pub fn new_replica_set(
         .match_labels
         .get_or_insert_with(BTreeMap::new)
         .insert(HASH_LABEL.into(), hash.into());
-    let mut annotations: BTreeMap<String, String> = d
-        .metadata
-        .annotations
-        .iter()
-        .flatten()
-        .filter(|(k, _)| !SKIP_COPY_ANNOTATIONS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut annotations = copied_annotations(d);
     annotations.insert(REVISION_ANNOTATION.into(), revision.to_string());
     annotations.insert(
         DESIRED_REPLICAS_ANNOTATION.into(),
@@ -929,8 +938,17 @@ async fn sync_revision(ctx: &Ctx, w: &mut Work, create: bool, max_surge: i32) ->
         .unwrap_or(0);
     let new_revision = max_old + 1;
     if let Some(new) = w.new_rs().cloned() {
+        // Keep the Deployment's own annotations (e.g. kubernetes.io/change-cause,
+        // which `kubectl rollout history` shows) copied onto the new ReplicaSet.
+        let mut changes: BTreeMap<String, String> = copied_annotations(&w.d)
+            .into_iter()
+            .filter(|(k, v)| new.annotations().get(k) != Some(v))
+            .collect();
         if revision(&new.metadata) < new_revision {
-            let patch = serde_json::json!({"metadata": {"annotations": {REVISION_ANNOTATION: new_revision.to_string()}}});
+            changes.insert(REVISION_ANNOTATION.into(), new_revision.to_string());
+        }
+        if !changes.is_empty() {
+            let patch = serde_json::json!({"metadata": {"annotations": changes}});
             let updated = w
                 .rs_api
                 .patch(

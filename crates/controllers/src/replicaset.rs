@@ -25,9 +25,9 @@ use kube::{Client, ResourceExt};
 
 use crate::events::{EventType, Recorder};
 use crate::util::{
-    controller_owner_ref, controller_ref, is_controlled_by, is_not_found, is_pod_active,
-    is_pod_available, is_pod_ready, map_selector_matches, pod_phase, pod_ready_since,
-    selector_matches, time_secs,
+    controller_owner_ref, controller_ref, is_controlled_by, is_namespace_terminating, is_not_found,
+    is_pod_active, is_pod_available, is_pod_ready, map_selector_matches, pod_phase,
+    pod_ready_since, selector_matches, time_secs,
 };
 
 /// Most pods created in one reconcile (kube's `burstReplicas`).
@@ -89,6 +89,10 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
 }
 
 fn error_policy(_rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+    if matches!(err, Error::Kube(e) if crate::util::is_namespace_terminating(e)) {
+        tracing::debug!(error = %err, "replicaset in a terminating namespace");
+        return Action::requeue(Duration::from_secs(5));
+    }
     tracing::warn!(error = %err, "replicaset reconcile failed; retrying");
     Action::requeue(Duration::from_secs(2))
 }
@@ -232,6 +236,10 @@ async fn create_pods(ctx: &Ctx, api: &Api<Pod>, rs: &ReplicaSet, n: usize) -> Re
                             &format!("Created pod: {}", pod.name_any()),
                         )
                         .await
+                }
+                Err(e) if is_namespace_terminating(&e) => {
+                    // Creation can only fail now; the namespace controller is removing us.
+                    return Ok(());
                 }
                 Err(e) => {
                     ctx.recorder

@@ -27,6 +27,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 pub use catalog::Catalog;
 pub use server::{Cache, Server};
@@ -56,11 +57,13 @@ pub async fn run(client: kube::Client, cfg: DnsConfig) -> anyhow::Result<()> {
 
     // the watch cache
     let notify = Arc::new(Notify::new());
-    let services = spawn_reflector::<Service>(&client, &notify);
-    let slices = spawn_reflector::<EndpointSlice>(&client, &notify);
-    let endpoints = spawn_reflector::<Endpoints>(&client, &notify);
+    // Owned here so that dropping `run` (agent shutdown) stops the watches.
+    let mut watches = JoinSet::new();
+    let services = spawn_reflector::<Service>(&mut watches, &client, &notify);
+    let slices = spawn_reflector::<EndpointSlice>(&mut watches, &client, &notify);
+    let endpoints = spawn_reflector::<Endpoints>(&mut watches, &client, &notify);
     let watch_cache = cache.clone();
-    let watch = tokio::spawn(async move {
+    watches.spawn(async move {
         loop {
             notify.notified().await;
             tokio::time::sleep(DEBOUNCE).await;
@@ -71,7 +74,7 @@ pub async fn run(client: kube::Client, cfg: DnsConfig) -> anyhow::Result<()> {
     // the kube-dns Service and endpoints
     let boot_client = client.clone();
     let (cluster_ip, listen) = (cfg.cluster_ip.clone(), cfg.listen);
-    let boot = tokio::spawn(async move {
+    watches.spawn(async move {
         let mut failing = false;
         loop {
             match bootstrap::ensure(&boot_client, &cluster_ip, listen).await {
@@ -95,8 +98,7 @@ pub async fn run(client: kube::Client, cfg: DnsConfig) -> anyhow::Result<()> {
     let result = Server::new(cache, &cfg.cluster_domain, cfg.upstream)
         .serve(udp, tcp)
         .await;
-    watch.abort();
-    boot.abort();
+    watches.abort_all();
     result.map_err(|e| anyhow::anyhow!("dns server on {} stopped: {e}", cfg.listen))
 }
 
@@ -109,7 +111,11 @@ fn build_catalog(
     Catalog::build(&s, &sl, &e)
 }
 
-fn spawn_reflector<K>(client: &kube::Client, notify: &Arc<Notify>) -> Store<K>
+fn spawn_reflector<K>(
+    tasks: &mut JoinSet<()>,
+    client: &kube::Client,
+    notify: &Arc<Notify>,
+) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -123,7 +129,7 @@ where
     let api: Api<K> = Api::all(client.clone());
     let notify = notify.clone();
     let kind = K::kind(&());
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut warned = false;
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()

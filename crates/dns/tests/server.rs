@@ -276,7 +276,7 @@ async fn garbage_gets_formerr_or_silence() {
 
 /// A real stub resolver (busybox nslookup, which sends A and AAAA queries)
 /// reads our answers. nslookup only talks to port 53, so this binds
-/// 127.0.0.53-ish loopback addresses on 53 (root needed on Linux).
+/// a free 127.0.9.x address on port 53 (root needed on Linux).
 #[tokio::test]
 async fn busybox_nslookup_reads_our_answers() {
     if !std::path::Path::new("/bin/busybox").exists() {

@@ -11,15 +11,18 @@
 //! - [`network`]: pod CIDR, IP allocation, bridge/netns/veth plumbing.
 //! - [`runtime`]: the OCI runtime CLI, overlay mounts, exit watching, log pipes.
 //! - [`sandbox`]: per-pod machinery combining the above (no API).
-//! - [`pods`]: the watch + per-pod workers (API side).
-//! - [`node`], [`events`], [`logs`]: Node/Lease, Events, HTTP logs.
+//! - [`pods`]: the watch + per-pod workers (API side); [`probes`]: their probes.
+//! - [`node`], [`events`]: Node/Lease, Events.
+//! - [`logs`], [`exec`]: the kubelet HTTP API (logs, exec); [`http_router`] joins them.
 
 pub mod events;
+pub mod exec;
 pub mod images;
 pub mod logs;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod runtime;
 pub mod sandbox;
 pub mod spec;
@@ -86,6 +89,21 @@ pub fn ensure_builtin_images(cfg: &KubeletConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The kubelet's HTTP API: `/healthz`, `/containerLogs/...`, `/exec/...`.
+pub fn http_router(m: &sandbox::Machinery) -> axum::Router {
+    let exec = axum::Router::new()
+        .route(
+            "/exec/{namespace}/{pod}/{container}",
+            axum::routing::get(exec::exec_handler).post(exec::exec_handler),
+        )
+        .with_state(exec::ExecState {
+            pods_dir: m.pods_dir.clone(),
+            registry: m.logs.clone(),
+            runtime: m.runtime.clone(),
+        });
+    logs::router(m.pods_dir.clone(), m.logs.clone()).merge(exec)
+}
+
 /// Roots whose kubelet is being stopped by `shutdown`: their pod workers
 /// must not restart the containers `shutdown` is stopping (the lead calls
 /// `shutdown` while `run` is still alive, then aborts it).
@@ -148,7 +166,7 @@ pub async fn run(client: kube::Client, cfg: KubeletConfig) -> anyhow::Result<()>
         .with_context(|| {
             format!("kubelet cannot listen on {addr}; is another minik node running?")
         })?;
-    let app = logs::router(machinery.pods_dir.clone(), machinery.logs.clone());
+    let app = http_router(&machinery);
     guards.push(
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {

@@ -315,6 +315,8 @@ pub async fn run_heartbeats(client: Client, cfg: KubeletConfig, host: HostInfo) 
     let ready_since = Utc::now();
     let mut node_uid = String::new();
     let mut registered = false;
+    let mut announced = false;
+    let recorder = crate::events::Recorder::new(client.clone(), cfg.node_name.clone());
     let mut delay = Duration::from_millis(100);
     loop {
         if !registered {
@@ -325,6 +327,22 @@ pub async fn run_heartbeats(client: Client, cfg: KubeletConfig, host: HostInfo) 
                 }
                 Err(e) => tracing::warn!("{e}"),
             }
+        }
+        if registered && !announced {
+            announced = true;
+            let node_ref = k8s_openapi::api::core::v1::ObjectReference {
+                kind: Some("Node".into()),
+                api_version: Some("v1".into()),
+                name: Some(cfg.node_name.clone()),
+                uid: Some(cfg.node_name.clone()),
+                ..Default::default()
+            };
+            recorder.normal(node_ref.clone(), "Starting", "Starting kubelet.".into());
+            recorder.normal(
+                node_ref,
+                "NodeReady",
+                format!("Node {} status is now: NodeReady", cfg.node_name),
+            );
         }
         if registered {
             let (s, l) = tokio::join!(

@@ -9,6 +9,7 @@
 
 use crate::events::{pod_ref, Recorder};
 use crate::images::{effective_pull_policy, ImageError, ImageRecord};
+use crate::probes::{self, Kind, ProbeTracker, Verdict};
 use crate::sandbox::{ContainerInputs, ExitInfo, Machinery, PodMeta, RunningContainer, Sandbox};
 use crate::spec::BindMount;
 use crate::status::{self, backoff_delay, CState, ContainerRecord, PodStatusInput, Termination};
@@ -155,6 +156,12 @@ struct Slot {
     done: bool,
     ever_started: bool,
     backoff_reported: Option<Instant>,
+    /// Probes of the current run (startup, liveness, readiness).
+    probes: Vec<ProbeTracker>,
+    /// A probe decided to kill the current run; the stop is under way.
+    killing: bool,
+    /// The container's definition changed: restart at once when it exits.
+    force_restart: bool,
 }
 
 impl Slot {
@@ -176,6 +183,9 @@ impl Slot {
             done: false,
             ever_started: false,
             backoff_reported: None,
+            probes: Vec::new(),
+            killing: false,
+            force_restart: false,
         }
     }
 }
@@ -200,6 +210,8 @@ struct Worker {
     /// The pod had already finished (Succeeded/Failed) when this worker
     /// started (kubelet restart): it is not run again.
     finished_before: bool,
+    /// The last status write failed.
+    status_dirty: bool,
 }
 
 fn pod_meta(pod: &Pod, uid: &str) -> PodMeta {
@@ -275,7 +287,11 @@ async fn worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Pod>>
         exit_tx,
         terminating: false,
         policy: Worker::restart_policy(&first),
-        finished_before: matches!(prev_status.phase.as_deref(), Some("Succeeded") | Some("Failed")),
+        status_dirty: false,
+        finished_before: matches!(
+            prev_status.phase.as_deref(),
+            Some("Succeeded") | Some("Failed")
+        ),
     };
     let mut last_pod = first;
     loop {
@@ -348,6 +364,7 @@ impl Worker {
         if crate::is_stopping(&self.ctx.machinery.cfg.root_dir) || self.finished_before {
             return None;
         }
+        self.apply_spec_changes(pod);
         let policy = Self::restart_policy(pod);
         let terminal = self.is_terminal(&policy);
         if self.sandbox.is_none() && !terminal {
@@ -435,9 +452,23 @@ impl Worker {
             })
             .await;
         }
+        self.run_probes(pod).await;
         self.post_status(pod).await;
+        let next_probe = self
+            .init
+            .iter()
+            .chain(self.app.iter())
+            .filter(|s| s.running.is_some() && !s.killing)
+            .flat_map(|s| {
+                s.probes
+                    .iter()
+                    .filter(|t| t.kind == Kind::Startup || s.rec.started)
+                    .map(|t| t.next)
+            })
+            .min();
         // Next wake-up: the earliest back-off expiry or ErrImagePull→BackOff flip.
-        self.init
+        let wake = self
+            .init
             .iter()
             .chain(self.app.iter())
             .filter(|s| s.running.is_none() && !s.done)
@@ -462,7 +493,163 @@ impl Worker {
                             && s.not_before.is_some_and(|t| t <= Instant::now())
                     })
                     .then(|| Instant::now() + Duration::from_millis(10))
-            })
+            });
+        let wake = [wake, next_probe].into_iter().flatten().min();
+        if self.status_dirty {
+            // The last status write failed: try again soon.
+            let retry = Instant::now() + Duration::from_secs(1);
+            return Some(wake.map_or(retry, |w| w.min(retry)));
+        }
+        wake
+    }
+
+    /// A changed container image (the one mutable container field) restarts
+    /// that container with the new definition, as the kubelet does.
+    fn apply_spec_changes(&mut self, pod: &Pod) {
+        let Some(spec) = pod.spec.as_ref() else {
+            return;
+        };
+        let grace = Duration::from_secs(self.meta.grace_seconds.clamp(0, 300) as u64);
+        for init in [true, false] {
+            let new: Vec<Container> = if init {
+                spec.init_containers.clone().unwrap_or_default()
+            } else {
+                spec.containers.clone()
+            };
+            let slots = if init { &mut self.init } else { &mut self.app };
+            for s in slots.iter_mut() {
+                let Some(c) = new.iter().find(|c| c.name == s.spec.name) else {
+                    continue;
+                };
+                if c.image == s.spec.image {
+                    continue;
+                }
+                s.spec = c.clone();
+                s.rec.image = c.image.clone().unwrap_or_default();
+                s.rec.image_ref = None;
+                s.rec.image_id = None;
+                s.failures = 0;
+                s.pull_failures = 0;
+                s.pull_error = None;
+                s.not_before = None;
+                if let Some(run) = &s.running {
+                    if !s.killing {
+                        s.killing = true;
+                        s.force_restart = true;
+                        let list = if init { "initContainers" } else { "containers" };
+                        self.ctx.events.normal(
+                            pod_ref(pod, Some(format!("spec.{list}{{{}}}", c.name))),
+                            "Killing",
+                            format!("Container {} definition changed, will be restarted", c.name),
+                        );
+                        let m = self.ctx.machinery.clone();
+                        let (id, pid) = (run.id.clone(), run.pid);
+                        tokio::spawn(async move { m.stop_container(&id, pid, grace).await });
+                    }
+                } else if !init {
+                    s.done = false;
+                }
+            }
+        }
+    }
+
+    /// Runs the probes that are due, concurrently; applies their verdicts.
+    async fn run_probes(&mut self, pod: &Pod) {
+        let now = Instant::now();
+        let ip = match &self.sandbox {
+            Some(s) => s.ip.clone(),
+            None => return,
+        };
+        let mut due = Vec::new();
+        for init in [true, false] {
+            let v = if init { &self.init } else { &self.app };
+            for (i, s) in v.iter().enumerate() {
+                let Some(run) = &s.running else { continue };
+                if s.killing {
+                    continue;
+                }
+                let ports: Vec<(String, i32)> = s
+                    .spec
+                    .ports
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| p.name.clone().map(|n| (n, p.container_port)))
+                    .collect();
+                for (j, t) in s.probes.iter().enumerate() {
+                    if t.next > now || (t.kind != Kind::Startup && !s.rec.started) {
+                        continue;
+                    }
+                    let (probe, timeout, rt, id, ip, ports) = (
+                        t.probe.clone(),
+                        t.timeout(),
+                        self.ctx.machinery.runtime.clone(),
+                        run.id.clone(),
+                        ip.clone(),
+                        ports.clone(),
+                    );
+                    due.push(async move {
+                        let r = probes::run_probe(&probe, &ip, &rt, &id, &ports, timeout).await;
+                        (init, i, j, r)
+                    });
+                }
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let results = futures::future::join_all(due).await;
+        let now = Instant::now();
+        let grace = Duration::from_secs(self.meta.grace_seconds.clamp(0, 300) as u64);
+        for (init, i, j, r) in results {
+            let obj = {
+                let s = self.slot(i, init);
+                (
+                    s.spec.clone(),
+                    s.running.as_ref().map(|r| (r.id.clone(), r.pid)),
+                )
+            };
+            let (spec, Some((id, pid))) = obj else {
+                continue;
+            };
+            let oref = self.obj(pod, &spec, init);
+            let events = self.ctx.events.clone();
+            let s = self.slot(i, init);
+            let Some(t) = s.probes.get_mut(j) else {
+                continue;
+            };
+            let kind = t.kind;
+            if let Err(msg) = &r {
+                events.warning(
+                    oref.clone(),
+                    "Unhealthy",
+                    format!("{} probe failed: {msg}", kind.title()),
+                );
+            }
+            match (kind, t.record(r.is_ok(), now)) {
+                (Kind::Startup, Verdict::Succeeded) => {
+                    s.rec.started = true;
+                    s.rec.ready = !s.probes.iter().any(|p| p.kind == Kind::Readiness);
+                }
+                (Kind::Readiness, Verdict::Succeeded) => s.rec.ready = true,
+                (Kind::Readiness, Verdict::Failed) => s.rec.ready = false,
+                (Kind::Startup | Kind::Liveness, Verdict::Failed) => {
+                    s.killing = true;
+                    s.rec.ready = false;
+                    events.normal(
+                        oref,
+                        "Killing",
+                        format!(
+                            "Container {} failed {} probe, will be restarted",
+                            spec.name,
+                            kind.title().to_lowercase()
+                        ),
+                    );
+                    let m = self.ctx.machinery.clone();
+                    tokio::spawn(async move { m.stop_container(&id, pid, grace).await });
+                }
+                _ => {}
+            }
+        }
     }
 
     fn is_terminal(&self, policy: &str) -> bool {
@@ -670,6 +857,18 @@ impl Worker {
                 };
                 s.running = Some(run);
                 s.not_before = None;
+                s.killing = false;
+                let t0 = Instant::now();
+                s.probes = [
+                    (Kind::Startup, spec.startup_probe.clone()),
+                    (Kind::Liveness, spec.liveness_probe.clone()),
+                    (Kind::Readiness, spec.readiness_probe.clone()),
+                ]
+                .into_iter()
+                .filter_map(|(k, p)| p.map(|p| ProbeTracker::new(k, p, t0)))
+                .collect();
+                s.rec.started = spec.startup_probe.is_none();
+                s.rec.ready = s.rec.started && spec.readiness_probe.is_none();
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -732,7 +931,14 @@ impl Worker {
                 _ => true,
             }
         };
-        if (is_init && code == 0) || !restart || terminating {
+        s.probes.clear();
+        s.rec.ready = false;
+        s.killing = false;
+        let forced = std::mem::take(&mut s.force_restart);
+        if forced && !terminating {
+            s.done = false;
+            s.not_before = Some(Instant::now());
+        } else if (is_init && code == 0) || !restart || terminating {
             s.done = is_init && code == 0 || !restart;
             s.not_before = None;
         } else {
@@ -917,13 +1123,22 @@ impl Worker {
             )
             .await
         {
-            Ok(_) => self.posted = Some(st),
-            Err(kube::Error::Api(s)) if s.code == 404 => self.posted = Some(st),
-            Err(e) => tracing::warn!(
-                "updating status of pod {}/{}: {e}",
-                self.meta.namespace,
-                self.meta.name
-            ),
+            Ok(_) => {
+                self.posted = Some(st);
+                self.status_dirty = false;
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.posted = Some(st);
+                self.status_dirty = false;
+            }
+            Err(e) => {
+                self.status_dirty = true;
+                tracing::warn!(
+                    "updating status of pod {}/{}: {e}",
+                    self.meta.namespace,
+                    self.meta.name
+                )
+            }
         }
     }
 }

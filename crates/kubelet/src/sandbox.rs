@@ -371,17 +371,27 @@ impl Machinery {
             }
         };
         // Watch the exit before `start`, so even an instant exit is seen.
+        // A plain thread, not `spawn_blocking`: a runtime waits for its
+        // blocking tasks at shutdown, and this one lives as long as the container.
         let name = c.name.clone();
         let id2 = id.clone();
-        tokio::task::spawn_blocking(move || {
-            let code = runtime::wait_exit(pid);
-            let _ = exits.send(ExitInfo {
-                name,
-                id: id2,
-                exit_code: code,
-                finished_at: Utc::now(),
+        let waiter = std::thread::Builder::new()
+            .name(format!("wait-{pid}"))
+            .spawn(move || {
+                let code = runtime::wait_exit(pid);
+                let _ = exits.send(ExitInfo {
+                    name,
+                    id: id2,
+                    exit_code: code,
+                    finished_at: Utc::now(),
+                });
             });
-        });
+        if let Err(e) = waiter {
+            let _ = self.runtime.delete(&id);
+            return Err(SandboxError::Spec(format!(
+                "cannot start the exit watcher thread: {e}"
+            )));
+        }
         let rt = self.runtime.clone();
         let id2 = id.clone();
         let started = tokio::task::spawn_blocking(move || rt.start(&id2))

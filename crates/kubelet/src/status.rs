@@ -77,6 +77,10 @@ pub struct ContainerRecord {
     pub restart_count: i32,
     pub state: CState,
     pub last_termination: Option<Termination>,
+    /// Startup probe passed (or none).
+    pub started: bool,
+    /// Readiness probe passing (or none) and started.
+    pub ready: bool,
 }
 
 impl ContainerRecord {
@@ -92,7 +96,13 @@ impl ContainerRecord {
                 message: None,
             },
             last_termination: None,
+            started: false,
+            ready: false,
         }
+    }
+    /// Running and ready (what `ready` in the status and the conditions mean).
+    pub fn is_ready(&self) -> bool {
+        self.is_running() && self.ready
     }
     pub fn is_running(&self) -> bool {
         matches!(self.state, CState::Running { .. })
@@ -143,8 +153,8 @@ pub fn container_status(r: &ContainerRecord) -> ContainerStatus {
         image: r.image_ref.clone().unwrap_or_else(|| r.image.clone()),
         image_id: r.image_id.clone().unwrap_or_default(),
         container_id: container_id.map(|id| format!("runc://{id}")),
-        ready: r.is_running(),
-        started: Some(r.is_running()),
+        ready: r.is_ready(),
+        started: Some(r.is_running() && r.started),
         restart_count: r.restart_count,
         state: Some(state),
         last_state: Some(
@@ -249,7 +259,7 @@ fn condition(
 /// The whole `status` the kubelet owns.
 pub fn pod_status(i: &PodStatusInput) -> PodStatus {
     let phase = pod_phase(i.restart_policy, i.init_failed, i.init_done, i.containers);
-    let all_ready = !i.containers.is_empty() && i.containers.iter().all(|c| c.is_running());
+    let all_ready = !i.containers.is_empty() && i.containers.iter().all(|c| c.is_ready());
     let terminal = phase == "Succeeded" || phase == "Failed";
     let containers_ready = all_ready && !terminal;
     let not_ready_reason = if terminal {
@@ -434,6 +444,8 @@ mod tests {
             .with_timezone(&Utc);
         let t1 = t0 + chrono::Duration::seconds(30);
         let recs = vec![ContainerRecord {
+            ready: true,
+            started: true,
             image_ref: Some("docker.io/minik/hello:latest".into()),
             image_id: Some("docker.io/minik/hello@sha256:ab".into()),
             ..rec(

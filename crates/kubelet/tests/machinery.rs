@@ -41,7 +41,11 @@ fn uid() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{:08x}-0000-4000-8000-{:012x}", (n as u32) ^ std::process::id(), n as u64 & 0xffff_ffff_ffff)
+    format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        (n as u32) ^ std::process::id(),
+        n as u64 & 0xffff_ffff_ffff
+    )
 }
 
 fn container(name: &str, image: &str, command: Option<&[&str]>) -> Container {
@@ -91,7 +95,10 @@ fn http_get(ip: &str, deadline: Duration) -> Result<String, String> {
 }
 
 fn host_clean(cfg: &KubeletConfig, netns: &str, veth: &str) {
-    assert!(!network::netns_path(netns).exists(), "netns {netns} left behind");
+    assert!(
+        !network::netns_path(netns).exists(),
+        "netns {netns} left behind"
+    );
     assert!(
         !Path::new("/sys/class/net").join(veth).exists(),
         "veth {veth} left behind"
@@ -147,10 +154,11 @@ async fn hello_pod_serves_its_name_and_stops_gracefully() {
         .unwrap()
         .expect("pod answers on :80");
     let t_serving = t0.elapsed();
-    println!(
-        "sandbox {t_sandbox:?}, container started {t_started:?}, serving HTTP {t_serving:?}"
+    println!("sandbox {t_sandbox:?}, container started {t_started:?}, serving HTTP {t_serving:?}");
+    assert!(
+        page.starts_with("HTTP/1.") && page.contains(" 200 "),
+        "{page}"
     );
-    assert!(page.starts_with("HTTP/1.") && page.contains(" 200 "), "{page}");
     assert!(
         page.contains(&format!("This page is served by pod {pod_name}.")),
         "{page}"
@@ -171,13 +179,20 @@ async fn hello_pod_serves_its_name_and_stops_gracefully() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(logged.contains("stderr F [::ffff:10.251.10.1]") && logged.contains("url:/"), "log: {logged}");
-    assert!(logged.contains(" stdout F minik/hello: serving /www on port 80 as pod hello-7d9c-xyz"), "log: {logged}");
+    assert!(
+        logged.contains("stderr F [::ffff:10.251.10.1]") && logged.contains("url:/"),
+        "log: {logged}"
+    );
+    assert!(
+        logged.contains(" stdout F minik/hello: serving /www on port 80 as pod hello-7d9c-xyz"),
+        "log: {logged}"
+    );
     assert!(m.logs.is_active(&run.log_path));
 
     // Graceful stop: the entrypoint traps TERM and exits 0 well within grace.
     let t1 = Instant::now();
-    m.stop_container(&run.id, run.pid, Duration::from_secs(10)).await;
+    m.stop_container(&run.id, run.pid, Duration::from_secs(10))
+        .await;
     let stop_time = t1.elapsed();
     let exit = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
@@ -223,7 +238,14 @@ async fn exit_codes_logs_and_shared_netns() {
     let (tx, mut rx) = mpsc::unbounded_channel::<ExitInfo>();
     // Server container and a client container in the same pod: localhost works.
     let server = m
-        .start_container(&pm, &sb, &hello, &container("web", "minik/hello", None), ContainerInputs::default(), tx.clone())
+        .start_container(
+            &pm,
+            &sb,
+            &hello,
+            &container("web", "minik/hello", None),
+            ContainerInputs::default(),
+            tx.clone(),
+        )
         .await
         .unwrap();
     let script = "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://127.0.0.1/ && break; sleep 0.2; done; echo \"host=$(hostname) var=$GREETING\"; cat /etc/hostname; echo to-stderr >&2; exit 3";
@@ -258,12 +280,16 @@ async fn exit_codes_logs_and_shared_netns() {
     }
     let log = std::fs::read_to_string(&client.log_path).unwrap();
     let text = minik_kubelet::logs::render(&log, &Default::default(), chrono::Utc::now());
-    assert!(text.contains("This page is served by pod two-containers."), "{text}");
+    assert!(
+        text.contains("This page is served by pod two-containers."),
+        "{text}"
+    );
     assert!(text.contains("host=two-containers var=hi"), "{text}");
     assert!(log.contains(" stderr F to-stderr"), "{log}");
 
     // SIGKILL path: a container that ignores TERM.
-    m.stop_container(&server.id, server.pid, Duration::from_millis(0)).await;
+    m.stop_container(&server.id, server.pid, Duration::from_millis(0))
+        .await;
     let exit = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("server exits")
@@ -298,7 +324,15 @@ async fn shutdown_stops_containers_and_keeps_state() {
             &pm,
             &sb,
             &bb,
-            &container("sleep", "minik/busybox", Some(&["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"])),
+            &container(
+                "sleep",
+                "minik/busybox",
+                Some(&[
+                    "sh",
+                    "-c",
+                    "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+                ]),
+            ),
             ContainerInputs::default(),
             tx,
         )
@@ -314,10 +348,16 @@ async fn shutdown_stops_containers_and_keeps_state() {
         .unwrap();
     assert_eq!(exit.exit_code, Some(0));
     assert!(m.runtime.list().is_empty(), "runtime containers deleted");
-    assert!(runtime::mounts_under(&cfg.root_dir).is_empty(), "rootfs unmounted");
+    assert!(
+        runtime::mounts_under(&cfg.root_dir).is_empty(),
+        "rootfs unmounted"
+    );
     // State kept: pod dir, log, IP reservation.
     assert!(run.log_path.exists());
-    assert_eq!(m.ipam.lookup(&uid).map(|i| i.to_string()), Some(sb.ip.clone()));
+    assert_eq!(
+        m.ipam.lookup(&uid).map(|i| i.to_string()),
+        Some(sb.ip.clone())
+    );
     let (netns, veth) = network::names_for(&cfg.bridge, &uid);
     assert!(!network::netns_path(&netns).exists());
     minik_kubelet::teardown(&cfg).unwrap();
@@ -357,7 +397,15 @@ async fn logs_endpoint_follow_tail_previous() {
     let app = minik_kubelet::logs::router(m.pods_dir.clone(), m.logs.clone());
     let bb = m.images.resolve("minik/busybox").unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel::<ExitInfo>();
-    let c = container("talk", "minik/busybox", Some(&["sh", "-c", "for i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done"]));
+    let c = container(
+        "talk",
+        "minik/busybox",
+        Some(&[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done",
+        ]),
+    );
     // First run (restart 0) and wait for it to end.
     let first = m
         .start_container(&pm, &sb, &bb, &c, ContainerInputs::default(), tx.clone())
@@ -365,17 +413,38 @@ async fn logs_endpoint_follow_tail_previous() {
         .unwrap();
     // follow=true streams while the container runs and ends when it exits.
     let t = Instant::now();
-    let (code, body) = get_body(app.clone(), "/containerLogs/default/talker/talk?follow=true").await;
+    let (code, body) = get_body(
+        app.clone(),
+        "/containerLogs/default/talker/talk?follow=true",
+    )
+    .await;
     assert_eq!(code, 200);
     assert_eq!(body, "line-1\nline-2\nline-3\nline-4\nline-5\n");
-    assert!(t.elapsed() >= Duration::from_millis(500), "streamed, not a snapshot");
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "streamed, not a snapshot"
+    );
     let exit = rx.recv().await.unwrap();
     assert_eq!(exit.exit_code, Some(0));
     m.remove_container(&uid, "talk", &first.id);
     // Second run (restart 1) prints something else.
-    let c2 = container("talk", "minik/busybox", Some(&["sh", "-c", "echo second-run"]));
+    let c2 = container(
+        "talk",
+        "minik/busybox",
+        Some(&["sh", "-c", "echo second-run"]),
+    );
     let _second = m
-        .start_container(&pm, &sb, &bb, &c2, ContainerInputs { restart_count: 1, ..Default::default() }, tx)
+        .start_container(
+            &pm,
+            &sb,
+            &bb,
+            &c2,
+            ContainerInputs {
+                restart_count: 1,
+                ..Default::default()
+            },
+            tx,
+        )
         .await
         .unwrap();
     rx.recv().await.unwrap();
@@ -388,14 +457,133 @@ async fn logs_endpoint_follow_tail_previous() {
     }
     let (_, cur) = get_body(app.clone(), "/containerLogs/default/talker/talk").await;
     assert_eq!(cur, "second-run\n");
-    let (_, prev) = get_body(app.clone(), "/containerLogs/default/talker/talk?previous=true&tailLines=2").await;
+    let (_, prev) = get_body(
+        app.clone(),
+        "/containerLogs/default/talker/talk?previous=true&tailLines=2",
+    )
+    .await;
     assert_eq!(prev, "line-4\nline-5\n");
-    let (_, ts) = get_body(app.clone(), "/containerLogs/default/talker/talk?timestamps=true").await;
-    assert!(ts.ends_with("Z second-run\n") && ts.starts_with("20"), "{ts}");
+    let (_, ts) = get_body(
+        app.clone(),
+        "/containerLogs/default/talker/talk?timestamps=true",
+    )
+    .await;
+    assert!(
+        ts.ends_with("Z second-run\n") && ts.starts_with("20"),
+        "{ts}"
+    );
     let (code, _) = get_body(app.clone(), "/containerLogs/default/nope/talk").await;
     assert_eq!(code, 404);
     let (code, health) = get_body(app, "/healthz").await;
     assert_eq!((code, health.as_str()), (200, "ok"));
+    minik_kubelet::teardown(&cfg).unwrap();
+    drop(env);
+}
+
+/// Runs one exec session over a real WebSocket; returns (stdout, stderr, status JSON).
+async fn exec_ws(
+    port: u16,
+    query: &str,
+    stdin: Option<&[u8]>,
+) -> (String, String, serde_json::Value) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut req = format!("ws://127.0.0.1:{port}/exec/default/execpod/box?{query}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v5.channel.k8s.io".parse().unwrap(),
+    );
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(
+        resp.headers().get("sec-websocket-protocol").unwrap(),
+        "v5.channel.k8s.io"
+    );
+    if let Some(data) = stdin {
+        let mut m = vec![0u8];
+        m.extend_from_slice(data);
+        ws.send(Message::Binary(m.into())).await.unwrap();
+        ws.send(Message::Binary(vec![255u8, 0].into()))
+            .await
+            .unwrap();
+    }
+    let (mut out, mut err, mut status) = (String::new(), String::new(), serde_json::Value::Null);
+    while let Some(Ok(msg)) = ws.next().await {
+        let Message::Binary(b) = msg else { continue };
+        let Some((&ch, rest)) = b.split_first() else {
+            continue;
+        };
+        match ch {
+            1 => out.push_str(&String::from_utf8_lossy(rest)),
+            2 => err.push_str(&String::from_utf8_lossy(rest)),
+            3 => status = serde_json::from_slice(rest).unwrap(),
+            _ => {}
+        }
+    }
+    (out, err, status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_over_websocket() {
+    let env = Env::new("e", 14);
+    let cfg = env.cfg.clone();
+    minik_kubelet::ensure_builtin_images(&cfg).unwrap();
+    let m = Machinery::new(&cfg).unwrap();
+    let uid = uid();
+    let pm = meta(&uid, "execpod");
+    let m2 = m.clone();
+    let pm2 = pm.clone();
+    let sb = tokio::task::spawn_blocking(move || m2.create_sandbox(&pm2))
+        .await
+        .unwrap()
+        .unwrap();
+    m.logs.set_pod("default", "execpod", Some(&uid));
+    let bb = m.images.resolve("minik/busybox").unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel::<ExitInfo>();
+    let c = container("box", "minik/busybox", Some(&["sleep", "3600"]));
+    let run = m
+        .start_container(&pm, &sb, &bb, &c, ContainerInputs::default(), tx)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = minik_kubelet::http_router(&m);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (out, err, st) = exec_ws(
+        port,
+        "command=sh&command=-c&command=echo%20out%20%24(hostname)%3B%20echo%20err%20%3E%262%3B%20exit%203&stdout=1&stderr=1",
+        None,
+    )
+    .await;
+    assert_eq!(out, "out execpod\n");
+    assert_eq!(err, "err\n");
+    assert_eq!(st["reason"], "NonZeroExitCode");
+    assert_eq!(st["details"]["causes"][0]["message"], "3");
+
+    let (out, _, st) = exec_ws(
+        port,
+        "command=cat&stdin=1&stdout=1&stderr=1",
+        Some(b"from stdin\n"),
+    )
+    .await;
+    assert_eq!(out, "from stdin\n");
+    assert_eq!(st["status"], "Success");
+
+    let (out, _, st) = exec_ws(
+        port,
+        "command=sh&command=-c&command=test%20-t%200%20%26%26%20echo%20is-a-tty&stdin=1&stdout=1&tty=1",
+        None,
+    )
+    .await;
+    assert!(out.contains("is-a-tty"), "{out:?} {st}");
+    assert_eq!(st["status"], "Success");
+
+    m.stop_container(&run.id, run.pid, Duration::from_secs(0))
+        .await;
+    server.abort();
     minik_kubelet::teardown(&cfg).unwrap();
     drop(env);
 }

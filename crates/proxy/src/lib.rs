@@ -28,6 +28,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use thiserror::Error;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 pub use render::Params;
 
@@ -144,9 +145,11 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> anyhow::Result<()> {
     })
     .await??;
     let notify = Arc::new(Notify::new());
-    let services = spawn_reflector::<Service>(&client, &notify);
-    let slices = spawn_reflector::<EndpointSlice>(&client, &notify);
-    let endpoints = spawn_reflector::<Endpoints>(&client, &notify);
+    // Owned here so that dropping `run` (agent shutdown) stops the watches.
+    let mut watches = JoinSet::new();
+    let services = spawn_reflector::<Service>(&mut watches, &client, &notify);
+    let slices = spawn_reflector::<EndpointSlice>(&mut watches, &client, &notify);
+    let endpoints = spawn_reflector::<Endpoints>(&mut watches, &client, &notify);
 
     // Programming before the first complete list would briefly reject every
     // service; wait for it (but not forever: a missing API must not stop
@@ -193,6 +196,9 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> anyhow::Result<()> {
         tokio::select! {
             _ = notify.notified() => {}
             _ = tokio::time::sleep(RESYNC) => {
+                if let Err(e) = tokio::task::spawn_blocking(sysctl::ensure).await? {
+                    tracing::warn!(error = %e, "proxy cannot keep kernel settings");
+                }
                 let t = table.clone();
                 let exists = tokio::task::spawn_blocking(move || nft::table_comment(&t)).await?;
                 if !matches!(exists, Ok(Some(_))) {
@@ -205,7 +211,11 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> anyhow::Result<()> {
     }
 }
 
-fn spawn_reflector<K>(client: &kube::Client, notify: &Arc<Notify>) -> Store<K>
+fn spawn_reflector<K>(
+    tasks: &mut JoinSet<()>,
+    client: &kube::Client,
+    notify: &Arc<Notify>,
+) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -219,7 +229,7 @@ where
     let api: Api<K> = Api::all(client.clone());
     let notify = notify.clone();
     let kind = K::kind(&());
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut warned = false;
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
@@ -246,7 +256,11 @@ where
 /// another minik proxy table on this host still needs them). Safe to call
 /// when nothing is installed.
 pub fn teardown(cfg: &ProxyConfig) -> anyhow::Result<()> {
-    let comment = nft::table_comment(&cfg.table)?;
+    let comment = match nft::table_comment(&cfg.table) {
+        // no nft binary: nothing can have been installed
+        Err(nft::NftError::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
     nft::delete_table(&cfg.table)?;
     let Some(saved) = comment.as_deref().and_then(sysctl::Saved::from_comment) else {
         return Ok(());

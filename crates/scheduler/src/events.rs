@@ -156,6 +156,10 @@ impl Recorder {
                     m.insert(key, (name, 1));
                 }
             }
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                // The namespace is going away: nobody will read this event.
+                tracing::debug!(reason, error = %s.message, "event not recorded");
+            }
             Err(e) => tracing::warn!(reason, error = %e, "could not record event"),
         }
     }

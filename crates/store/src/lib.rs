@@ -79,6 +79,7 @@
 
 mod codec;
 mod crc32;
+mod etcd;
 mod state;
 mod writer;
 
@@ -188,6 +189,13 @@ impl Default for StoreOptions {
 /// Handle to an open store. Cheap to clone; the store closes (pending
 /// writes finished, watchers ended, files closed) when the last clone is
 /// dropped or on [`Store::close`].
+///
+/// Two backends sit behind this one type (callers never see which): the
+/// embedded store in a directory ([`Store::open`]) and a real etcd
+/// ([`Store::connect_etcd`], see the `etcd` module docs). Both keep the
+/// key space and the watch history in the same in-memory [`State`], so
+/// reads (`get`, `list`, `revision`, `watch`) are synchronous and
+/// identical; only writes differ.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -195,13 +203,23 @@ pub struct Store {
 
 struct Inner {
     state: Arc<RwLock<State>>,
+    watch_buffer: usize,
+    backend: Backend,
+}
+
+enum Backend {
+    Embedded(Embedded),
+    Etcd(etcd::Etcd),
+}
+
+/// The embedded backend: the writer thread and its request channel.
+struct Embedded {
     tx: mpsc::UnboundedSender<Request>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    watch_buffer: usize,
     dir: PathBuf,
 }
 
-impl Drop for Inner {
+impl Drop for Embedded {
     fn drop(&mut self) {
         let _ = self.tx.send(Request::Close { reply: None });
         let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -212,7 +230,7 @@ impl Drop for Inner {
     }
 }
 
-fn read_lock(s: &RwLock<State>) -> RwLockReadGuard<'_, State> {
+pub(crate) fn read_lock(s: &RwLock<State>) -> RwLockReadGuard<'_, State> {
     s.read().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -400,17 +418,64 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 state,
-                tx,
-                writer: Mutex::new(Some(handle)),
                 watch_buffer: opts.watch_buffer,
-                dir: dir.to_path_buf(),
+                backend: Backend::Embedded(Embedded {
+                    tx,
+                    writer: Mutex::new(Some(handle)),
+                    dir: dir.to_path_buf(),
+                }),
             }),
         })
     }
 
-    /// The directory this store lives in.
+    /// Connects to a real etcd with default options; see
+    /// [`Store::connect_etcd_with`].
+    pub async fn connect_etcd(endpoint: &str) -> Result<Store, StoreError> {
+        Store::connect_etcd_with(endpoint, StoreOptions::default()).await
+    }
+
+    /// Connects to etcd at `endpoint` (`etcd://host:port`, several
+    /// endpoints comma-separated, or plain `host:port` / `http://host:port`),
+    /// loads the key space and the retained history into memory and starts
+    /// mirroring it (see the `etcd` module docs). `history_max_events`,
+    /// `history_max_bytes` and `watch_buffer` apply as for the embedded
+    /// store; the WAL and batch options do not.
+    pub async fn connect_etcd_with(endpoint: &str, opts: StoreOptions) -> Result<Store, StoreError> {
+        let (state, backend) = etcd::Etcd::connect(endpoint, &opts).await?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                state,
+                watch_buffer: opts.watch_buffer,
+                backend: Backend::Etcd(backend),
+            }),
+        })
+    }
+
+    /// The node's `--datastore` value: `etcd://host:port[,host:port...]`
+    /// connects to etcd, anything else is the embedded store's directory.
+    pub async fn open_url(url_or_dir: &str) -> Result<Store, StoreError> {
+        if etcd::is_etcd_url(url_or_dir) {
+            Store::connect_etcd(url_or_dir).await
+        } else {
+            Store::open(Path::new(url_or_dir))
+        }
+    }
+
+    /// The directory this store lives in (the empty path for an etcd store).
     pub fn dir(&self) -> &Path {
-        &self.inner.dir
+        match &self.inner.backend {
+            Backend::Embedded(e) => &e.dir,
+            Backend::Etcd(_) => Path::new(""),
+        }
+    }
+
+    /// Where the data lives, for logs and messages: the directory, or
+    /// `etcd://host:port`.
+    pub fn datastore(&self) -> String {
+        match &self.inner.backend {
+            Backend::Embedded(e) => e.dir.display().to_string(),
+            Backend::Etcd(e) => e.url().to_string(),
+        }
     }
 
     /// Current global revision (1 for an empty store; see the module docs).
@@ -455,16 +520,19 @@ impl Store {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
     ) -> Result<T, StoreError> {
+        let Backend::Embedded(e) = &self.inner.backend else {
+            unreachable!("call() is only used by the embedded backend")
+        };
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(make(reply))
-            .map_err(|_| StoreError::Closed)?;
+        e.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Creates `key`; `AlreadyExists` if it exists. Resolves once durable.
     pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
+        if let Backend::Etcd(e) = &self.inner.backend {
+            return e.create(key, value).await;
+        }
         let key = key.to_string();
         self.call(|reply| Request::Create { key, value, reply })
             .await
@@ -479,6 +547,9 @@ impl Store {
         value: Vec<u8>,
         expected_mod_revision: Option<i64>,
     ) -> Result<KeyValue, StoreError> {
+        if let Backend::Etcd(e) = &self.inner.backend {
+            return e.update(key, value, expected_mod_revision).await;
+        }
         let key = key.to_string();
         self.call(|reply| Request::Update {
             key,
@@ -496,6 +567,9 @@ impl Store {
         key: &str,
         expected_mod_revision: Option<i64>,
     ) -> Result<KeyValue, StoreError> {
+        if let Backend::Etcd(e) = &self.inner.backend {
+            return e.delete(key, expected_mod_revision).await;
+        }
         let key = key.to_string();
         self.call(|reply| Request::Delete {
             key,
@@ -527,8 +601,11 @@ impl Store {
 
     /// Drops history up to and including `revision` (clamped to the current
     /// revision; compacting to an already compacted revision is a no-op).
-    /// Durable when it resolves.
+    /// Durable when it resolves. On etcd this compacts etcd itself too.
     pub async fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        if let Backend::Etcd(e) = &self.inner.backend {
+            return e.compact(revision).await;
+        }
         self.call(|reply| Request::Compact {
             rev: revision,
             reply,
@@ -538,21 +615,27 @@ impl Store {
 
     /// Resolves when every write submitted before it is durable (they are
     /// fsynced before being acknowledged anyway; this is a barrier for
-    /// shutdown).
+    /// shutdown). A no-op on etcd, which acknowledges after its own fsync.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        if let Backend::Etcd(e) = &self.inner.backend {
+            return e.flush();
+        }
         self.call(|reply| Request::Flush { reply }).await
     }
 
-    /// Finishes queued writes, ends every watch, and stops the writer;
-    /// later writes fail with `Closed` (reads still answer from memory).
+    /// Finishes queued writes, ends every watch, and stops the writer (on
+    /// etcd: stops mirroring); later writes fail with `Closed` (reads still
+    /// answer from memory).
     pub async fn close(&self) -> Result<(), StoreError> {
+        let e = match &self.inner.backend {
+            Backend::Embedded(e) => e,
+            Backend::Etcd(e) => {
+                e.close();
+                return Ok(());
+            }
+        };
         let (reply, rx) = oneshot::channel();
-        if self
-            .inner
-            .tx
-            .send(Request::Close { reply: Some(reply) })
-            .is_err()
-        {
+        if e.tx.send(Request::Close { reply: Some(reply) }).is_err() {
             return Ok(());
         }
         let _ = rx.await;

@@ -166,6 +166,71 @@ impl State {
         }
     }
 
+    /// Applies one change observed on etcd (the `etcd` backend's mirror).
+    /// Unlike [`State::apply`] revisions may skip (writes to keys this
+    /// mirror does not hold) or repeat (several keys changed by one etcd
+    /// transaction), but never go back. `None` as the value is a delete.
+    /// An error means the mirror no longer matches etcd (it must reload).
+    pub(crate) fn apply_remote(
+        &mut self,
+        rev: i64,
+        key: String,
+        put: Option<(i64, Arc<[u8]>)>,
+    ) -> Result<Event, String> {
+        if rev < self.rev {
+            return Err(format!(
+                "change of {key} at revision {rev} arrived after revision {}",
+                self.rev
+            ));
+        }
+        let ev = match put {
+            Some((create_revision, value)) => {
+                let kv = KeyValue {
+                    key: key.clone(),
+                    value,
+                    create_revision,
+                    mod_revision: rev,
+                };
+                let prev = self.kv.insert(key, kv.clone());
+                Event {
+                    event_type: EventType::Put,
+                    kv,
+                    prev,
+                }
+            }
+            None => {
+                let Some(prev) = self.kv.remove(&key) else {
+                    return Err(format!(
+                        "delete of {key} at revision {rev}, but the key is not in the mirror"
+                    ));
+                };
+                let mut kv = prev.clone();
+                kv.mod_revision = rev;
+                Event {
+                    event_type: EventType::Delete,
+                    kv,
+                    prev: Some(prev),
+                }
+            }
+        };
+        self.rev = rev;
+        self.push_history(ev.clone());
+        Ok(ev)
+    }
+
+    /// Replaces the whole key space with `kv` read at revision `rev` and
+    /// forgets history (it no longer connects to the new state): every
+    /// watcher's stream ends, so clients re-list, and older watches are
+    /// `Compacted`.
+    pub(crate) fn reset(&mut self, kv: BTreeMap<String, KeyValue>, rev: i64) {
+        self.kv = kv;
+        self.rev = rev;
+        self.compacted = rev;
+        self.history.clear();
+        self.history_bytes = 0;
+        self.watchers.clear();
+    }
+
     /// Appends to the history and trims it to its bounds; trimming an event
     /// moves the compacted revision past it.
     pub(crate) fn push_history(&mut self, ev: Event) {

@@ -426,7 +426,7 @@ pub const MAX_KEY_LEN: usize = 64 << 10;
 /// Largest value (bytes) the store accepts.
 pub const MAX_VALUE_LEN: usize = 32 << 20;
 
-fn check_sizes(key: &str, value_len: usize) -> Result<(), StoreError> {
+pub(crate) fn check_sizes(key: &str, value_len: usize) -> Result<(), StoreError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(StoreError::Io(io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -234,7 +234,8 @@ fn percent_decode(s: &str) -> String {
 /// Parses a sha256sum-style file: the first token must be 64 hex digits.
 fn parse_checksum(text: &str) -> Option<String> {
     let tok = text.split_whitespace().next()?;
-    (tok.len() == 64 && tok.bytes().all(|c| c.is_ascii_hexdigit())).then(|| tok.to_ascii_lowercase())
+    (tok.len() == 64 && tok.bytes().all(|c| c.is_ascii_hexdigit()))
+        .then(|| tok.to_ascii_lowercase())
 }
 
 async fn fetch_checksum(
@@ -331,9 +332,13 @@ fn copy_with_hash(src: &Path, part: &Path, opts: &FetchOptions) -> Result<String
         reason: e.to_string(),
     })?;
     let total = input.metadata().ok().map(|m| m.len());
-    let mut out = std::fs::File::create(part)
-        .map_err(io_err(format!("cannot create {}", part.display())))?;
-    let pb = progress_bar(total, &src.file_name().unwrap_or_default().to_string_lossy(), opts);
+    let mut out =
+        std::fs::File::create(part).map_err(io_err(format!("cannot create {}", part.display())))?;
+    let pb = progress_bar(
+        total,
+        &src.file_name().unwrap_or_default().to_string_lossy(),
+        opts,
+    );
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -372,8 +377,8 @@ async fn download_with_hash(
     let total = resp.content_length();
     let name = url.rsplit('/').next().unwrap_or(url).to_string();
     let pb = progress_bar(total, &name, opts);
-    let mut out = std::fs::File::create(part)
-        .map_err(io_err(format!("cannot create {}", part.display())))?;
+    let mut out =
+        std::fs::File::create(part).map_err(io_err(format!("cannot create {}", part.display())))?;
     let mut h = Sha256::new();
     let mut got: u64 = 0;
     let mut stream = resp.bytes_stream();
@@ -383,7 +388,9 @@ async fn download_with_hash(
             Err(e) => {
                 pb.abandon();
                 let _ = std::fs::remove_file(part);
-                return Err(fetch_err(format!("transfer interrupted after {got} bytes: {e}")));
+                return Err(fetch_err(format!(
+                    "transfer interrupted after {got} bytes: {e}"
+                )));
             }
         };
         h.update(&chunk);
@@ -411,7 +418,10 @@ mod tests {
     #[test]
     fn parses_sha256sum_lines() {
         let d = "b8c33b45e3ce485b1dffdcca5a9ab77c133ede84b40e4a531065c380ec7e50fc";
-        assert_eq!(parse_checksum(&format!("{d}  minik-0.1.0.iso\n")).as_deref(), Some(d));
+        assert_eq!(
+            parse_checksum(&format!("{d}  minik-0.1.0.iso\n")).as_deref(),
+            Some(d)
+        );
         assert_eq!(parse_checksum(&d.to_uppercase()).as_deref(), Some(d));
         assert_eq!(parse_checksum("<html>not found</html>"), None);
         assert_eq!(parse_checksum(""), None);
@@ -427,7 +437,10 @@ mod tests {
         assert_eq!(s.file_name().unwrap(), "a b.iso");
         assert!(Source::parse("ftp://x/y.iso").is_err());
         assert!(Source::parse("file://relative.iso").is_err());
-        assert!(Source::parse("https://example.org/").unwrap().file_name().is_err());
+        assert!(Source::parse("https://example.org/")
+            .unwrap()
+            .file_name()
+            .is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! payload format, console markers).
 
 pub mod iso;
+pub mod isofs;
 pub mod payload;
 pub mod qemu;
 pub mod qmp;
@@ -19,7 +20,7 @@ mod state;
 
 pub use iso::{ensure_iso, ensure_iso_with, FetchOptions, IsoError};
 pub use payload::{AgentPayload, PayloadError};
-pub use qemu::{Accel, QemuDriver, StopOutcome, VmError, VmInfo, VmSpec, VmState};
+pub use qemu::{Accel, BootMode, QemuDriver, StopOutcome, VmError, VmInfo, VmSpec, VmState};
 pub use qmp::{Qmp, QmpError};
 pub use ssh::SshError;
 

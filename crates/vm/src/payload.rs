@@ -132,7 +132,12 @@ impl AgentPayload {
     }
 
     /// Adds a host file as `dest` (relative path) with `mode`.
-    pub fn add_file(&mut self, dest: &str, src: &Path, mode: u32) -> Result<&mut Self, PayloadError> {
+    pub fn add_file(
+        &mut self,
+        dest: &str,
+        src: &Path,
+        mode: u32,
+    ) -> Result<&mut Self, PayloadError> {
         check_dest(dest)?;
         if !src.is_file() {
             return Err(PayloadError::Source {
@@ -149,7 +154,12 @@ impl AgentPayload {
     }
 
     /// Adds in-memory content as `dest` (relative path) with `mode`.
-    pub fn add_bytes(&mut self, dest: &str, bytes: impl Into<Vec<u8>>, mode: u32) -> Result<&mut Self, PayloadError> {
+    pub fn add_bytes(
+        &mut self,
+        dest: &str,
+        bytes: impl Into<Vec<u8>>,
+        mode: u32,
+    ) -> Result<&mut Self, PayloadError> {
         check_dest(dest)?;
         self.entries.push(Entry {
             dest: dest.to_string(),
@@ -165,11 +175,18 @@ impl AgentPayload {
             return Err(PayloadError::BadCommand("empty command line".into()));
         }
         if let Some(a) = self.cmdline.iter().find(|a| a.contains('\n')) {
-            return Err(PayloadError::BadCommand(format!("argument {a:?} contains a newline")));
+            return Err(PayloadError::BadCommand(format!(
+                "argument {a:?} contains a newline"
+            )));
         }
         for (k, v) in &self.env {
-            if k.is_empty() || !k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') || v.contains('\n') {
-                return Err(PayloadError::BadCommand(format!("bad environment entry {k}={v:?}")));
+            if k.is_empty()
+                || !k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+                || v.contains('\n')
+            {
+                return Err(PayloadError::BadCommand(format!(
+                    "bad environment entry {k}={v:?}"
+                )));
             }
         }
         let werr = |source| PayloadError::Write {
@@ -206,16 +223,20 @@ impl AgentPayload {
             h.set_mode(0o755);
             h.set_size(0);
             h.set_mtime(0);
-            b.append_data(&mut h, format!("{d}/"), std::io::empty()).map_err(werr)?;
+            b.append_data(&mut h, format!("{d}/"), std::io::empty())
+                .map_err(werr)?;
         }
         for e in &self.entries {
             match &e.content {
-                Content::Bytes(bytes) => append_bytes(&mut b, &e.dest, bytes, e.mode).map_err(werr)?,
+                Content::Bytes(bytes) => {
+                    append_bytes(&mut b, &e.dest, bytes, e.mode).map_err(werr)?
+                }
                 Content::File(src) => {
-                    let mut f = std::fs::File::open(src).map_err(|source| PayloadError::Source {
-                        path: src.clone(),
-                        source,
-                    })?;
+                    let mut f =
+                        std::fs::File::open(src).map_err(|source| PayloadError::Source {
+                            path: src.clone(),
+                            source,
+                        })?;
                     let len = f
                         .metadata()
                         .map_err(|source| PayloadError::Source {
@@ -262,7 +283,9 @@ fn check_dest(dest: &str) -> Result<(), PayloadError> {
         && !dest.starts_with('/')
         && !dest.ends_with('/')
         && !reserved.contains(&dest)
-        && dest.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        && dest
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
     if ok {
         Ok(())
     } else {
@@ -305,7 +328,10 @@ mod tests {
         }
         assert_eq!(seen["cmdline"].1, "./bin\nserve\n--ip\n@IP@\n");
         assert_eq!(seen["env"].1, "RUST_LOG='info it'\\''s'\n");
-        assert_eq!(seen["authorized_keys"], (0o600, "ssh-ed25519 AAAA test\n".into()));
+        assert_eq!(
+            seen["authorized_keys"],
+            (0o600, "ssh-ed25519 AAAA test\n".into())
+        );
         assert_eq!(seen["bin"].0, 0o755);
         assert_eq!(seen["www/index.html"].1, "hi\n");
         assert!(seen.contains_key("www/"));
@@ -322,7 +348,9 @@ mod tests {
         assert!(AgentPayload::new(Vec::<String>::new())
             .write_image(&d.join("i"), "")
             .is_err());
-        assert!(AgentPayload::new(["a\nb"]).write_image(&d.join("i"), "").is_err());
+        assert!(AgentPayload::new(["a\nb"])
+            .write_image(&d.join("i"), "")
+            .is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

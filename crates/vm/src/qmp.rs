@@ -77,7 +77,11 @@ impl Qmp {
         })
     }
 
-    async fn run<C: qapi::qmp::QmpCommand + 'static>(&self, name: &str, cmd: C) -> Result<C::Ok, QmpError> {
+    async fn run<C: qapi::qmp::QmpCommand + 'static>(
+        &self,
+        name: &str,
+        cmd: C,
+    ) -> Result<C::Ok, QmpError> {
         match tokio::time::timeout(self.timeout, self.service.execute(cmd)).await {
             Err(_) => Err(QmpError::Timeout {
                 command: name.to_string(),
@@ -106,7 +110,8 @@ impl Qmp {
 
     /// `system_powerdown`: presses the ACPI power button.
     pub async fn system_powerdown(&self) -> Result<(), QmpError> {
-        self.run("system_powerdown", qapi::qmp::system_powerdown {}).await?;
+        self.run("system_powerdown", qapi::qmp::system_powerdown {})
+            .await?;
         Ok(())
     }
 
@@ -116,7 +121,10 @@ impl Qmp {
             Ok(_) => Ok(()),
             // QEMU may close the socket before answering.
             Err(QmpError::Command { reason, .. })
-                if reason.contains("closed") || reason.contains("EOF") || reason.contains("reset") || reason.contains("broken pipe") =>
+                if reason.contains("closed")
+                    || reason.contains("EOF")
+                    || reason.contains("reset")
+                    || reason.contains("broken pipe") =>
             {
                 Ok(())
             }
@@ -138,7 +146,12 @@ impl Qmp {
 
     /// Forwards 127.0.0.1:`host_port` to the guest's `guest_port` (TCP) on
     /// the user-mode network `netdev`.
-    pub async fn hostfwd_add(&self, netdev: &str, host_port: u16, guest_port: u16) -> Result<(), QmpError> {
+    pub async fn hostfwd_add(
+        &self,
+        netdev: &str,
+        host_port: u16,
+        guest_port: u16,
+    ) -> Result<(), QmpError> {
         let cmd = format!("hostfwd_add {netdev} tcp:127.0.0.1:{host_port}-:{guest_port}");
         let out = self.hmp(&cmd).await?;
         if out.trim().is_empty() {

@@ -53,7 +53,10 @@ pub fn ensure_key(profile_dir: &Path) -> Result<String, SshError> {
             });
         }
     }
-    std::fs::read_to_string(&public).map_err(|source| SshError::Read { path: public, source })
+    std::fs::read_to_string(&public).map_err(|source| SshError::Read {
+        path: public,
+        source,
+    })
 }
 
 /// `ssh` to root@127.0.0.1:`port` with the profile key, running `args`

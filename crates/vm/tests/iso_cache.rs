@@ -74,7 +74,9 @@ fn quiet() -> FetchOptions {
 }
 
 fn payload(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 #[tokio::test]
@@ -84,8 +86,10 @@ async fn http_download_cache_and_corruption() {
     {
         let mut f = files.lock().unwrap();
         f.body.insert("/rel/minik-test.iso".into(), iso.clone());
-        f.body
-            .insert("/rel/minik-test.iso.sha256".into(), format!("{}  minik-test.iso\n", sha(&iso)).into_bytes());
+        f.body.insert(
+            "/rel/minik-test.iso.sha256".into(),
+            format!("{}  minik-test.iso\n", sha(&iso)).into_bytes(),
+        );
     }
     let port = serve(files.clone());
     let url = format!("http://127.0.0.1:{port}/rel/minik-test.iso");
@@ -124,33 +128,43 @@ async fn http_download_cache_and_corruption() {
         let mut served = good.clone();
         served[12345] ^= 1;
         f.body.insert("/rel/minik-bad.iso".into(), served);
-        f.body.insert("/rel/minik-bad.iso.sha256".into(), sha(&good).into_bytes());
+        f.body
+            .insert("/rel/minik-bad.iso.sha256".into(), sha(&good).into_bytes());
     }
     let bad_url = format!("http://127.0.0.1:{port}/rel/minik-bad.iso");
-    let err = ensure_iso_with(&bad_url, &cache, &quiet()).await.unwrap_err();
+    let err = ensure_iso_with(&bad_url, &cache, &quiet())
+        .await
+        .unwrap_err();
     assert!(matches!(err, IsoError::Checksum { .. }), "{err}");
     assert!(err.to_string().contains("discarded"), "{err}");
     assert!(!cache.join("minik-bad.iso").exists());
     assert!(!cache.join("minik-bad.iso.part").exists());
 
     // no checksum beside it: refused
-    let err = ensure_iso_with(&format!("http://127.0.0.1:{port}/rel/none.iso"), &cache, &quiet())
-        .await
-        .unwrap_err();
+    let err = ensure_iso_with(
+        &format!("http://127.0.0.1:{port}/rel/none.iso"),
+        &cache,
+        &quiet(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, IsoError::Fetch { .. }), "{err}");
     assert!(err.to_string().contains("none.iso.sha256"), "{err}");
 
     // a checksum file that is not one
-    files
-        .lock()
-        .unwrap()
-        .body
-        .insert("/rel/minik-test.iso.sha256".into(), b"<html>oops</html>".to_vec());
+    files.lock().unwrap().body.insert(
+        "/rel/minik-test.iso.sha256".into(),
+        b"<html>oops</html>".to_vec(),
+    );
     let err = ensure_iso_with(&url, &cache, &quiet()).await.unwrap_err();
     assert!(matches!(err, IsoError::BadChecksumFile { .. }), "{err}");
 
     // checksum unreachable (offline): the cached, verified copy is used
-    files.lock().unwrap().body.remove("/rel/minik-test.iso.sha256");
+    files
+        .lock()
+        .unwrap()
+        .body
+        .remove("/rel/minik-test.iso.sha256");
     let got2 = ensure_iso_with(&url, &cache, &quiet()).await.unwrap();
     assert_eq!(std::fs::read(&got2).unwrap(), iso);
 
@@ -168,13 +182,19 @@ async fn file_urls() {
     let got = ensure_iso_with(&url, &cache, &quiet()).await.unwrap();
     assert_eq!(std::fs::read(&got).unwrap(), iso);
 
-    std::fs::write(src.join("m.iso.sha256"), format!("{}  m.iso\n", sha(b"other"))).unwrap();
+    std::fs::write(
+        src.join("m.iso.sha256"),
+        format!("{}  m.iso\n", sha(b"other")),
+    )
+    .unwrap();
     std::fs::remove_file(&got).unwrap();
     let err = ensure_iso_with(&url, &cache, &quiet()).await.unwrap_err();
     assert!(matches!(err, IsoError::Checksum { .. }), "{err}");
     assert!(!got.exists());
 
-    let err = ensure_iso_with("ftp://example.org/m.iso", &cache, &quiet()).await.unwrap_err();
+    let err = ensure_iso_with("ftp://example.org/m.iso", &cache, &quiet())
+        .await
+        .unwrap_err();
     assert!(matches!(err, IsoError::BadUrl(_)));
     std::fs::remove_dir_all(&src).unwrap();
     std::fs::remove_dir_all(&cache).unwrap();

@@ -1,0 +1,256 @@
+//! The in-process path the node components use: `kube::Client::new(router)`
+//! with typed k8s-openapi objects, no socket. Also the pods/log proxy to a
+//! (fake) kubelet on loopback.
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
+use kube::Client;
+use minik_apiserver::{ApiServer, ApiServerOptions};
+use serde_json::json;
+
+async fn server() -> (tempfile::TempDir, ApiServer, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = minik_store::Store::open(&dir.path().join("store")).unwrap();
+    let server = ApiServer::new(store, ApiServerOptions::default())
+        .await
+        .unwrap();
+    let client = Client::new(server.router(), "default");
+    (dir, server, client)
+}
+
+fn pod(name: &str, node: Option<&str>) -> Pod {
+    let mut spec = json!({"containers": [{"name": "app", "image": "minik/hello:1"}]});
+    if let Some(n) = node {
+        spec["nodeName"] = json!(n);
+    }
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "x"}}, "spec": spec})).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_client_crud_status_binding_and_watch() {
+    let (_dir, _server, client) = server().await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let lp = ListParams::default();
+    let list = pods.list(&lp).await.unwrap();
+    assert!(list.items.is_empty());
+    let rv = list.metadata.resource_version.clone().unwrap();
+
+    let mut stream = pods
+        .watch(&WatchParams::default().labels("app=x"), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let created = pods
+        .create(&PostParams::default(), &pod("a", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.status.as_ref().unwrap().phase.as_deref(),
+        Some("Pending")
+    );
+    assert_eq!(
+        created.spec.as_ref().unwrap().scheduler_name.as_deref(),
+        Some("default-scheduler")
+    );
+    match stream.try_next().await.unwrap().unwrap() {
+        WatchEvent::Added(p) => assert_eq!(p.metadata.name.as_deref(), Some("a")),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+
+    // the scheduler's binding
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "a"}, "target": {"kind": "Node", "name": "minik"}});
+    let _: serde_json::Value = pods
+        .create_subresource("binding", "a", &PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let bound = pods.get("a").await.unwrap();
+    assert_eq!(
+        bound.spec.as_ref().unwrap().node_name.as_deref(),
+        Some("minik")
+    );
+    match stream.try_next().await.unwrap().unwrap() {
+        WatchEvent::Modified(p) => assert_eq!(p.spec.unwrap().node_name.as_deref(), Some("minik")),
+        other => panic!("expected MODIFIED, got {other:?}"),
+    }
+
+    // the kubelet's status patch changes only status
+    let st = json!({"status": {"phase": "Running", "podIP": "10.244.0.5"}, "spec": {"nodeName": "elsewhere"}});
+    let p = pods
+        .patch_status("a", &PatchParams::default(), &Patch::Merge(&st))
+        .await
+        .unwrap();
+    assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
+    assert_eq!(p.spec.as_ref().unwrap().node_name.as_deref(), Some("minik"));
+    // and a main-resource update cannot change status
+    let mut again = p.clone();
+    again.status.as_mut().unwrap().phase = Some("Failed".into());
+    again
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("app".into(), "y".into());
+    let replaced = pods
+        .replace("a", &PostParams::default(), &again)
+        .await
+        .unwrap();
+    assert_eq!(replaced.status.unwrap().phase.as_deref(), Some("Running"));
+    // it left the selector: the watcher sees DELETED
+    match stream.try_next().await.unwrap().unwrap() {
+        WatchEvent::Modified(_) => match stream.try_next().await.unwrap().unwrap() {
+            WatchEvent::Deleted(p) => assert_eq!(p.metadata.labels.unwrap()["app"], "x"),
+            other => panic!("expected DELETED, got {other:?}"),
+        },
+        other => panic!("expected MODIFIED (status), got {other:?}"),
+    }
+
+    // graceful delete of a bound pod, then the kubelet's final delete
+    let dp = DeleteParams::default();
+    pods.delete("a", &dp).await.unwrap();
+    let terminating = pods.get("a").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    pods.delete(
+        "a",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(pods.get_opt("a").await.unwrap().is_none());
+
+    // a stale resourceVersion is a 409
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let l: Lease = serde_json::from_value(json!({"metadata": {"name": "minik"}, "spec": {"holderIdentity": "minik", "leaseDurationSeconds": 40}})).unwrap();
+    let l = leases.create(&PostParams::default(), &l).await.unwrap();
+    let mut l2 = l.clone();
+    l2.spec.as_mut().unwrap().lease_duration_seconds = Some(41);
+    leases
+        .replace("minik", &PostParams::default(), &l2)
+        .await
+        .unwrap();
+    match leases.replace("minik", &PostParams::default(), &l2).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 409);
+            assert!(
+                s.message.contains("the object has been modified"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+
+    // events written through events.k8s.io/v1 are core v1 events too
+    let new_events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::default_namespaced(client.clone());
+    let ev: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "a.1"}, "eventTime": "2026-01-01T00:00:00.000000Z", "reason": "Pulled", "type": "Normal",
+        "action": "Pull", "note": "image pulled", "reportingController": "kubelet", "reportingInstance": "minik",
+        "regarding": {"kind": "Pod", "name": "a", "namespace": "default"}})).unwrap();
+    new_events
+        .create(&PostParams::default(), &ev)
+        .await
+        .unwrap();
+    let core_events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::default_namespaced(client.clone());
+    let core = core_events.get("a.1").await.unwrap();
+    assert_eq!(core.message.as_deref(), Some("image pulled"));
+    assert_eq!(core.involved_object.name.as_deref(), Some("a"));
+    let listed = core_events
+        .list(&ListParams::default().fields("involvedObject.name=a"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(
+        new_events.get("a.1").await.unwrap().note.as_deref(),
+        Some("image pulled")
+    );
+
+    // services: kube-dns may take .10, nobody else
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "kube-system");
+    let dns: Service = serde_json::from_value(json!({"metadata": {"name": "kube-dns"}, "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}})).unwrap();
+    let dns = svcs.create(&PostParams::default(), &dns).await.unwrap();
+    assert_eq!(dns.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.10"));
+}
+
+/// A kubelet stand-in: answers `/containerLogs/...` with a fixed text that
+/// echoes the path and query it got.
+async fn fake_kubelet() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new()
+        .fallback(|uri: axum::http::Uri| async move { format!("log line 1\nasked {uri}\n") });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_logs_are_proxied_to_the_kubelet() {
+    let (_dir, _server, client) = server().await;
+    let port = fake_kubelet().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": "minik"}})).unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let status = json!({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+                        "conditions": [{"type": "Ready", "status": "True"}]}});
+    nodes
+        .patch_status("minik", &PatchParams::default(), &Patch::Strategic(&status))
+        .await
+        .unwrap();
+
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    pods.create(&PostParams::default(), &pod("web", Some("minik")))
+        .await
+        .unwrap();
+    let text = pods
+        .logs(
+            "web",
+            &LogParams {
+                tail_lines: Some(5),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(text.starts_with("log line 1\n"), "{text}");
+    assert!(
+        text.contains("/containerLogs/default/web/app?tailLines=5"),
+        "{text}"
+    );
+    match pods
+        .logs(
+            "web",
+            &LogParams {
+                container: Some("nope".into()),
+                ..Default::default()
+            },
+        )
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 400),
+        other => panic!("expected 400, got {other:?}"),
+    }
+    // followed logs stream
+    let mut lines = pods
+        .log_stream(
+            "web",
+            &LogParams {
+                follow: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    use futures::AsyncReadExt;
+    lines.read_to_end(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf).contains("follow=true"));
+}

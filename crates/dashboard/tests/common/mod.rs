@@ -1,0 +1,538 @@
+//! Test harness shared by the browser tests and the benchmark example: a
+//! real minik API server over TLS on 127.0.0.1 (fresh CA, server and admin
+//! certificates), the dashboard pointed at it with the admin certificate,
+//! and headless Chromium driven over the Chrome DevTools Protocol.
+#![allow(dead_code)]
+
+use futures::{SinkExt, StreamExt};
+use minik_apiserver::{ApiServer, ApiServerOptions, TlsFiles};
+use minik_dashboard::{ApiAuth, DashboardConfig};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+pub struct Pki {
+    pub ca_pem: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub admin_cert: String,
+    pub admin_key: String,
+}
+
+pub fn pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "minikCA");
+    ca_params.distinguished_name = dn;
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let server_key = KeyPair::generate().unwrap();
+    let mut sp = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    sp.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "minik");
+    sp.distinguished_name = dn;
+    let server_cert = sp.signed_by(&server_key, &issuer).unwrap();
+
+    let admin_key = KeyPair::generate().unwrap();
+    let mut ap = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ap.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "minik-admin");
+    dn.push(DnType::OrganizationName, "system:masters");
+    ap.distinguished_name = dn;
+    let admin_cert = ap.signed_by(&admin_key, &issuer).unwrap();
+
+    Pki {
+        ca_pem: ca_cert.pem(),
+        server_cert: server_cert.pem(),
+        server_key: server_key.serialize_pem(),
+        admin_cert: admin_cert.pem(),
+        admin_key: admin_key.serialize_pem(),
+    }
+}
+
+/// A running API server plus a dashboard in front of it.
+pub struct Cluster {
+    _dir: tempfile::TempDir,
+    pub pki: Pki,
+    /// `https://127.0.0.1:port`
+    pub api: String,
+    /// `http://127.0.0.1:port`
+    pub dashboard: String,
+    pub client: reqwest::Client,
+}
+
+impl Cluster {
+    /// Starts both servers as tasks on the current tokio runtime.
+    pub async fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = pki();
+        let store = minik_store::Store::open(&dir.path().join("store")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let opts = ApiServerOptions {
+            secure_port: port,
+            ..ApiServerOptions::default()
+        };
+        let server = ApiServer::new(store, opts).await.unwrap();
+        let tls = TlsFiles {
+            ca_cert_pem: pki.ca_pem.clone(),
+            cert_pem: pki.server_cert.clone(),
+            key_pem: pki.server_key.clone(),
+        };
+        tokio::spawn(async move { server.serve_tls(listener, tls).await });
+        let api = format!("https://127.0.0.1:{port}");
+
+        let cfg = DashboardConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            api_server: api.clone(),
+            auth: ApiAuth::ClientCert {
+                ca_pem: pki.ca_pem.clone(),
+                cert_pem: pki.admin_cert.clone(),
+                key_pem: pki.admin_key.clone(),
+            },
+        };
+        let dl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dashboard = format!("http://{}", dl.local_addr().unwrap());
+        tokio::spawn(async move { minik_dashboard::serve_on(dl, cfg).await });
+
+        let id = reqwest::Identity::from_pem(
+            format!("{}{}", pki.admin_cert, pki.admin_key).as_bytes(),
+        )
+        .unwrap();
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
+            .identity(id)
+            .no_proxy()
+            .build()
+            .unwrap();
+        let c = Cluster {
+            _dir: dir,
+            pki,
+            api,
+            dashboard,
+            client,
+        };
+        // both up?
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok_api = c.client.get(format!("{}/version", c.api)).send().await.is_ok();
+            let ok_dash = reqwest::get(format!("{}/healthz", c.dashboard)).await.is_ok();
+            if ok_api && ok_dash {
+                break;
+            }
+            assert!(Instant::now() < deadline, "servers did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        c
+    }
+
+    pub async fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>, ctype: &str) -> (u16, Value) {
+        let mut rb = self
+            .client
+            .request(method.clone(), format!("{}{}", self.api, path))
+            .header("accept", "application/json");
+        if let Some(b) = body {
+            rb = rb.header("content-type", ctype).body(b.to_string());
+        }
+        let r = rb.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let code = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.req(reqwest::Method::GET, path, None, "").await
+    }
+    /// POST that must succeed.
+    pub async fn create(&self, path: &str, obj: Value) -> Value {
+        let (code, v) = self
+            .req(reqwest::Method::POST, path, Some(obj), "application/json")
+            .await;
+        assert!(code == 201 || code == 200, "POST {path}: {code} {v}");
+        v
+    }
+    /// Merge-PATCH that must succeed.
+    pub async fn patch(&self, path: &str, patch: Value) -> Value {
+        let (code, v) = self
+            .req(reqwest::Method::PATCH, path, Some(patch), "application/merge-patch+json")
+            .await;
+        assert!(code == 200, "PATCH {path}: {code} {v}");
+        v
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+pub fn rfc3339(offset_secs: i64) -> String {
+    // seconds precision UTC, no chrono dependency
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64 + offset_secs;
+    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
+    // civil from days (Howard Hinnant)
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+/// A pod spec with one container.
+pub fn pod(ns: &str, name: &str, labels: Value, owner: Option<Value>, node: Option<&str>) -> Value {
+    let mut p = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"containers": [{"name": "web", "image": "docker.io/library/nginx:1.27",
+            "ports": [{"containerPort": 80, "protocol": "TCP"}],
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
+    });
+    if let Some(o) = owner {
+        p["metadata"]["ownerReferences"] = json!([o]);
+    }
+    if let Some(n) = node {
+        p["spec"]["nodeName"] = json!(n);
+    }
+    p
+}
+
+/// A pod status as a kubelet would write it.
+pub fn running_status(ip: &str) -> Value {
+    json!({"status": {
+        "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": "10.0.2.15", "startTime": rfc3339(-600),
+        "qosClass": "Burstable",
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": rfc3339(-600)},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": rfc3339(-600)},
+            {"type": "ContainersReady", "status": "True", "lastTransitionTime": rfc3339(-590)},
+            {"type": "Ready", "status": "True", "lastTransitionTime": rfc3339(-590)}],
+        "containerStatuses": [{"name": "web", "ready": true, "started": true, "restartCount": 0,
+            "image": "docker.io/library/nginx:1.27", "imageID": "", "containerID": "runc://abc",
+            "state": {"running": {"startedAt": rfc3339(-595)}}}]
+    }})
+}
+
+pub fn waiting_status(reason: &str, message: &str, restarts: u32) -> Value {
+    json!({"status": {
+        "phase": "Pending", "hostIP": "10.0.2.15", "startTime": rfc3339(-300), "podIP": "10.244.0.9",
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "message": "containers with unready status: [web]"}],
+        "containerStatuses": [{"name": "web", "ready": false, "restartCount": restarts,
+            "image": "docker.io/library/nginx:1.27", "imageID": "",
+            "state": {"waiting": {"reason": reason, "message": message}}}]
+    }})
+}
+
+// ---------------------------------------------------------------- Chromium
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+
+/// Headless Chromium with one page, driven over CDP.
+pub struct Chrome {
+    child: tokio::process::Child,
+    _profile: tempfile::TempDir,
+    tx: tokio::sync::mpsc::UnboundedSender<Message>,
+    pending: Pending,
+    next: AtomicU64,
+    session: String,
+}
+
+fn chromium_binary() -> PathBuf {
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+            let p = Path::new(dir).join(c);
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!("Chromium is not installed: run scripts/setup.sh (apt-get install -y chromium)");
+}
+
+impl Chrome {
+    pub async fn launch(width: u32, height: u32) -> Chrome {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new(chromium_binary())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                "--font-render-hinting=none",
+                &format!("--window-size={width},{height}"),
+                &format!("--user-data-dir={}", profile.path().display()),
+                "--remote-debugging-port=0",
+                "about:blank",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting chromium");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let ws_url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if let Some(i) = l.find("ws://") {
+                    if l.contains("DevTools listening on") {
+                        return l[i..].trim().to_string();
+                    }
+                }
+            }
+            panic!("chromium exited before printing its DevTools URL");
+        })
+        .await
+        .expect("chromium did not print its DevTools URL within 30s");
+        // keep draining stderr so Chromium never blocks on a full pipe
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str()).await.unwrap();
+        let (mut sink, mut stream) = ws.split();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let p2 = pending.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                if let Message::Text(t) = m {
+                    let v: Value = match serde_json::from_str(t.as_str()) {
+                        Ok(v) => v,
+                        Err(_) => continue,
+                    };
+                    if let Some(id) = v.get("id").and_then(Value::as_u64) {
+                        if let Some(s) = p2.lock().unwrap().remove(&id) {
+                            let _ = s.send(v);
+                        }
+                    }
+                }
+            }
+        });
+        let mut c = Chrome {
+            child,
+            _profile: profile,
+            tx,
+            pending,
+            next: AtomicU64::new(1),
+            session: String::new(),
+        };
+        let t = c
+            .call_browser("Target.createTarget", json!({"url": "about:blank"}))
+            .await;
+        let target = t["targetId"].as_str().unwrap().to_string();
+        let s = c
+            .call_browser(
+                "Target.attachToTarget",
+                json!({"targetId": target, "flatten": true}),
+            )
+            .await;
+        c.session = s["sessionId"].as_str().unwrap().to_string();
+        c.call("Page.enable", json!({})).await;
+        c.call("Runtime.enable", json!({})).await;
+        c.viewport(width, height).await;
+        c
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    async fn send(&self, method: &str, params: Value, session: Option<&str>) -> Value {
+        let id = self.next.fetch_add(1, Ordering::SeqCst);
+        let (stx, srx) = oneshot::channel();
+        self.pending.lock().unwrap().insert(id, stx);
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            msg["sessionId"] = json!(s);
+        }
+        self.tx.send(Message::Text(msg.to_string().into())).unwrap();
+        let v = tokio::time::timeout(Duration::from_secs(60), srx)
+            .await
+            .unwrap_or_else(|_| panic!("CDP {method} timed out"))
+            .unwrap();
+        if let Some(e) = v.get("error") {
+            panic!("CDP {method} failed: {e}");
+        }
+        v["result"].clone()
+    }
+    async fn call_browser(&self, method: &str, params: Value) -> Value {
+        self.send(method, params, None).await
+    }
+    /// A CDP command on the page.
+    pub async fn call(&self, method: &str, params: Value) -> Value {
+        let s = self.session.clone();
+        self.send(method, params, Some(&s)).await
+    }
+
+    pub async fn viewport(&self, width: u32, height: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
+    }
+
+    pub async fn navigate(&self, url: &str) {
+        self.call("Page.navigate", json!({"url": url})).await;
+        self.wait_for("document.readyState === 'complete'", Duration::from_secs(20))
+            .await;
+    }
+
+    /// Evaluates `expr` (promises awaited) and returns its JSON value.
+    pub async fn eval(&self, expr: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        if let Some(e) = r.get("exceptionDetails") {
+            panic!("page threw evaluating {expr}: {e}");
+        }
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `expr` until it is truthy; returns how long it took.
+    pub async fn wait_for(&self, expr: &str, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let v = self.eval(expr).await;
+            let truthy = match &v {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if truthy {
+                return start.elapsed();
+            }
+            if start.elapsed() > timeout {
+                let body = self
+                    .eval("document.querySelector('#main') && document.querySelector('#main').innerText.slice(0, 1500)")
+                    .await;
+                panic!("timed out after {timeout:?} waiting for `{expr}`; page shows:\n{body}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn wait_testid(&self, id: &str) -> Duration {
+        self.wait_for(
+            &format!("!!document.querySelector('[data-testid=\"{id}\"]')"),
+            Duration::from_secs(20),
+        )
+        .await
+    }
+
+    pub async fn text(&self, id: &str) -> String {
+        self.eval(&format!(
+            "(document.querySelector('[data-testid=\"{id}\"]') || {{}}).innerText || ''"
+        ))
+        .await
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+    }
+
+    /// A real mouse click in the middle of the element with this data-testid.
+    pub async fn click(&self, id: &str) {
+        self.wait_testid(id).await;
+        let r = self
+            .eval(&format!(
+                "(() => {{ const e = document.querySelector('[data-testid=\"{id}\"]'); e.scrollIntoView({{block: 'center', inline: 'center'}});
+                 const r = e.getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }})()"
+            ))
+            .await;
+        let (x, y) = (r[0].as_f64().unwrap(), r[1].as_f64().unwrap());
+        for ty in ["mouseMoved", "mousePressed", "mouseReleased"] {
+            self.call(
+                "Input.dispatchMouseEvent",
+                json!({"type": ty, "x": x, "y": y, "button": "left", "clickCount": 1}),
+            )
+            .await;
+        }
+    }
+
+    /// Types into a focused input: selects its content, then inserts `text`.
+    pub async fn type_into(&self, id: &str, text: &str) {
+        self.click(id).await;
+        self.eval(&format!(
+            "document.querySelector('[data-testid=\"{id}\"]').select()"
+        ))
+        .await;
+        self.call("Input.insertText", json!({"text": text})).await;
+    }
+
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let r = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().unwrap())
+            .unwrap();
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    /// Kills Chromium by its PID and waits for it.
+    pub async fn close(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+/// `<workspace target dir>/dashboard-screenshots`.
+pub fn screenshot_dir() -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("dashboard-screenshots")
+}
