@@ -5,7 +5,7 @@
 # Owns: the guest operating system of the minik VM. Everything comes from
 # `apt-get download` + `dpkg-deb -x` (no root needed for the build itself):
 #   - kernel: linux-image-cloud-amd64 (bzImage, plus the modules we load)
-#   - userland: busybox-static, crun, iproute2 (ip, bridge, ss), nftables,
+#   - userland: busybox-static, dash (/bin/sh), crun, iproute2 (ip, bridge, ss), nftables,
 #     dropbear-bin, e2fsprogs (mkfs.ext4, e2fsck), ca-certificates, and the
 #     shared-library closure of those binaries (resolved from ELF NEEDED
 #     entries against the Depends closure of the packages)
@@ -74,7 +74,7 @@ KVER="${KPKG#linux-image-}"
 # What we take files from. Their Depends closure is downloaded too so that
 # every shared library can be found; only packages that contribute a file
 # end up in packages.txt.
-TOP_PKGS=(busybox-static crun iproute2 nftables dropbear-bin e2fsprogs ca-certificates libc6 libgcc-s1 kmod)
+TOP_PKGS=(busybox-static dash crun iproute2 nftables dropbear-bin e2fsprogs ca-certificates libc6 libgcc-s1 kmod)
 # Libraries the minik agent needs beyond the tools' closure (glibc's set).
 AGENT_LIBS=(libc.so.6 libm.so.6 libgcc_s.so.1 libpthread.so.0 libdl.so.2 librt.so.1 libresolv.so.2 libutil.so.1)
 
@@ -144,6 +144,10 @@ take() {
 }
 
 take busybox-static bin/busybox
+# /bin/sh is dash: busybox-static's ash runs its own applets before PATH
+# (FEATURE_PREFER_APPLETS), so `ip` in a shell would be busybox's, without netns.
+take dash bin/dash
+ln -s dash "$ROOT/usr/bin/sh"
 take crun usr/bin/crun
 take iproute2 bin/ip
 take iproute2 bin/ss

@@ -139,17 +139,19 @@ fn hello_world_on_the_none_driver() {
     assert_eq!(seen.len(), 3);
 
     // --- cluster DNS and ClusterIP from inside a pod ------------------------
-    env.k(&["run", "toolbox", "--image=minik/busybox", "--restart=Never", "--", "sleep", "3600"]);
-    wait_running(&env, "run=toolbox", 1);
-    let ns = wait_for("cluster DNS answer", Duration::from_secs(30), || {
-        let o = env.kubectl(&["exec", "toolbox", "--", "nslookup", "hello.default.svc.cluster.local"]);
-        let s = text(&o.stdout);
-        if o.status.success() && s.contains("10.") { Ok(s) } else { Err(format!("{s}{}", text(&o.stderr))) }
-    });
     let cluster_ip = env.k(&["get", "svc", "hello", "-o", "jsonpath={.spec.clusterIP}"]);
-    assert!(ns.contains(&cluster_ip), "nslookup gave {ns}, ClusterIP is {cluster_ip}");
-    let via_dns = env.k(&["exec", "toolbox", "--", "wget", "-qO-", "http://hello.default.svc.cluster.local/"]);
-    assert!(via_dns.contains("Hello"), "{via_dns}");
+    env.k(&[
+        "run", "probe", "--image=minik/busybox", "--restart=Never", "--",
+        "sh", "-c",
+        "nslookup hello.default.svc.cluster.local && wget -qO- http://hello.default.svc.cluster.local/ && wget -qO- http://hello/",
+    ]);
+    let probe = wait_for("the probe pod to finish", Duration::from_secs(60), || {
+        let phase = env.k(&["get", "pod", "probe", "-o", "jsonpath={.status.phase}"]);
+        if phase == "Succeeded" { Ok(env.k(&["logs", "probe"])) } else { Err(phase) }
+    });
+    assert!(probe.contains("Name:\thello.default.svc.cluster.local") || probe.contains("hello.default.svc.cluster.local"), "{probe}");
+    assert!(probe.contains(&format!("Address: {cluster_ip}")), "nslookup should answer the ClusterIP {cluster_ip}:\n{probe}");
+    assert_eq!(probe.matches("This page is served by pod hello-").count(), 2, "{probe}");
 
     // --- apply twice: rolling update ----------------------------------------
     env.kubectl_stdin(&["apply", "-f", "-"], HELLO_V1);

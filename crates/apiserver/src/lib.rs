@@ -454,20 +454,33 @@ async fn handle(
             get_only(&method)?;
             let doc = minik_apimachinery::openapi::v3_group_version(&gv)
                 .ok_or_else(ApiError::path_not_found)?;
-            let mut resp = json_response(StatusCode::OK, &doc);
-            if q.get("hash").is_some() {
-                // the hash in the URL pins the content: cacheable forever
-                resp.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, immutable"),
-                );
-            } else {
-                resp.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-cache, private"),
-                );
+            let current = minik_apimachinery::openapi::v3_hash(&gv).unwrap_or_default();
+            match q.get("hash") {
+                // a stale hash: send the client to the current document, as kube does
+                Some(h) if !current.is_empty() && h != current => {
+                    let location = format!("/openapi/v3/{gv}?hash={current}");
+                    let mut resp = StatusCode::MOVED_PERMANENTLY.into_response();
+                    if let Ok(v) = HeaderValue::from_str(&location) {
+                        resp.headers_mut().insert(header::LOCATION, v);
+                    }
+                    Ok(resp)
+                }
+                hash => {
+                    let mut resp = json_response(StatusCode::OK, &doc);
+                    // a matching hash pins the content: cacheable forever
+                    let cache = if hash.is_some() {
+                        "public, immutable"
+                    } else {
+                        "no-cache, private"
+                    };
+                    resp.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+                    if let Ok(v) = HeaderValue::from_str(&format!("\"{current}\"")) {
+                        resp.headers_mut().insert(header::ETAG, v);
+                    }
+                    Ok(resp)
+                }
             }
-            Ok(resp)
         }
         Route::SelfSubjectAccessReview | Route::SelfSubjectReview => {
             if method != Method::POST {
@@ -501,6 +514,12 @@ async fn resource(
     out: request::Output,
 ) -> Result<Response, ApiError> {
     let is_watch = p.watch_prefix || q.flag("watch");
+    let out = match out {
+        request::Output::Table(_) => {
+            request::Output::Table(request::Include::parse(q.get("includeObject"))?)
+        }
+        other => other,
+    };
     let name = p.name.as_deref();
     let sub = p.subresource.as_deref();
     if p.info.namespaced && name.is_some() && p.namespace.is_none() {

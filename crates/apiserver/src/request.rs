@@ -172,8 +172,31 @@ impl Query {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Json,
-    Table,
+    /// A `meta.k8s.io/v1` Table whose rows carry the object as asked by `includeObject`.
+    Table(Include),
     PartialMetadata,
+}
+
+/// `includeObject` of a Table request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    None,
+    Metadata,
+    Object,
+}
+
+impl Include {
+    /// Parses the `includeObject` query parameter (default `Metadata`).
+    pub fn parse(v: Option<&str>) -> Result<Include, ApiError> {
+        match v {
+            None | Some("") | Some("Metadata") => Ok(Include::Metadata),
+            Some("None") => Ok(Include::None),
+            Some("Object") => Ok(Include::Object),
+            Some(o) => Err(ApiError::bad_request(format!(
+                "includeObject {o:?} is not valid: use None, Metadata or Object"
+            ))),
+        }
+    }
 }
 
 pub fn output(accept: &str) -> Output {
@@ -181,7 +204,7 @@ pub fn output(accept: &str) -> Output {
         let p: String = part.chars().filter(|c| !c.is_whitespace()).collect();
         if p.contains("g=meta.k8s.io") {
             if p.contains("as=Table") {
-                return Output::Table;
+                return Output::Table(Include::Metadata);
             }
             if p.contains("as=PartialObjectMetadata") {
                 return Output::PartialMetadata;
@@ -348,7 +371,9 @@ mod tests {
 
     #[test]
     fn outputs() {
-        assert_eq!(output("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"), Output::Table);
+        assert_eq!(output("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"), Output::Table(Include::Metadata));
+        assert_eq!(Include::parse(Some("Object")).unwrap(), Include::Object);
+        assert!(Include::parse(Some("All")).is_err());
         assert_eq!(output("application/json, */*"), Output::Json);
         assert_eq!(
             output("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),

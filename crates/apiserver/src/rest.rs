@@ -162,12 +162,13 @@ fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
 pub fn render_object(info: &ResourceInfo, obj: &Value, output: Output) -> Value {
     match output {
         Output::Json => obj.clone(),
-        Output::Table => {
+        Output::Table(include) => {
             let rv = meta_str(obj, "resourceVersion").to_string();
             table::table(
                 info,
                 std::slice::from_ref(obj),
                 json!({"resourceVersion": rv}),
+                include,
                 Utc::now(),
             )
         }
@@ -475,7 +476,7 @@ impl Inner {
             meta["continue"] = json!(c);
         }
         let body = match output {
-            Output::Table => table::table(p.info, &items, meta, Utc::now()),
+            Output::Table(include) => table::table(p.info, &items, meta, include, Utc::now()),
             Output::PartialMetadata => json!({
                 "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
                 "items": items.iter().map(table::partial_object).collect::<Vec<_>>(),

@@ -4,6 +4,7 @@
 //! (cells are printed by kubectl verbatim, so the server formats ages and
 //! statuses). Everything here is pure and unit-tested; `now` is a parameter.
 
+use crate::request::Include;
 use crate::selector::LabelSelector;
 use chrono::{DateTime, Utc};
 use minik_apimachinery::ResourceInfo;
@@ -1223,9 +1224,14 @@ pub fn partial_object(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
 }
 
-/// One row: cells plus the object's metadata.
-pub fn row(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Value {
-    let mut r = json!({"cells": cells(info, obj, now), "object": partial_object(obj)});
+/// One row: cells plus the object (its metadata by default).
+pub fn row(info: &ResourceInfo, obj: &Value, include: Include, now: DateTime<Utc>) -> Value {
+    let mut r = json!({"cells": cells(info, obj, now)});
+    match include {
+        Include::Metadata => r["object"] = partial_object(obj),
+        Include::Object => r["object"] = obj.clone(),
+        Include::None => {}
+    }
     let phase = s(obj, "/status/phase");
     if info.resource == "pods" && (phase == "Succeeded" || phase == "Failed") {
         r["conditions"] = json!([{"type": "Completed", "status": "True", "reason": phase, "message": format!("The pod has completed {}", if phase == "Succeeded" { "successfully" } else { "with a failure" })}]);
@@ -1234,13 +1240,19 @@ pub fn row(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Value {
 }
 
 /// A whole Table for a list (or a single object: one row).
-pub fn table(info: &ResourceInfo, objs: &[Value], list_meta: Value, now: DateTime<Utc>) -> Value {
+pub fn table(
+    info: &ResourceInfo,
+    objs: &[Value],
+    list_meta: Value,
+    include: Include,
+    now: DateTime<Utc>,
+) -> Value {
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
         "columnDefinitions": columns(info),
-        "rows": objs.iter().map(|o| row(info, o, now)).collect::<Vec<_>>(),
+        "rows": objs.iter().map(|o| row(info, o, include, now)).collect::<Vec<_>>(),
     })
 }
 

@@ -254,3 +254,140 @@ async fn pod_logs_are_proxied_to_the_kubelet() {
     lines.read_to_end(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf).contains("follow=true"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_watch_gets_410_and_timeouts_end_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = minik_store::Store::open(&dir.path().join("store")).unwrap();
+    let server = ApiServer::new(store.clone(), ApiServerOptions::default())
+        .await
+        .unwrap();
+    let client = Client::new(server.router(), "default");
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    for n in ["a", "b", "c"] {
+        pods.create(&PostParams::default(), &pod(n, None))
+            .await
+            .unwrap();
+    }
+    store.compact(store.revision()).await.unwrap();
+    let mut stream = pods
+        .watch(&WatchParams::default(), "2")
+        .await
+        .unwrap()
+        .boxed();
+    match stream.try_next().await.unwrap().unwrap() {
+        WatchEvent::Error(e) => {
+            assert_eq!(e.code, 410);
+            assert!(
+                e.message.contains("too old resource version"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+
+    // timeoutSeconds ends the stream
+    let rv = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut stream = pods
+        .watch(&WatchParams::default().timeout(1), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    assert!(stream.try_next().await.unwrap().is_none());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // deletecollection with a selector; unbound pods go at once
+    let mut tagged = pod("d", None);
+    tagged
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("app".into(), "other".into());
+    pods.create(&PostParams::default(), &tagged).await.unwrap();
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app=x"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(left, vec!["d".to_string()]);
+
+    // paging with limit/continue
+    for n in ["p1", "p2", "p3"] {
+        pods.create(&PostParams::default(), &pod(n, None))
+            .await
+            .unwrap();
+    }
+    let page1 = pods.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(page1.items.len(), 2);
+    let token = page1.metadata.continue_.clone().expect("a continue token");
+    let page2 = pods
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(page2.items.len(), 2);
+    assert!(page2.metadata.continue_.as_deref().unwrap_or("").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocations_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let first_ip;
+    {
+        let store = minik_store::Store::open(&path).unwrap();
+        let server = ApiServer::new(store.clone(), ApiServerOptions::default())
+            .await
+            .unwrap();
+        let svcs: Api<Service> = Api::default_namespaced(Client::new(server.router(), "default"));
+        let s: Service = serde_json::from_value(json!({"metadata": {"name": "one"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}})).unwrap();
+        let s = svcs.create(&PostParams::default(), &s).await.unwrap();
+        first_ip = s.spec.unwrap().cluster_ip.unwrap();
+        store.close().await.unwrap();
+    }
+    let store = minik_store::Store::open(&path).unwrap();
+    let server = ApiServer::new(store, ApiServerOptions::default())
+        .await
+        .unwrap();
+    let svcs: Api<Service> = Api::default_namespaced(Client::new(server.router(), "default"));
+    let s: Service = serde_json::from_value(
+        json!({"metadata": {"name": "two"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}),
+    )
+    .unwrap();
+    let s = svcs.create(&PostParams::default(), &s).await.unwrap();
+    let spec = s.spec.unwrap();
+    assert_ne!(spec.cluster_ip.unwrap(), first_ip);
+    let one = svcs.get("one").await.unwrap().spec.unwrap();
+    assert_ne!(
+        spec.ports.unwrap()[0].node_port,
+        one.ports.unwrap()[0].node_port
+    );
+    // bootstrap is idempotent: still exactly one kubernetes Service
+    let all: Api<Service> = Api::all(Client::new(server.router(), "default"));
+    let names: Vec<String> = all
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    assert_eq!(names.iter().filter(|n| *n == "kubernetes").count(), 1);
+}

@@ -374,12 +374,12 @@ async fn dashboard_in_real_chromium() {
     // --- namespace selector: only shop
     ch.navigate(&format!("{url}/#/pods")).await;
     ch.wait_testid("pod-row-shop-db-0").await;
-    ch.eval("const s = document.querySelector('[data-testid=\"ns-select\"]'); s.value = 'shop'; s.dispatchEvent(new Event('change', {bubbles: true}))")
+    ch.eval("(() => { const s = document.querySelector('[data-testid=\"ns-select\"]'); s.value = 'shop'; s.dispatchEvent(new Event('change', {bubbles: true})) })()")
         .await;
     ch.wait_for("!document.querySelector('[data-testid=\"pod-row-default-hello-5d8f7c9b4-x7k2p\"]')", T)
         .await;
     assert!(ch.eval("!!document.querySelector('[data-testid=\"pod-row-shop-db-0\"]')").await.as_bool().unwrap());
-    ch.eval("const s = document.querySelector('[data-testid=\"ns-select\"]'); s.value = ''; s.dispatchEvent(new Event('change', {bubbles: true}))")
+    ch.eval("(() => { const s = document.querySelector('[data-testid=\"ns-select\"]'); s.value = ''; s.dispatchEvent(new Event('change', {bubbles: true})) })()")
         .await;
     ch.wait_testid("pod-row-default-hello-5d8f7c9b4-x7k2p").await;
 

@@ -310,20 +310,24 @@
       '<button class="small" data-action="yaml" data-res="' + res + '" data-ns="' + esc(ns) + '" data-name="' + esc(name) + '" data-testid="yaml-' + id + '">YAML</button> ' +
       '<button class="small danger" data-action="delete" data-res="' + res + '" data-ns="' + esc(ns) + '" data-name="' + esc(name) + '" data-testid="delete-' + id + '">Delete</button></td>';
   }
-  function nsCell(o) { return showNsCol() ? '<td class="nowrap muted">' + esc(o.metadata.namespace) + '</td>' : ''; }
-  function nsHead() { return showNsCol() ? ['Namespace'] : []; }
+  function nsCell(o) { return showNsCol() ? '<td class="nowrap muted hide-sm">' + esc(o.metadata.namespace) + '</td>' : ''; }
+  function nsHead() { return showNsCol() ? [{ t: 'Namespace', cls: 'hide-sm' }] : []; }
+  function nameCell(o) {
+    return '<td class="name">' + esc(o.metadata.name) + (showNsCol() && o.metadata.namespace ? '<div class="show-sm muted ns-sub">' + esc(o.metadata.namespace) + '</div>' : '') + '</td>';
+  }
   function link(view, o) { return '#/' + view + '/' + enc(o.metadata.namespace || '_') + '/' + enc(o.metadata.name); }
   function listHead(title, view, sub) {
     return '<div class="page-head"><h1>' + esc(title) + (sub ? ' <span class="sub">' + sub + '</span>' : '') + '</h1>' +
       '<div class="toolbar"><input class="filter" type="search" placeholder="Filter by name" data-filter="' + view + '" data-testid="filter-' + view + '" value="' + esc(state.filter[view] || '') + '"></div></div>';
   }
-  function scaleBox(d) {
+  function scaleBox(d, big) {
+    var sz = big ? '' : ' class="small"';
     var ns = d.metadata.namespace, name = d.metadata.name, id = tid(ns + '-' + name);
     var key = 'scale-input-' + id;
     var v = state.inputs[key] !== undefined ? state.inputs[key] : ((d.spec || {}).replicas !== undefined ? d.spec.replicas : 1);
     return '<span class="scale-box"><input class="num" type="number" min="0" max="1000" data-testid="' + key + '" data-input="' + key + '" value="' + esc(v) + '" aria-label="Replicas">' +
-      '<button class="small" data-action="scale" data-ns="' + esc(ns) + '" data-name="' + esc(name) + '" data-testid="scale-btn-' + id + '">Scale</button></span> ' +
-      '<button class="small" data-action="restart" data-ns="' + esc(ns) + '" data-name="' + esc(name) + '" data-testid="restart-' + id + '">Restart</button> ';
+      '<button' + sz + ' data-action="scale" data-ns="' + esc(ns) + '" data-name="' + esc(name) + '" data-testid="scale-btn-' + id + '">Scale</button></span> ' +
+      '<button' + sz + ' data-action="restart" data-ns="' + esc(ns) + '" data-name="' + esc(name) + '" data-testid="restart-' + id + '">Restart</button> ';
   }
 
   // ---------- rows ----------
@@ -331,7 +335,7 @@
     var ns = p.metadata.namespace, name = p.metadata.name, id = tid(ns + '-' + name);
     var phase = podPhase(p), rd = podReady(p), st = p.status || {}, cls = phaseClass(phase, rd);
     return '<tr data-href="' + link('pods', p) + '" data-testid="pod-row-' + id + '">' + nsCell(p) +
-      '<td class="name">' + esc(name) + '</td>' +
+      nameCell(p) +
       '<td>' + badge(cls, phase, 'pod-status-' + id) + '</td>' +
       '<td class="num">' + rd.ready + '/' + rd.total + '</td>' +
       '<td class="num">' + podRestarts(p) + '</td>' +
@@ -345,23 +349,23 @@
     var ns = d.metadata.namespace, name = d.metadata.name, id = tid(ns + '-' + name), s = deployStatus(d), st = d.status || {};
     var images = ((((d.spec || {}).template || {}).spec || {}).containers || []).map(function (c) { return '<span class="tag">' + esc(c.image) + '</span>'; }).join(' ');
     return '<tr data-href="' + link('deployments', d) + '" data-testid="deployment-row-' + id + '">' + nsCell(d) +
-      '<td class="name">' + esc(name) + '</td>' +
+      nameCell(d) +
       '<td>' + badge(s.cls, s.text, 'deployment-status-' + id) + '</td>' +
       '<td class="num" data-testid="deployment-ready-' + id + '">' + s.ready + '/' + s.want + '</td>' +
-      '<td class="num hide-sm">' + (st.updatedReplicas || 0) + '</td>' +
+      '<td class="num hide-md">' + (st.updatedReplicas || 0) + '</td>' +
       '<td class="num hide-sm">' + s.avail + '</td>' +
       '<td class="nowrap">' + age(d.metadata.creationTimestamp) + '</td>' +
-      '<td class="hide-sm">' + images + '</td>' +
+      '<td class="hide-md">' + images + '</td>' +
       actionsCell('deployments', d, scaleBox(d)) + '</tr>';
   }
-  var DEPLOY_HEADS = function () { return nsHead().concat(['Name', 'Status', 'Ready', { t: 'Up-to-date', cls: 'hide-sm' }, { t: 'Available', cls: 'hide-sm' }, 'Age', { t: 'Images', cls: 'hide-sm' }, '']); };
+  var DEPLOY_HEADS = function () { return nsHead().concat(['Name', 'Status', 'Ready', { t: 'Up-to-date', cls: 'hide-md' }, { t: 'Available', cls: 'hide-sm' }, 'Age', { t: 'Images', cls: 'hide-md' }, '']); };
   function rsRow(r) {
     var ns = r.metadata.namespace, name = r.metadata.name, id = tid(ns + '-' + name), st = r.status || {};
     var want = (r.spec || {}).replicas || 0, ready = st.readyReplicas || 0;
     var owner = (r.metadata.ownerReferences || [])[0];
     var cls = want === 0 ? 'done' : ready >= want ? 'ok' : 'warn';
     return '<tr data-href="' + link('replicasets', r) + '" data-testid="replicaset-row-' + id + '">' + nsCell(r) +
-      '<td class="name">' + esc(name) + '</td>' +
+      nameCell(r) +
       '<td>' + badge(cls, ready + '/' + want + ' ready') + '</td>' +
       '<td class="num">' + want + '</td><td class="num">' + (st.replicas || 0) + '</td><td class="num">' + ready + '</td>' +
       '<td class="nowrap">' + age(r.metadata.creationTimestamp) + '</td>' +
@@ -386,7 +390,7 @@
     var ns = s.metadata.namespace, name = s.metadata.name, id = tid(ns + '-' + name), sp = s.spec || {};
     var sel = Object.keys(sp.selector || {}).map(function (k) { return '<span class="tag">' + esc(k + '=' + sp.selector[k]) + '</span>'; }).join(' ');
     return '<tr data-href="' + link('services', s) + '" data-testid="service-row-' + id + '">' + nsCell(s) +
-      '<td class="name">' + esc(name) + '</td>' +
+      nameCell(s) +
       '<td>' + badge('plain done', sp.type || 'ClusterIP') + '</td>' +
       '<td class="mono nowrap">' + esc(sp.clusterIP || '—') + '</td>' +
       '<td>' + svcPorts(s) + '</td>' +
@@ -400,7 +404,7 @@
     var ns = c.metadata.namespace, name = c.metadata.name, id = tid(ns + '-' + name);
     var keys = Object.keys(c.data || {}).concat(Object.keys(c.binaryData || {}));
     return '<tr data-href="' + link('configmaps', c) + '" data-testid="configmap-row-' + id + '">' + nsCell(c) +
-      '<td class="name">' + esc(name) + '</td><td class="num">' + keys.length + '</td>' +
+      nameCell(c) + '<td class="num">' + keys.length + '</td>' +
       '<td class="hide-sm">' + keys.slice(0, 6).map(function (k) { return '<span class="tag">' + esc(k) + '</span>'; }).join(' ') + (keys.length > 6 ? ' …' : '') + '</td>' +
       '<td class="nowrap">' + age(c.metadata.creationTimestamp) + '</td>' + actionsCell('configmaps', c) + '</tr>';
   }
@@ -408,7 +412,7 @@
     var ns = s.metadata.namespace, name = s.metadata.name, id = tid(ns + '-' + name);
     var keys = Object.keys(s.data || {});
     return '<tr data-href="' + link('secrets', s) + '" data-testid="secret-row-' + id + '">' + nsCell(s) +
-      '<td class="name">' + esc(name) + '</td><td class="mono hide-sm">' + esc(s.type || 'Opaque') + '</td><td class="num">' + keys.length + '</td>' +
+      nameCell(s) + '<td class="mono hide-sm">' + esc(s.type || 'Opaque') + '</td><td class="num">' + keys.length + '</td>' +
       '<td class="nowrap">' + age(s.metadata.creationTimestamp) + '</td>' + actionsCell('secrets', s) + '</tr>';
   }
   function evTime(e) {
@@ -585,17 +589,19 @@
 
   views.pod = {
     shell: function (rt) {
-      return '<div data-testid="pod-detail"><div id="live"></div><h2>Logs</h2><div class="card log-card"><div class="log-bar">' +
+      return '<div data-testid="pod-detail"><div id="live"></div><div id="log-section"><h2>Logs</h2><div class="card log-card"><div class="log-bar">' +
         '<span><select data-testid="log-container" id="log-container"></select> <span class="log-status" id="log-status" data-testid="log-status">Connecting…</span></span>' +
         '<span class="toolbar"><label class="muted"><input type="checkbox" id="log-wrap"' + (state.wrapLogs ? ' checked' : '') + '> Wrap</label>' +
         '<button class="small" id="log-clear" data-testid="log-clear">Clear</button><button class="small" id="log-reconnect" data-testid="log-reconnect">Reconnect</button></span></div>' +
-        '<pre class="log' + (state.wrapLogs ? ' wrap' : '') + '" id="log" data-testid="log-view"><span class="placeholder">Waiting for log lines…</span></pre></div></div>';
+        '<pre class="log' + (state.wrapLogs ? ' wrap' : '') + '" id="log" data-testid="log-view"><span class="placeholder">Waiting for log lines…</span></pre></div></div><div id="live2"></div></div>';
     },
     mount: function (rt) { logs.open(rt.ns, rt.name, null); },
     unmount: function () { logs.close(); },
     live: function (rt) {
       var p = inf.pods.get(rt.ns, rt.name);
-      if (!p) return gone('pods', rt.ns, rt.name);
+      var sec = $('#log-section');
+      if (sec) sec.style.display = p ? '' : 'none';
+      if (!p) return { live: gone('pods', rt.ns, rt.name), live2: '' };
       logs.containers(p);
       var phase = podPhase(p), rd = podReady(p), st = p.status || {}, sp = p.spec || {};
       var owner = (p.metadata.ownerReferences || [])[0], ownerHtml = '—';
@@ -615,12 +621,12 @@
           '<td>' + badge(cls, text) + (detail ? '<div class="muted">' + esc(detail) + '</div>' : '') + '</td><td>' + (s.ready ? 'yes' : 'no') + '</td><td class="num">' + (s.restartCount || 0) + '</td><td>' + (ports || '<span class="muted">—</span>') + '</td></tr>';
       };
       var crows = (sp.initContainers || []).map(function (c) { return crow(c, true); }).concat((sp.containers || []).map(function (c) { return crow(c, false); }));
-      return detailHead('pods', p, badge(phaseClass(phase, rd), phase, 'pod-detail-status')) +
+      var top = detailHead('pods', p, badge(phaseClass(phase, rd), phase, 'pod-detail-status')) +
         infoGrid([['Namespace', p.metadata.namespace], ['Node', sp.nodeName], ['Pod IP', st.podIP], ['Host IP', st.hostIP],
           ['Ready', rd.ready + '/' + rd.total], ['Restarts', String(podRestarts(p))], ['Started', st.startTime ? age(st.startTime) + ' ago' : ''],
           ['QoS class', st.qosClass], ['Controlled by', ownerHtml, true], ['Labels', tags(p.metadata.labels), true]]) +
-        '<h2>Containers</h2>' + table('containers-table', ['Name', 'Image', 'State', 'Ready', 'Restarts', 'Ports'], crows) +
-        '<h2>Conditions</h2>' + condTable('pod-conditions', st.conditions) + evSection('Pod', p);
+        '<h2>Containers</h2>' + table('containers-table', ['Name', 'Image', 'State', 'Ready', 'Restarts', 'Ports'], crows);
+      return { live: top, live2: '<h2>Conditions</h2>' + condTable('pod-conditions', st.conditions) + evSection('Pod', p) };
     }
   };
 
@@ -642,7 +648,7 @@
       }).sort(byName);
       var images = (((sp.template || {}).spec || {}).containers || []).map(function (c) { return '<span class="tag">' + esc(c.image) + '</span>'; }).join(' ');
       var save = state.ns; state.ns = rt.ns; // no namespace column inside one object
-      var html = detailHead('deployments', d, badge(s.cls, s.text, 'deployment-detail-status'), scaleBox(d)) +
+      var html = detailHead('deployments', d, badge(s.cls, s.text, 'deployment-detail-status'), scaleBox(d, true)) +
         infoGrid([['Namespace', d.metadata.namespace], ['Replicas', s.ready + ' ready / ' + s.want + ' desired'], ['Up-to-date', String(st.updatedReplicas || 0)], ['Available', String(s.avail)],
           ['Strategy', (sp.strategy || {}).type || 'RollingUpdate'], ['Selector', tags(sel), true], ['Images', images, true], ['Created', age(d.metadata.creationTimestamp) + ' ago']]) +
         '<h2>Pods</h2>' + table('deployment-pods', POD_HEADS(), pods.map(podRow), 'No pods yet (the controller creates them from the ReplicaSet).') +
@@ -774,10 +780,14 @@
   };
 
   // ---------- YAML ----------
+  // kubectl's order: apiVersion, kind, metadata first, status last
   function cleanForYaml(o) {
-    var c = JSON.parse(JSON.stringify(o));
+    var c = JSON.parse(JSON.stringify(o)), out = {};
     if (c.metadata) delete c.metadata.managedFields;
-    return c;
+    ['apiVersion', 'kind', 'metadata'].forEach(function (k) { if (k in c) out[k] = c[k]; });
+    Object.keys(c).forEach(function (k) { if (!(k in out) && k !== 'status') out[k] = c[k]; });
+    if ('status' in c) out.status = c.status;
+    return out;
   }
   function yamlHtml(o) {
     return YAML.stringify(cleanForYaml(o)).split('\n').map(function (line) {
@@ -920,20 +930,23 @@
       $$('.sidebar a').forEach(function (a) { a.classList.toggle('active', a.getAttribute('data-view') === (rt.list || rt.view)); });
       window.scrollTo(0, 0);
     }
-    var live = $('#live');
-    if (live) {
-      var html = v.live(rt);
-      if (html !== current.html) {
+    if ($('#live')) {
+      var out = v.live(rt);
+      if (typeof out === 'string') out = { live: out };
+      if (!current.html) current.html = {};
+      Object.keys(out).forEach(function (id) {
+        var el = document.getElementById(id), html = out[id];
+        if (!el || current.html[id] === html) return;
         var act = document.activeElement, aid = act && act.getAttribute && act.getAttribute('data-testid');
         var selStart = null;
         try { selStart = act && act.selectionStart; } catch (e) { /* number inputs */ }
-        live.innerHTML = html;
-        current.html = html;
-        if (aid && live.contains && !document.body.contains(act)) {
-          var n = live.querySelector('[data-testid="' + aid + '"]');
+        el.innerHTML = html;
+        current.html[id] = html;
+        if (aid && !document.body.contains(act)) {
+          var n = el.querySelector('[data-testid="' + aid + '"]');
           if (n) { n.focus(); try { if (selStart !== null) n.setSelectionRange(selStart, selStart); } catch (e) { /* ignore */ } }
         }
-      }
+      });
     }
     renderChrome();
   }

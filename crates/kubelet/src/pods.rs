@@ -912,10 +912,11 @@ impl Worker {
         let s = self.slot(idx, is_init);
         let Some(run) = s.running.take() else { return };
         let code = exit.exit_code.unwrap_or(255);
+        let oom = code != 0 && m.oom_killed(&uid, &s.spec.name, s.rec.restart_count);
         let t = Termination {
             exit_code: code,
             signal: None,
-            reason: Termination::reason_for(code).into(),
+            reason: if oom { "OOMKilled".into() } else { Termination::reason_for(code).into() },
             message: None,
             started_at: Some(run.started_at),
             finished_at: exit.finished_at,

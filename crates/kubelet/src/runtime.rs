@@ -66,13 +66,6 @@ pub struct Runtime {
     pub state_root: PathBuf,
 }
 
-/// A created-and-started container.
-#[derive(Debug, Clone)]
-pub struct Started {
-    pub id: String,
-    pub pid: i32,
-}
-
 /// Makes this process the subreaper for containers it creates. Idempotent.
 pub fn become_subreaper() {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes one integer argument and

@@ -536,6 +536,27 @@ impl Machinery {
         }
     }
 
+    /// Whether the kernel OOM-killed a process of this container (read
+    /// before `remove_container`, which deletes the cgroup). Looks at cgroup
+    /// v1 `memory.oom_control` and v2 `memory.events`.
+    pub fn oom_killed(&self, uid: &str, name: &str, restart_count: i32) -> bool {
+        let id = container_id(uid, name, restart_count);
+        let candidates = [
+            format!("/sys/fs/cgroup/memory/minik/{id}/memory.oom_control"),
+            format!("/sys/fs/cgroup/minik/{id}/memory.events"),
+            format!("/sys/fs/cgroup/unified/minik/{id}/memory.events"),
+        ];
+        candidates.iter().any(|p| {
+            std::fs::read_to_string(p).is_ok_and(|s| {
+                s.lines().any(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+                })
+            })
+        })
+    }
+
     /// Deletes the runtime container and unmounts its rootfs (logs stay).
     pub fn remove_container(&self, uid: &str, name: &str, id: &str) {
         let _ = self.runtime.delete(id);

@@ -587,3 +587,58 @@ async fn exec_over_websocket() {
     minik_kubelet::teardown(&cfg).unwrap();
     drop(env);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_limits_reach_the_cgroup_and_oom_is_detected() {
+    use k8s_openapi::api::core::v1::ResourceRequirements;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let env = Env::new("f", 15);
+    let cfg = env.cfg.clone();
+    minik_kubelet::ensure_builtin_images(&cfg).unwrap();
+    let m = Machinery::new(&cfg).unwrap();
+    let uid = uid();
+    let pm = meta(&uid, "limited");
+    let m2 = m.clone();
+    let pm2 = pm.clone();
+    let sb = tokio::task::spawn_blocking(move || m2.create_sandbox(&pm2))
+        .await
+        .unwrap()
+        .unwrap();
+    let bb = m.images.resolve("minik/busybox").unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ExitInfo>();
+    let mut c = container(
+        "hog",
+        "minik/busybox",
+        // Sleep first so the limits can be read, then allocate ~64 MiB.
+        Some(&["sh", "-c", "sleep 0.5; exec dd if=/dev/zero of=/dev/null bs=64M count=1"]),
+    );
+    c.resources = Some(ResourceRequirements {
+        limits: Some(
+            [
+                ("memory".to_string(), Quantity("32Mi".into())),
+                ("cpu".to_string(), Quantity("500m".into())),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    });
+    let run = m
+        .start_container(&pm, &sb, &bb, &c, ContainerInputs::default(), tx)
+        .await
+        .unwrap();
+    let mem = std::fs::read_to_string(format!("/sys/fs/cgroup/memory/minik/{}/memory.limit_in_bytes", run.id))
+        .unwrap_or_default();
+    let quota = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/minik/{}/cpu.cfs_quota_us", run.id))
+        .unwrap_or_default();
+    assert_eq!(mem.trim(), "33554432");
+    assert_eq!(quota.trim(), "50000");
+    let exit = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("hog exits")
+        .unwrap();
+    assert_eq!(exit.exit_code, Some(137), "killed by the OOM killer");
+    assert!(m.oom_killed(&uid, "hog", 0));
+    m.remove_container(&uid, "hog", &run.id);
+    minik_kubelet::teardown(&cfg).unwrap();
+    drop(env);
+}

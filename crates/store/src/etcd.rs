@@ -203,7 +203,7 @@ async fn with_timeout<T>(
 async fn current_revision(kv: &mut KvClient, url: &str) -> Result<i64, StoreError> {
     let resp = with_timeout(
         url,
-        "read the current revision",
+        "read the current revision (--datastore)",
         kv.get(vec![0u8], Some(GetOptions::new().with_count_only())),
     )
     .await?;
@@ -595,11 +595,7 @@ async fn start(
     let client = with_timeout(&url, "connect", Client::connect(&endpoints, Some(options))).await?;
     let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
     let wc = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
-    let current = current_revision(&mut kv, &url).await.map_err(|e| {
-        StoreError::Io(io::Error::other(format!(
-            "cannot use etcd at {url} (--datastore): {e}"
-        )))
-    })?;
+    let current = current_revision(&mut kv, &url).await?;
     let compacted = etcd_compacted_revision(&mut kv, &url, current).await?;
     let from = compacted
         .max(current.saturating_sub(limits.max_events as i64))

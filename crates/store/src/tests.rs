@@ -1055,6 +1055,7 @@ async fn etcd_connect_to_nothing_fails_with_a_clear_error() {
         Ok(_) => panic!("connected to a port where nothing listens"),
     };
     let msg = err.to_string();
+    eprintln!("connect error after {:?}: {msg}", started.elapsed());
     assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
     assert!(msg.contains("etcd"), "{msg}");
     assert!(started.elapsed() < Duration::from_secs(40), "took {:?}", started.elapsed());
