@@ -340,7 +340,7 @@ if [ "$BOOT_TEST" = 1 ]; then
     CON="$BUILD/boot-test.console"
     rm -f "$CON"
     B0=$(date +%s%N)
-    qemu-system-x86_64 -M pc -accel tcg -m 512 -smp 1 -cdrom "$ISO" -display none \
+    qemu-system-x86_64 -M pc -accel tcg -m 512 -smp 1 -cdrom "$ISO" -display none -vga none \
         -no-reboot -serial "file:$CON" -monitor none -nic none &
     QPID=$!
     ok=0

@@ -35,6 +35,10 @@ pub struct NodeArgs {
     pub runtime: PathBuf,
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// Where the cluster state lives: a directory (embedded store, default
+    /// `<root>/store`) or `etcd://host:port` (a real etcd).
+    #[arg(long)]
+    pub datastore: Option<String>,
 }
 
 pub const POD_CIDR: &str = "10.244.0.0/16";
@@ -94,8 +98,13 @@ async fn run_async(args: NodeArgs) -> Result<()> {
     // The OpenAPI/validation caches take about a second to build in a debug
     // build; build them off the start-up path.
     std::thread::spawn(minik_apimachinery::warm_up);
-    let store = minik_store::Store::open(&args.root.join("store"))
-        .with_context(|| format!("opening the store in {}", args.root.join("store").display()))?;
+    let datastore = args
+        .datastore
+        .clone()
+        .unwrap_or_else(|| args.root.join("store").display().to_string());
+    let store = minik_store::Store::open_url(&datastore)
+        .await
+        .with_context(|| format!("opening the store at {datastore}"))?;
     let api = minik_apiserver::ApiServer::new(
         store.clone(),
         minik_apiserver::ApiServerOptions {

@@ -35,6 +35,9 @@ pub struct ProfileConfig {
     pub accel: Option<String>,
     #[serde(default)]
     pub addons: Vec<String>,
+    /// `etcd://host:port` when the cluster state lives in a real etcd.
+    #[serde(default)]
+    pub datastore: Option<String>,
 }
 
 #[derive(Debug, Clone)]

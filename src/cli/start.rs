@@ -28,6 +28,10 @@ pub struct StartArgs {
     /// Port of the API server on 127.0.0.1 (default 8443 for the first cluster).
     #[arg(long = "apiserver-port")]
     pub apiserver_port: Option<u16>,
+    /// Keep the cluster state in a real etcd (`etcd://127.0.0.1:2379`)
+    /// instead of the embedded store.
+    #[arg(long)]
+    pub datastore: Option<String>,
 }
 
 pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
@@ -45,6 +49,14 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
                 profile.name, cfg.driver, profile.name
             );
         }
+        if args.datastore.is_some() && args.datastore != cfg.datastore {
+            bail!(
+                "profile \"{}\" keeps its state in {}; the datastore cannot change after creation (`minik delete -p {}` first)",
+                profile.name,
+                cfg.datastore.as_deref().unwrap_or("the embedded store"),
+                profile.name
+            );
+        }
         cfg
     } else {
         ProfileConfig {
@@ -58,6 +70,7 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
             iso_url: None,
             accel: None,
             addons: vec![],
+            datastore: args.datastore.clone(),
         }
     };
 

@@ -99,6 +99,7 @@ pub fn spawn_agent(profile: &Profile, cfg: &ProfileConfig) -> Result<Pid> {
         .arg(&cfg.node_ip)
         .arg("--runtime")
         .arg(which("runc").unwrap_or_else(|| "runc".into()))
+        .args(cfg.datastore.iter().flat_map(|d| ["--datastore", d.as_str()]))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -154,6 +155,7 @@ pub fn teardown(profile: &Profile, cfg: &ProfileConfig) -> Result<()> {
         node_ip: cfg.node_ip.clone(),
         runtime: which("runc").unwrap_or_else(|| "runc".into()),
         kubelet_port: 10250,
+        datastore: None,
     };
     minik_kubelet::teardown(&node::kubelet_config(&args)).context("removing containers and pod networks")?;
     minik_proxy::teardown(&node::proxy_config(&cfg.node_ip)).context("removing service rules")?;

@@ -205,6 +205,14 @@ impl Allocator {
             let ip = match requested.as_deref() {
                 Some("None") => Some("None".to_string()),
                 Some(r) if Some(r) == old_ip => Some(r.to_string()),
+                Some(r) if old_ip.is_some_and(|o| !o.is_empty() && o != "None") && r != "None" => {
+                    causes.push(Cause::invalid(
+                        "spec.clusterIPs[0]",
+                        &json!(r),
+                        "may not change once set",
+                    ));
+                    None
+                }
                 Some(r) => {
                     match r.parse::<Ipv4Addr>() {
                         Err(_) => {
@@ -473,6 +481,13 @@ mod tests {
         );
         a.allocate(&mut upd, Some(&s), &used_others).unwrap();
         assert_eq!(upd["spec"]["ports"][0]["nodePort"], 30000);
+        let mut moved = upd.clone();
+        moved["spec"]["clusterIP"] = json!("10.96.0.99");
+        moved["spec"]["clusterIPs"] = json!(["10.96.0.99"]);
+        let e = a
+            .allocate(&mut moved, Some(&upd), &used_others)
+            .unwrap_err();
+        assert!(e[0].message.contains("may not change once set"), "{e:?}");
         let mut out = svc(
             "default",
             "o",

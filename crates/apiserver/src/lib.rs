@@ -15,6 +15,7 @@ pub mod discovery;
 pub mod error;
 pub mod logs;
 pub mod names;
+pub mod proxy;
 pub mod request;
 pub mod rest;
 pub mod selector;
@@ -90,6 +91,8 @@ pub struct Inner {
     /// Services cannot race.
     pub(crate) svc_lock: tokio::sync::Mutex<()>,
     pub(crate) http: HttpClient<HttpConnector, Empty<Bytes>>,
+    /// Watches currently streaming (for diagnostics and tests).
+    pub(crate) active_watches: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The API server. Cheap to clone.
@@ -117,6 +120,7 @@ impl ApiServer {
                 alloc,
                 svc_lock: tokio::sync::Mutex::new(()),
                 http,
+                active_watches: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             }),
         };
         server.bootstrap().await?;
@@ -222,6 +226,14 @@ impl ApiServer {
                 anyhow::anyhow!("reconciling the kubernetes EndpointSlice: {}", e.message)
             })?;
         Ok(())
+    }
+
+    /// How many watch streams are open right now. A watch ends when its
+    /// client goes away, so this returns to 0 once clients disconnect.
+    pub fn active_watches(&self) -> usize {
+        self.inner
+            .active_watches
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The full-access router (no authentication): for in-process clients.
@@ -335,11 +347,38 @@ fn version_json() -> Value {
 }
 
 async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let r = route(parts.uri.path());
     if let Some(Authn::Anonymous) = parts.extensions.get::<Authn>() {
         if !matches!(r, Route::Version | Route::Health) {
             return ApiError::unauthorized().into_response();
+        }
+    }
+    if let Route::Resource(p) = &r {
+        if p.info.group.is_empty()
+            && p.info.resource == "pods"
+            && p.name.is_some()
+            && matches!(
+                p.subresource.as_deref(),
+                Some("exec" | "attach" | "portforward")
+            )
+        {
+            let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            let q = Query::parse(parts.uri.query());
+            return match inner
+                .stream_proxy(
+                    p,
+                    &q,
+                    parts.uri.query(),
+                    &parts.method,
+                    &parts.headers,
+                    on_upgrade,
+                )
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            };
         }
     }
     let body = match axum::body::to_bytes(body, 64 << 20).await {
@@ -546,9 +585,9 @@ async fn resource(
         (&Method::PATCH, Some(_), _) => inner.patch(p, q, headers, body).await,
         (&Method::DELETE, Some(_), None) => inner.delete(p, q, body).await,
         (&Method::DELETE, None, None) => inner.delete_collection(p, q, body).await,
-        (_, Some(_), Some(s @ ("exec" | "attach" | "portforward" | "proxy"))) => Err(
-            ApiError::bad_request(format!("{s} is not supported by this minik API server yet")),
-        ),
+        (_, Some(_), Some(s @ "proxy")) => Err(ApiError::bad_request(format!(
+            "{s} is not supported by this minik API server yet"
+        ))),
         _ => Err(verb_not_allowed(method.as_str(), p.info)),
     }
 }

@@ -179,17 +179,13 @@ pub fn render_object(info: &ResourceInfo, obj: &Value, output: Output) -> Value 
 /// Which `fieldValidation` the request asked for.
 fn unknown_field_check(
     info: &ResourceInfo,
-    obj: &Value,
+    obj: &mut Value,
     q: &Query,
 ) -> Result<Vec<String>, ApiError> {
     let mode = q.get("fieldValidation").unwrap_or("Warn");
-    if mode.eq_ignore_ascii_case("Ignore") {
-        return Ok(Vec::new());
-    }
-    if !["Strict", "Warn"]
-        .iter()
-        .any(|m| m.eq_ignore_ascii_case(mode))
-    {
+    let strict = mode.eq_ignore_ascii_case("Strict");
+    let warn = mode.eq_ignore_ascii_case("Warn");
+    if !strict && !warn && !mode.eq_ignore_ascii_case("Ignore") {
         return Err(ApiError::bad_request(format!(
             "fieldValidation parameter {mode:?} is not valid: use Strict, Warn or Ignore"
         )));
@@ -203,13 +199,52 @@ fn unknown_field_check(
         .iter()
         .map(|f| format!("unknown field {f:?}"))
         .collect();
-    if mode.eq_ignore_ascii_case("Strict") {
-        Err(ApiError::bad_request(format!(
+    if strict {
+        return Err(ApiError::bad_request(format!(
             "strict decoding error: {}",
             msgs.join(", ")
-        )))
-    } else {
-        Ok(msgs)
+        )));
+    }
+    // like kube's decoder, Warn and Ignore drop what the schema does not know
+    for path in &unknown {
+        prune_path(obj, path);
+    }
+    Ok(if warn { msgs } else { Vec::new() })
+}
+
+/// Removes the field at a path such as `spec.template.spec.containers[0].foo`.
+pub fn prune_path(obj: &mut Value, path: &str) {
+    let mut steps: Vec<Result<String, usize>> = Vec::new();
+    for seg in path.split('.') {
+        let (name, mut rest) = match seg.find('[') {
+            Some(i) => (&seg[..i], &seg[i..]),
+            None => (seg, ""),
+        };
+        if !name.is_empty() {
+            steps.push(Ok(name.to_string()));
+        }
+        while let Some(close) = rest.find(']') {
+            match rest[1..close].parse::<usize>() {
+                Ok(n) => steps.push(Err(n)),
+                Err(_) => return,
+            }
+            rest = &rest[close + 1..];
+        }
+    }
+    let Some(Ok(last)) = steps.pop() else { return };
+    let mut cur = obj;
+    for step in steps {
+        let next = match step {
+            Ok(k) => cur.get_mut(k.as_str()),
+            Err(i) => cur.get_mut(i),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    if let Some(m) = cur.as_object_mut() {
+        m.remove(&last);
     }
 }
 
@@ -259,13 +294,18 @@ fn random_suffix() -> String {
         .collect()
 }
 
+/// `DeleteOptions` from the body and query of a DELETE.
 #[derive(Debug, Default)]
-struct DeleteOptions {
-    grace_period: Option<i64>,
-    propagation: Option<String>,
-    uid: Option<String>,
-    resource_version: Option<String>,
-    dry_run: bool,
+pub struct DeleteOptions {
+    /// `gracePeriodSeconds`; pods default to their terminationGracePeriodSeconds.
+    pub grace_period: Option<i64>,
+    /// `Background`, `Foreground` or `Orphan`.
+    pub propagation: Option<String>,
+    /// `preconditions.uid`
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`
+    pub resource_version: Option<String>,
+    pub dry_run: bool,
 }
 
 fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
@@ -643,7 +683,7 @@ impl Inner {
         let ty = body_type(content_type(headers))?;
         let mut obj = decode_object(body, ty)?;
         check_type(p.info, &mut obj)?;
-        let warnings = unknown_field_check(p.info, &obj, q)?;
+        let warnings = unknown_field_check(p.info, &mut obj, q)?;
         let created = self
             .create_object(p.info, p.namespace.as_deref(), obj, q.dry_run()?)
             .await?;
@@ -852,7 +892,7 @@ impl Inner {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        let warnings = unknown_field_check(p.info, &obj, q)?;
+        let warnings = unknown_field_check(p.info, &mut obj, q)?;
         let updated = self
             .update_with(
                 p.info,
@@ -925,7 +965,8 @@ impl Inner {
                 q.dry_run()?,
                 |old| {
                     let new = apply_patch(info, old, &patch, ty)?;
-                    warnings = unknown_field_check(info, &new, q)?;
+                    let mut new = new;
+                    warnings = unknown_field_check(info, &mut new, q)?;
                     Ok(new)
                 },
             )
@@ -967,7 +1008,7 @@ impl Inner {
             )));
         }
         meta_mut(&mut applied).insert("name".into(), json!(name));
-        let warnings = unknown_field_check(p.info, &applied, q)?;
+        let warnings = unknown_field_check(p.info, &mut applied, q)?;
         let dry_run = q.dry_run()?;
         if p.subresource.is_none()
             && self
@@ -1143,9 +1184,8 @@ impl Inner {
         info: &'static ResourceInfo,
         ns: Option<&str>,
         name: &str,
-        opts: &DeleteOptionsPub,
+        o: &DeleteOptions,
     ) -> Result<(Value, bool), ApiError> {
-        let o = &opts.0;
         let key = storage_key(info, ns, name);
         for _ in 0..8 {
             let (obj, kv) = self.read(info, ns, name)?;
@@ -1292,7 +1332,7 @@ impl Inner {
         q: &Query,
         body: &[u8],
     ) -> Result<Response, ApiError> {
-        let opts = DeleteOptionsPub(delete_options(q, body)?);
+        let opts = delete_options(q, body)?;
         let name = p.name.clone().unwrap_or_default();
         let (obj, gone) = self
             .delete_object(p.info, p.namespace.as_deref(), &name, &opts)
@@ -1314,7 +1354,7 @@ impl Inner {
         q: &Query,
         body: &[u8],
     ) -> Result<Response, ApiError> {
-        let opts = DeleteOptionsPub(delete_options(q, body)?);
+        let opts = delete_options(q, body)?;
         let sel = Selectors::from_query(p.info, q, None)?;
         let (items, rev, _) = self.list_objects(p.info, p.namespace.as_deref(), &sel, 0, None)?;
         let mut out = Vec::new();
@@ -1360,26 +1400,12 @@ impl Inner {
             .and_then(Value::as_array)
             .is_some_and(|a| !a.is_empty());
         let name = p.name.clone().unwrap_or_default();
-        self.delete_object(p.info, p.namespace.as_deref(), &name, &DeleteOptionsPub(o))
+        self.delete_object(p.info, p.namespace.as_deref(), &name, &o)
             .await?;
         Ok(json_response(
             StatusCode::CREATED,
             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
         ))
-    }
-}
-
-/// Delete options as parsed from a request (opaque outside this module).
-#[derive(Debug, Default)]
-pub struct DeleteOptionsPub(DeleteOptions);
-
-impl DeleteOptionsPub {
-    /// Immediate deletion (`gracePeriodSeconds=0`).
-    pub fn immediate() -> DeleteOptionsPub {
-        DeleteOptionsPub(DeleteOptions {
-            grace_period: Some(0),
-            ..Default::default()
-        })
     }
 }
 
@@ -1492,6 +1518,19 @@ mod tests {
             .contains("Pod"));
         let mut av = json!({"kind": "Deployment", "apiVersion": "apps/v1beta1"});
         assert!(check_type(d, &mut av).is_err());
+    }
+
+    #[test]
+    fn prune_unknown_paths() {
+        let mut o = json!({"spec": {"foo": 1, "template": {"spec": {"containers": [{"name": "a", "imagee": "x"}]}}}, "top": 2});
+        prune_path(&mut o, "spec.foo");
+        prune_path(&mut o, "spec.template.spec.containers[0].imagee");
+        prune_path(&mut o, "top");
+        prune_path(&mut o, "spec.missing.deeper");
+        assert_eq!(
+            o,
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}})
+        );
     }
 
     #[test]

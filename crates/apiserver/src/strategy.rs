@@ -33,8 +33,6 @@ fn tracks_generation(info: &ResourceInfo) -> bool {
             "deployments" | "replicasets" | "statefulsets" | "daemonsets"
         ) | ("batch", _)
             | ("", "pods")
-            | ("", "services")
-            | ("", "namespaces")
             | ("policy", "poddisruptionbudgets")
             | ("networking.k8s.io", "ingresses")
     )
@@ -482,7 +480,8 @@ pub fn prepare_for_status_update(new: &Value, old: &Value) -> Value {
             m.remove("status");
         }
     }
-    // kube lets the status writer update labels/annotations too? No: only status.
+    // like kube's ResetObjectMetaForStatus: labels, annotations, finalizers
+    // and owner references stay as stored
     out
 }
 

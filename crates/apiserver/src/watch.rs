@@ -7,7 +7,7 @@
 
 use crate::error::ApiError;
 use crate::request::{Output, Query, ResourcePath};
-use crate::rest::{from_kv, json_response, render_object, storage_prefix, Selectors};
+use crate::rest::{from_kv, render_object, storage_prefix, Selectors};
 use crate::Inner;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -16,6 +16,7 @@ use minik_apimachinery::ResourceInfo;
 use minik_store::{Event, EventType, StoreError};
 use serde_json::{json, Value};
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -53,8 +54,7 @@ pub fn convert(info: &ResourceInfo, ev: &Event, sel: &Selectors) -> Option<(&'st
     }
 }
 
-fn too_old(rv: i64, compact: i64, current: i64) -> Value {
-    let _ = current;
+fn too_old(rv: i64, compact: i64) -> Value {
     ApiError::gone(format!("too old resource version: {rv} ({compact})")).status()
 }
 
@@ -64,6 +64,22 @@ fn bookmark(info: &ResourceInfo, rev: i64, initial_end: bool) -> Value {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
     json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta})
+}
+
+/// Counts an open watch for as long as it lives.
+struct WatchCount(Arc<AtomicUsize>);
+
+impl WatchCount {
+    fn new(c: Arc<AtomicUsize>) -> WatchCount {
+        c.fetch_add(1, Ordering::SeqCst);
+        WatchCount(c)
+    }
+}
+
+impl Drop for WatchCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Starts a watch and returns the streaming response.
@@ -107,17 +123,18 @@ pub async fn watch(
     let prefix = storage_prefix(info, ns.as_deref());
     let render = move |obj: &Value| render_object(info, obj, output);
     let store_watch = inner.store.watch(&prefix, start_rev);
+    let counter = WatchCount::new(inner.active_watches.clone());
     tokio::spawn(async move {
+        let _counted = counter;
         let mut w = match store_watch {
             Ok(w) => w,
             Err(StoreError::Compacted {
-                compact_revision,
-                current_revision,
+                compact_revision, ..
             }) => {
                 let _ = tx
                     .send(Ok(event_line(
                         "ERROR",
-                        &too_old(start_rev, compact_revision, current_revision),
+                        &too_old(start_rev, compact_revision),
                     )))
                     .await;
                 return;
@@ -192,15 +209,6 @@ pub async fn watch(
     Ok(resp)
 }
 
-/// For handlers that must answer a watch request on a path that cannot watch.
-pub fn not_watchable(info: &ResourceInfo) -> Response {
-    json_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &ApiError::method_not_allowed(format!("watch is not supported on {}", info.resource))
-            .status(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +280,7 @@ mod tests {
     fn lines_are_newline_terminated_json() {
         let l = event_line("ADDED", &json!({"a": 1}));
         assert_eq!(&l[..], b"{\"type\":\"ADDED\",\"object\":{\"a\":1}}\n");
-        assert_eq!(too_old(5, 10, 20)["code"], 410);
-        assert_eq!(too_old(5, 10, 20)["reason"], "Expired");
+        assert_eq!(too_old(5, 10)["code"], 410);
+        assert_eq!(too_old(5, 10)["reason"], "Expired");
     }
 }

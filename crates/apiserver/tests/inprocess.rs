@@ -391,3 +391,74 @@ async fn allocations_survive_a_restart() {
         .collect();
     assert_eq!(names.iter().filter(|n| *n == "kubernetes").count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_discovery_sees_every_builtin_resource() {
+    let (_dir, _server, client) = server().await;
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .unwrap();
+    for info in minik_apimachinery::builtin_resources() {
+        let group = discovery
+            .get(info.group)
+            .unwrap_or_else(|| panic!("group {:?} missing", info.group));
+        let found = group
+            .recommended_resources()
+            .iter()
+            .any(|(ar, _)| ar.plural == info.resource && ar.kind == info.kind);
+        assert!(
+            found,
+            "{}/{} {} missing from discovery",
+            info.group, info.version, info.resource
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizers_hold_deletion_and_generate_name_works() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let (_dir, _server, client) = server().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}, "data": {"a": "b"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    cms.delete("held", &DeleteParams::default()).await.unwrap();
+    let held = cms.get("held").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    // adding finalizers while deleting is refused
+    let add = json!({"metadata": {"finalizers": ["example.com/hold", "example.com/more"]}});
+    match cms
+        .patch("held", &PatchParams::default(), &Patch::Merge(&add))
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 422),
+        other => panic!("expected 422, got {other:?}"),
+    }
+    let clear = json!({"metadata": {"finalizers": null}});
+    cms.patch("held", &PatchParams::default(), &Patch::Merge(&clear))
+        .await
+        .unwrap();
+    assert!(
+        cms.get_opt("held").await.unwrap().is_none(),
+        "removing the last finalizer deletes the object"
+    );
+
+    let gen: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"generateName": "web-"}})).unwrap();
+    let made = cms.create(&PostParams::default(), &gen).await.unwrap();
+    let name = made.metadata.name.unwrap();
+    assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+
+    // dry run stores nothing
+    let dry: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "dry"}})).unwrap();
+    cms.create(
+        &PostParams {
+            dry_run: true,
+            ..Default::default()
+        },
+        &dry,
+    )
+    .await
+    .unwrap();
+    assert!(cms.get_opt("dry").await.unwrap().is_none());
+}

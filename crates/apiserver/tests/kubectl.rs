@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 struct Cluster {
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
+    server: ApiServer,
     _rt: std::thread::JoinHandle<()>,
 }
 
@@ -99,11 +100,11 @@ fn start() -> Cluster {
                 ..ApiServerOptions::default()
             };
             let server = ApiServer::new(store, opts).await.unwrap();
-            tx.send(port).unwrap();
+            tx.send((port, server.clone())).unwrap();
             server.serve_tls(listener, tls).await.unwrap();
         });
     });
-    let port = rx
+    let (port, server) = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("api server did not start");
     let kubeconfig = dir.path().join("kubeconfig");
@@ -118,6 +119,7 @@ fn start() -> Cluster {
     Cluster {
         dir,
         kubeconfig,
+        server,
         _rt: rt,
     }
 }
@@ -384,6 +386,19 @@ fn apply_twice_patches_with_strategic_merge() {
         c.json(&["get", "deployment", "web-ssa"])["spec"]["replicas"],
         2
     );
+    let v5 = v3.replace("replicas: 2", "replicas: 4");
+    let f5 = c.file("web5.yaml", &v5);
+    assert_eq!(
+        c.ok(&["apply", "--server-side", "-f", &f5]).trim(),
+        "deployment.apps/web-ssa serverside-applied"
+    );
+    let d = c.json(&["get", "deployment", "web-ssa"]);
+    assert_eq!(d["spec"]["replicas"], 4);
+    assert_eq!(d["metadata"]["generation"], 2);
+    // server-side apply over an object made by client-side apply
+    let f6 = c.file("web6.yaml", &v2.replace("replicas: 2", "replicas: 3"));
+    c.ok(&["apply", "--server-side", "-f", &f6]);
+    assert_eq!(c.json(&["get", "deployment", "web"])["spec"]["replicas"], 3);
 }
 
 #[test]
@@ -395,11 +410,39 @@ fn strict_field_validation_rejects_unknown_fields() {
     assert!(err.contains("unknown field \"spec.foo\""), "{err}");
     let err = c.fails(&["get", "deployment", "web"]);
     assert!(err.contains("NotFound"), "nothing may be stored: {err}");
+    // Warn: stored, with a warning that names the field
+    let (ok, out, err) = c.run(&["create", "--validate=warn", "-f", &f]);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("Warning: unknown field \"spec.foo\""), "{err}");
+    assert!(c.json(&["get", "deployment", "web"])["spec"]
+        .get("foo")
+        .is_none());
 }
 
 #[test]
 fn invalid_names_and_bodies_are_rejected_with_clear_messages() {
     let c = start();
+    let bad = c.file(
+        "bad.json",
+        "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", ",
+    );
+    let err = c.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        &bad,
+    ]);
+    assert!(err.contains("the request body is not valid JSON"), "{err}");
+    let out = c.ok(&[
+        "create",
+        "configmap",
+        "dry",
+        "--from-literal=a=b",
+        "--dry-run=server",
+    ]);
+    assert_eq!(out.trim(), "configmap/dry created (server dry run)");
+    assert!(c.fails(&["get", "configmap", "dry"]).contains("NotFound"));
     let f = c.file(
         "cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\ndata: {a: b}\n",
@@ -529,9 +572,22 @@ fn pods_bind_and_delete_gracefully() {
 
 #[test]
 fn get_pods_watch_streams_table_rows() {
+    watch_flow(false);
+}
+
+#[test]
+fn get_pods_watch_over_http1_notices_disconnects() {
+    watch_flow(true);
+}
+
+fn watch_flow(http1_only: bool) {
     let c = start();
-    let mut child = c
-        .cmd(&["get", "pods", "-w"])
+    let mut cmd = c.cmd(&["get", "pods", "-w"]);
+    if http1_only {
+        // client-go's switch to keep kubectl on HTTP/1.1
+        cmd.env("DISABLE_HTTP2", "true");
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -566,8 +622,23 @@ fn get_pods_watch_streams_table_rows() {
             seen.push(l);
         }
     }
+    assert_eq!(
+        c.server.active_watches(),
+        1,
+        "kubectl get -w holds one watch"
+    );
     let _ = child.kill();
     let _ = child.wait();
+    // the server notices the client is gone and ends the watch
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.server.active_watches() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        c.server.active_watches(),
+        0,
+        "the watch outlived its client"
+    );
     let rows: Vec<&String> = seen.iter().filter(|l| l.starts_with("hw ")).collect();
     assert!(
         rows.len() >= 2,
@@ -622,32 +693,54 @@ fn requests_without_a_client_certificate_are_unauthorized() {
     assert!(err.contains("You must be logged in to the server"), "{err}");
 }
 
-/// A kubelet stand-in on loopback: answers every request with two log
-/// lines that echo the path it was asked for.
+/// A kubelet stand-in on loopback: `/containerLogs/...` answers two lines
+/// that echo the path it was asked for; `/exec/...` is a WebSocket
+/// (`v5.channel.k8s.io`) that writes `ran: <command>` on stdout (channel 1)
+/// and a Success status (channel 3), as the real kubelet does.
 fn fake_kubelet() -> u16 {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            let _ = reader.read_line(&mut request_line);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let path = request_line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("")
-                .to_string();
-            let body = format!("hello from the kubelet\npath {path}\n");
-            let mut s = stream;
-            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            let exec = |ws: WebSocketUpgrade, uri: axum::http::Uri| async move {
+                let query = uri.query().unwrap_or("").to_string();
+                let path = uri.path().to_string();
+                ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
+                    .on_upgrade(move |mut socket| async move {
+                        let cmd: Vec<String> = query
+                            .split('&')
+                            .filter_map(|kv| kv.strip_prefix("command="))
+                            .map(String::from)
+                            .collect();
+                        let mut out = vec![1u8];
+                        out.extend(format!("ran: {} at {path}\n", cmd.join(" ")).into_bytes());
+                        let _ = socket.send(Message::Binary(out.into())).await;
+                        let mut status = vec![3u8];
+                        status.extend(br#"{"metadata":{},"status":"Success"}"#);
+                        let _ = socket.send(Message::Binary(status.into())).await;
+                        let _ = socket
+                            .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                                code: 1000,
+                                reason: "".into(),
+                            })))
+                            .await;
+                    })
+            };
+            let app = axum::Router::new()
+                .route("/exec/{ns}/{pod}/{container}", axum::routing::get(exec))
+                .fallback(|uri: axum::http::Uri| async move {
+                    format!("hello from the kubelet\npath {uri}\n")
+                });
+            axum::serve(listener, app).await.unwrap();
+        });
     });
-    port
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
 }
 
 #[test]
@@ -693,6 +786,8 @@ fn logs_status_wait_describe_events_and_rollout() {
         logs,
         "hello from the kubelet\npath /containerLogs/default/hw/hw?tailLines=3\n"
     );
+    let out = c.ok(&["exec", "hw", "--", "echo", "hi"]);
+    assert_eq!(out, "ran: echo hi at /exec/default/hw/hw\n");
 
     c.ok(&["patch", "pod", "hw", "--subresource=status", "--type=merge", "-p",
         r#"{"status":{"phase":"Running","hostIP":"127.0.0.1","podIP":"10.244.0.7","podIPs":[{"ip":"10.244.0.7"}],"conditions":[{"type":"Ready","status":"True"}],"containerStatuses":[{"name":"hw","image":"minik/hello","imageID":"","ready":true,"restartCount":0,"started":true,"state":{"running":{"startedAt":"2026-01-01T00:00:00Z"}}}]}}"#]);
@@ -749,7 +844,7 @@ fn logs_status_wait_describe_events_and_rollout() {
 }
 
 #[test]
-fn auth_and_jobs() {
+fn auth_jobs_generators_and_sorting() {
     let c = start();
     assert_eq!(c.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
     let who = c.ok(&["auth", "whoami"]);
@@ -774,4 +869,51 @@ fn auth_and_jobs() {
         vec!["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
     );
     assert!(jobs.contains("Running") && jobs.contains("0/1"), "{jobs}");
+    assert_eq!(
+        c.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=user=admin"
+        ])
+        .trim(),
+        "secret/creds created"
+    );
+    assert_eq!(
+        c.json(&["get", "secret", "creds"])["data"]["user"],
+        "YWRtaW4="
+    );
+    let secrets = c.ok(&["get", "secrets"]);
+    let row: Vec<&str> = secrets.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], &["creds", "Opaque", "1"], "{secrets}");
+    assert_eq!(
+        c.ok(&["create", "serviceaccount", "robot"]).trim(),
+        "serviceaccount/robot created"
+    );
+    // sorting asks for whole objects in the Table rows (includeObject=Object)
+    for n in ["zeta", "alpha", "mid"] {
+        c.ok(&["create", "configmap", n, "--from-literal=k=v"]);
+    }
+    let sorted = c.ok(&[
+        "get",
+        "configmaps",
+        "--sort-by=.metadata.name",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(
+        sorted
+            .lines()
+            .filter(|l| !l.contains("kube-root-ca"))
+            .collect::<Vec<_>>(),
+        vec!["configmap/alpha", "configmap/mid", "configmap/zeta"]
+    );
+    let table = c.ok(&["get", "configmaps", "--sort-by=.metadata.name"]);
+    let names: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(names, vec!["alpha", "mid", "zeta"], "{table}");
 }

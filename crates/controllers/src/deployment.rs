@@ -101,6 +101,11 @@ fn error_policy(_d: Arc<Deployment>, err: &Error, _ctx: Arc<Ctx>) -> Action {
         tracing::debug!(error = %err, "deployment in a terminating namespace");
         return Action::requeue(Duration::from_secs(5));
     }
+    if matches!(err, Error::Kube(e) if crate::util::is_conflict(e)) {
+        // Someone else wrote the object meanwhile: just look again.
+        tracing::debug!(error = %err, "deployment write conflict; retrying");
+        return Action::requeue(Duration::from_millis(300));
+    }
     tracing::warn!(error = %err, "deployment reconcile failed; retrying");
     Action::requeue(Duration::from_secs(2))
 }
@@ -115,8 +120,12 @@ pub struct RsView {
     pub name: String,
     /// spec.replicas
     pub replicas: i32,
-    /// status.availableReplicas
+    /// status.availableReplicas, capped at spec.replicas: right after a
+    /// scale-down the status still counts pods that are about to go, and
+    /// trusting it would let a rollout drop below minAvailable.
     pub available: i32,
+    /// status.replicas (pods that exist and are not terminating)
+    pub actual: i32,
     /// creation time, seconds
     pub created: i64,
     /// `deployment.kubernetes.io/max-replicas`, if set
@@ -125,14 +134,17 @@ pub struct RsView {
 
 impl RsView {
     pub fn of(rs: &ReplicaSet) -> RsView {
+        let replicas = rs_replicas(rs);
         RsView {
             name: rs.name_any(),
-            replicas: rs_replicas(rs),
+            replicas,
             available: rs
                 .status
                 .as_ref()
                 .and_then(|s| s.available_replicas)
-                .unwrap_or(0),
+                .unwrap_or(0)
+                .min(replicas.max(0)),
+            actual: rs.status.as_ref().map(|s| s.replicas).unwrap_or(0),
             created: time_secs(rs.metadata.creation_timestamp.as_ref()),
             max_replicas: annotation_i32(&rs.metadata, MAX_REPLICAS_ANNOTATION),
         }
@@ -247,9 +259,20 @@ pub fn surge_and_unavailable(d: &Deployment) -> Result<(i32, i32), UtilError> {
 }
 
 /// Replicas the new ReplicaSet may have now during a rolling update
-/// (kube's `NewRSNewReplicas`). `all` includes `new`.
+/// (kube's `NewRSNewReplicas`). `all` includes `new`. A ReplicaSet counts
+/// with its pods that still exist when they exceed its spec (a scale-down
+/// in progress), so the surge bound holds for real pods, not just specs.
 pub fn new_rs_new_replicas(replicas: i32, max_surge: i32, new: &RsView, all: &[RsView]) -> i32 {
-    let current: i32 = all.iter().map(|r| r.replicas).sum();
+    let current: i32 = all
+        .iter()
+        .map(|r| {
+            if r.name == new.name {
+                r.replicas
+            } else {
+                r.replicas.max(r.actual)
+            }
+        })
+        .sum();
     let max_total = replicas + max_surge;
     if current >= max_total {
         return new.replicas;
@@ -923,8 +946,24 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         Ok(Action::requeue(Duration::from_secs(300)))
     } else {
         // Not done: come back for minReadySeconds and the progress deadline.
-        Ok(Action::requeue(Duration::from_secs(5)))
+        Ok(Action::requeue(Duration::from_secs(requeue_not_done(
+            &w.d, &st, &w.now,
+        ))))
     }
+}
+
+/// Seconds until an unfinished Deployment should be looked at again: at most
+/// 5, sooner when its progress deadline expires before that.
+pub fn requeue_not_done(d: &Deployment, st: &DeploymentStatus, now: &Time) -> u64 {
+    let deadline_in = progress_deadline(d).and_then(|deadline| {
+        let c = get_condition(st, "Progressing")?;
+        if c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
+            return None;
+        }
+        let since = c.last_update_time.as_ref()?.0.as_second();
+        Some(since + i64::from(deadline) + 1 - now.0.as_second())
+    });
+    deadline_in.map(|s| s.clamp(1, 5) as u64).unwrap_or(5)
 }
 
 /// kube's getNewReplicaSet: revision bookkeeping, and creation of the new
@@ -988,6 +1027,7 @@ async fn sync_revision(ctx: &Ctx, w: &mut Work, create: bool, max_surge: i32) ->
             name: String::new(),
             replicas: 0,
             available: 0,
+            actual: 0,
             created: 0,
             max_replicas: None,
         };
@@ -1324,6 +1364,7 @@ mod tests {
             name: name.into(),
             replicas,
             available,
+            actual: replicas,
             created,
             max_replicas: None,
         }
@@ -1432,6 +1473,29 @@ mod tests {
         // At max total (4): no more surge until old shrinks.
         let all = vec![old, new.clone()];
         assert_eq!(rolling_new_rs_target(3, 1, &new, &all), None);
+    }
+
+    #[test]
+    fn surge_counts_pods_of_a_scale_down_in_progress() {
+        // Old RS was just scaled 3 -> 2 but still has 3 pods: no surge room.
+        let mut old = rs("old", 2, 2, 1);
+        old.actual = 3;
+        let new = rs("new", 1, 1, 2);
+        assert_eq!(
+            new_rs_new_replicas(3, 1, &new, &[old.clone(), new.clone()]),
+            1
+        );
+        old.actual = 2;
+        assert_eq!(new_rs_new_replicas(3, 1, &new, &[old, new.clone()]), 2);
+    }
+
+    #[test]
+    fn stale_available_count_is_capped_by_spec() {
+        let mut r = full_rs("old", 1, 2, 1);
+        if let Some(s) = r.status.as_mut() {
+            s.available_replicas = Some(3);
+        }
+        assert_eq!(RsView::of(&r).available, 2);
     }
 
     #[test]
@@ -1628,6 +1692,27 @@ mod tests {
             get_condition(&st, "Available").map(|c| c.status.as_str()),
             Some("True")
         );
+    }
+
+    #[test]
+    fn requeue_in_time_for_the_deadline() {
+        let mut d = deployment(3, "25%", "25%");
+        if let Some(s) = d.spec.as_mut() {
+            s.progress_deadline_seconds = Some(2);
+        }
+        let t0 = Time(Timestamp::from_second(1000).expect("ts"));
+        let mut st = DeploymentStatus::default();
+        set_condition(
+            &mut st,
+            new_condition("Progressing", "True", "ReplicaSetUpdated", "m", &t0),
+        );
+        assert_eq!(requeue_not_done(&d, &st, &t0), 3);
+        let later = Time(Timestamp::from_second(1002).expect("ts"));
+        assert_eq!(requeue_not_done(&d, &st, &later), 1);
+        if let Some(s) = d.spec.as_mut() {
+            s.progress_deadline_seconds = Some(600);
+        }
+        assert_eq!(requeue_not_done(&d, &st, &t0), 5);
     }
 
     #[test]

@@ -93,6 +93,11 @@ fn error_policy(_rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
         tracing::debug!(error = %err, "replicaset in a terminating namespace");
         return Action::requeue(Duration::from_secs(5));
     }
+    if matches!(err, Error::Kube(e) if crate::util::is_conflict(e)) {
+        // Someone else wrote the object meanwhile: just look again.
+        tracing::debug!(error = %err, "replicaset write conflict; retrying");
+        return Action::requeue(Duration::from_millis(300));
+    }
     tracing::warn!(error = %err, "replicaset reconcile failed; retrying");
     Action::requeue(Duration::from_secs(2))
 }

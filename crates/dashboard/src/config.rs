@@ -57,7 +57,9 @@ pub struct DashboardConfig {
 pub enum ConfigError {
     #[error("cannot read {path}: {err} (is the dashboard running in a pod with a ServiceAccount token mounted?)")]
     Read { path: PathBuf, err: std::io::Error },
-    #[error("{0} is not set: run the dashboard in a pod, or give it an API server URL and credentials")]
+    #[error(
+        "{0} is not set: run the dashboard in a pod, or give it an API server URL and credentials"
+    )]
     MissingEnv(&'static str),
     #[error("the ServiceAccount token in {0} is empty")]
     EmptyToken(PathBuf),
@@ -160,8 +162,8 @@ mod tests {
         let err = in_cluster_from(listen, dir.path(), None, Some("443".into())).unwrap_err();
         assert!(err.to_string().contains("KUBERNETES_SERVICE_HOST"));
         std::fs::write(dir.path().join("token"), "  \n").unwrap();
-        let err = in_cluster_from(listen, dir.path(), Some("h".into()), Some("1".into()))
-            .unwrap_err();
+        let err =
+            in_cluster_from(listen, dir.path(), Some("h".into()), Some("1".into())).unwrap_err();
         assert!(matches!(err, ConfigError::EmptyToken(_)));
     }
 }

@@ -19,11 +19,31 @@ use std::sync::Arc;
 
 /// The embedded web app: path, content type, bytes.
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("/", "text/html; charset=utf-8", include_bytes!("../web/index.html")),
-    ("/app.js", "text/javascript; charset=utf-8", include_bytes!("../web/app.js")),
-    ("/yaml.js", "text/javascript; charset=utf-8", include_bytes!("../web/yaml.js")),
-    ("/app.css", "text/css; charset=utf-8", include_bytes!("../web/app.css")),
-    ("/favicon.svg", "image/svg+xml", include_bytes!("../web/favicon.svg")),
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_bytes!("../web/index.html"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/app.js"),
+    ),
+    (
+        "/yaml.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/yaml.js"),
+    ),
+    (
+        "/app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../web/app.css"),
+    ),
+    (
+        "/favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../web/favicon.svg"),
+    ),
 ];
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
@@ -37,8 +57,14 @@ fn asset(path: &str) -> Response {
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -68,11 +94,17 @@ pub async fn serve(cfg: DashboardConfig) -> anyhow::Result<()> {
 }
 
 /// Serves the dashboard on an already bound listener (`cfg.listen` unused).
-pub async fn serve_on(listener: tokio::net::TcpListener, cfg: DashboardConfig) -> anyhow::Result<()> {
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    cfg: DashboardConfig,
+) -> anyhow::Result<()> {
     let app = router(&cfg)?;
     tracing::info!(
         "dashboard on http://{} → {}",
-        listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
         cfg.api_server
     );
     axum::serve(listener, app)

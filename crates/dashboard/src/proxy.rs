@@ -73,7 +73,8 @@ impl Upstream {
                 ca_pem,
                 token_file,
             } => {
-                let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).map_err(ProxyError::Ca)?;
+                let ca =
+                    reqwest::Certificate::from_pem(ca_pem.as_bytes()).map_err(ProxyError::Ca)?;
                 (
                     builder.tls_certs_only([ca]),
                     Some(Mutex::new(Token {
@@ -88,13 +89,15 @@ impl Upstream {
                 cert_pem,
                 key_pem,
             } => {
-                let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).map_err(ProxyError::Ca)?;
+                let ca =
+                    reqwest::Certificate::from_pem(ca_pem.as_bytes()).map_err(ProxyError::Ca)?;
                 let mut pem = cert_pem.clone();
                 if !pem.ends_with('\n') {
                     pem.push('\n');
                 }
                 pem.push_str(key_pem);
-                let id = reqwest::Identity::from_pem(pem.as_bytes()).map_err(ProxyError::Identity)?;
+                let id =
+                    reqwest::Identity::from_pem(pem.as_bytes()).map_err(ProxyError::Identity)?;
                 (builder.tls_certs_only([ca]).identity(id), None)
             }
         };
@@ -167,7 +170,10 @@ pub fn api_path<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 pub fn host_allowed(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         // [v6]:port
-        return rest.split(']').next().is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        return rest
+            .split(']')
+            .next()
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
     } else {
         host.rsplit_once(':')
             .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
@@ -191,16 +197,18 @@ fn host_of(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::HOST).and_then(|v| v.to_str().ok())
 }
 
-/// Rejects requests whose Host is not ours.
-fn check_host(headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal for a request whose Host is not ours, if it is not.
+fn host_refusal(headers: &HeaderMap) -> Option<Response> {
     match host_of(headers) {
-        Some(h) if host_allowed(h) => Ok(()),
-        Some(h) => Err(status(
+        Some(h) if host_allowed(h) => None,
+        Some(h) => Some(status(
             StatusCode::FORBIDDEN,
             "Forbidden",
-            format!("the dashboard does not answer for host {h:?}: open it by IP address or localhost"),
+            format!(
+                "the dashboard does not answer for host {h:?}: open it by IP address or localhost"
+            ),
         )),
-        None => Err(status(
+        None => Some(status(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             "the request has no Host header".into(),
@@ -219,14 +227,17 @@ pub fn same_origin(origin: &str, host: &str) -> bool {
 /// `/k8s/*`: forwards one request, streaming the response body.
 pub async fn http(State(up): State<Arc<Upstream>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    if let Err(r) = check_host(&parts.headers) {
+    if let Some(r) = host_refusal(&parts.headers) {
         return r;
     }
     let Some(path) = api_path(parts.uri.path(), "/k8s") else {
         return status(
             StatusCode::NOT_FOUND,
             "NotFound",
-            format!("{} is not an API path: only /k8s/api/… and /k8s/apis/… are proxied", parts.uri.path()),
+            format!(
+                "{} is not an API path: only /k8s/api/… and /k8s/apis/… are proxied",
+                parts.uri.path()
+            ),
         );
     };
     let method = match parts.method {
@@ -279,7 +290,10 @@ pub async fn http(State(up): State<Arc<Upstream>>, req: Request) -> Response {
             return status(
                 StatusCode::BAD_GATEWAY,
                 "ServiceUnavailable",
-                format!("the dashboard cannot reach the API server at {}: {e}", up.base),
+                format!(
+                    "the dashboard cannot reach the API server at {}: {e}",
+                    up.base
+                ),
             )
         }
     };
@@ -289,17 +303,27 @@ pub async fn http(State(up): State<Arc<Upstream>>, req: Request) -> Response {
     }
     out = out.header(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     out.body(Body::from_stream(resp.bytes_stream()))
-        .unwrap_or_else(|e| status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))
+        .unwrap_or_else(|e| {
+            status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            )
+        })
 }
 
 /// `/k8s-ws/*`: a GET whose body lines are sent as WebSocket messages.
 pub async fn ws(State(up): State<Arc<Upstream>>, ws: WebSocketUpgrade, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    if let Err(r) = check_host(&parts.headers) {
+    if let Some(r) = host_refusal(&parts.headers) {
         return r;
     }
     let host = host_of(&parts.headers).unwrap_or_default();
-    if let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    if let Some(origin) = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
         if !same_origin(origin, host) {
             return status(
                 StatusCode::FORBIDDEN,
@@ -312,7 +336,10 @@ pub async fn ws(State(up): State<Arc<Upstream>>, ws: WebSocketUpgrade, req: Requ
         return status(
             StatusCode::NOT_FOUND,
             "NotFound",
-            format!("{} is not an API path: only /k8s-ws/api/… and /k8s-ws/apis/… are proxied", parts.uri.path()),
+            format!(
+                "{} is not an API path: only /k8s-ws/api/… and /k8s-ws/apis/… are proxied",
+                parts.uri.path()
+            ),
         );
     };
     let pq = match parts.uri.query() {
@@ -340,8 +367,13 @@ async fn pump(up: Arc<Upstream>, pq: String, mut socket: WebSocket) {
     let resp = match up.request(reqwest::Method::GET, &pq).send().await {
         Ok(r) => r,
         Err(e) => {
-            let msg = format!("the dashboard cannot reach the API server at {}: {e}", up.base);
-            let _ = socket.send(error_frame(502, "ServiceUnavailable", &msg)).await;
+            let msg = format!(
+                "the dashboard cannot reach the API server at {}: {e}",
+                up.base
+            );
+            let _ = socket
+                .send(error_frame(502, "ServiceUnavailable", &msg))
+                .await;
             close(&mut socket, 1011, "upstream unreachable").await;
             return;
         }
@@ -352,11 +384,16 @@ async fn pump(up: Arc<Upstream>, pq: String, mut socket: WebSocket) {
         let (reason, message) = match serde_json::from_str::<serde_json::Value>(&text) {
             Ok(v) => (
                 v["reason"].as_str().unwrap_or("").to_string(),
-                v["message"].as_str().map(String::from).unwrap_or(text.clone()),
+                v["message"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or(text.clone()),
             ),
             Err(_) => (String::new(), text.trim().to_string()),
         };
-        let _ = socket.send(error_frame(code.as_u16(), &reason, &message)).await;
+        let _ = socket
+            .send(error_frame(code.as_u16(), &reason, &message))
+            .await;
         close(&mut socket, 1000, "upstream error").await;
         return;
     }
@@ -431,7 +468,13 @@ mod tests {
         ] {
             assert!(host_allowed(ok), "{ok}");
         }
-        for bad in ["evil.example.com", "evil.com:8080", "", "[nope]:1", "1.2.3.4.evil.com"] {
+        for bad in [
+            "evil.example.com",
+            "evil.com:8080",
+            "",
+            "[nope]:1",
+            "1.2.3.4.evil.com",
+        ] {
             assert!(!host_allowed(bad), "{bad}");
         }
     }

@@ -75,31 +75,72 @@ async fn seed(c: &Cluster) {
     )
     .await;
     let owner = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "hello-5d8f7c9b4", "uid": rsuid, "controller": true});
-    for (name, ip) in [("hello-5d8f7c9b4-x7k2p", "10.244.0.5"), ("hello-5d8f7c9b4-q9w4m", "10.244.0.6")] {
+    for (name, ip) in [
+        ("hello-5d8f7c9b4-x7k2p", "10.244.0.5"),
+        ("hello-5d8f7c9b4-q9w4m", "10.244.0.6"),
+    ] {
         c.create(
             "/api/v1/namespaces/default/pods",
-            pod("default", name, json!({"app": "hello", "pod-template-hash": "5d8f7c9b4"}), Some(owner.clone()), Some("minik")),
+            pod(
+                "default",
+                name,
+                json!({"app": "hello", "pod-template-hash": "5d8f7c9b4"}),
+                Some(owner.clone()),
+                Some("minik"),
+            ),
         )
         .await;
-        c.patch(&format!("/api/v1/namespaces/default/pods/{name}/status"), running_status(ip))
-            .await;
-    }
-    c.create("/api/v1/namespaces/shop/pods", pod("shop", "api-crashy", json!({"app": "api"}), None, Some("minik")))
+        c.patch(
+            &format!("/api/v1/namespaces/default/pods/{name}/status"),
+            running_status(ip),
+        )
         .await;
+    }
+    c.create(
+        "/api/v1/namespaces/shop/pods",
+        pod(
+            "shop",
+            "api-crashy",
+            json!({"app": "api"}),
+            None,
+            Some("minik"),
+        ),
+    )
+    .await;
     c.patch(
         "/api/v1/namespaces/shop/pods/api-crashy/status",
-        waiting_status("CrashLoopBackOff", "back-off 5m0s restarting failed container=web pod=api-crashy_shop", 7),
+        waiting_status(
+            "CrashLoopBackOff",
+            "back-off 5m0s restarting failed container=web pod=api-crashy_shop",
+            7,
+        ),
     )
     .await;
-    c.create("/api/v1/namespaces/shop/pods", pod("shop", "web-typo", json!({"app": "web"}), None, Some("minik")))
-        .await;
+    c.create(
+        "/api/v1/namespaces/shop/pods",
+        pod(
+            "shop",
+            "web-typo",
+            json!({"app": "web"}),
+            None,
+            Some("minik"),
+        ),
+    )
+    .await;
     c.patch(
         "/api/v1/namespaces/shop/pods/web-typo/status",
-        waiting_status("ImagePullBackOff", "Back-off pulling image \"docker.io/library/ngnix:latest\"", 0),
+        waiting_status(
+            "ImagePullBackOff",
+            "Back-off pulling image \"docker.io/library/ngnix:latest\"",
+            0,
+        ),
     )
     .await;
-    c.create("/api/v1/namespaces/shop/pods", pod("shop", "db-0", json!({"app": "db"}), None, None))
-        .await;
+    c.create(
+        "/api/v1/namespaces/shop/pods",
+        pod("shop", "db-0", json!({"app": "db"}), None, None),
+    )
+    .await;
 
     c.create(
         "/api/v1/namespaces/default/services",
@@ -139,14 +180,26 @@ async fn seed(c: &Cluster) {
     .await;
     c.create(
         "/api/v1/namespaces/shop/events",
-        ev("api-crashy.1", "Warning", "BackOff", "Back-off restarting failed container web in pod api-crashy_shop",
-            json!({"kind": "Pod", "namespace": "shop", "name": "api-crashy", "apiVersion": "v1"}), 20),
+        ev(
+            "api-crashy.1",
+            "Warning",
+            "BackOff",
+            "Back-off restarting failed container web in pod api-crashy_shop",
+            json!({"kind": "Pod", "namespace": "shop", "name": "api-crashy", "apiVersion": "v1"}),
+            20,
+        ),
     )
     .await;
     c.create(
         "/api/v1/namespaces/shop/events",
-        ev("web-typo.1", "Warning", "Failed", "Failed to pull image \"docker.io/library/ngnix:latest\": not found",
-            json!({"kind": "Pod", "namespace": "shop", "name": "web-typo", "apiVersion": "v1"}), 90),
+        ev(
+            "web-typo.1",
+            "Warning",
+            "Failed",
+            "Failed to pull image \"docker.io/library/ngnix:latest\": not found",
+            json!({"kind": "Pod", "namespace": "shop", "name": "web-typo", "apiVersion": "v1"}),
+            90,
+        ),
     )
     .await;
 }
@@ -156,7 +209,10 @@ async fn no_page_hscroll(ch: &Chrome, what: &str) {
         .eval("[document.documentElement.scrollWidth, window.innerWidth]")
         .await;
     let (sw, iw) = (v[0].as_f64().unwrap(), v[1].as_f64().unwrap());
-    assert!(sw <= iw, "{what}: the page scrolls horizontally ({sw} > {iw})");
+    assert!(
+        sw <= iw,
+        "{what}: the page scrolls horizontally ({sw} > {iw})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -173,21 +229,36 @@ async fn dashboard_in_real_chromium() {
     let problems = ch.text("problems").await;
     assert!(problems.contains("CrashLoopBackOff"), "{problems}");
     assert!(problems.contains("ImagePullBackOff"), "{problems}");
-    assert!(problems.contains("back-off 5m0s restarting failed container"), "{problems}");
-    assert!(!problems.contains("hello-5d8f7c9b4-x7k2p"), "healthy pods are not problems: {problems}");
+    assert!(
+        problems.contains("back-off 5m0s restarting failed container"),
+        "{problems}"
+    );
+    assert!(
+        !problems.contains("hello-5d8f7c9b4-x7k2p"),
+        "healthy pods are not problems: {problems}"
+    );
     let node = ch.text("node-card-minik").await;
     assert!(node.contains("Ready") && node.contains("v1.33.2"), "{node}");
     // 4 pods with 100m each on the node (db-0 is unscheduled)
-    assert!(node.contains("0.4 / 2"), "cpu requests of the node's pods: {node}");
+    assert!(
+        node.contains("0.4 / 2"),
+        "cpu requests of the node's pods: {node}"
+    );
     assert!(ch.text("count-pods").await.contains('5'));
-    ch.wait_for("document.querySelector('.conn').classList.contains('live')", T)
-        .await;
+    ch.wait_for(
+        "document.querySelector('.conn').classList.contains('live')",
+        T,
+    )
+    .await;
     ch.screenshot("overview").await;
 
     // --- deployments: the one the test created is listed
     ch.click("nav-deployments").await;
     ch.wait_testid("deployment-row-default-hello").await;
-    assert!(ch.text("deployment-ready-default-hello").await.contains("2/2"));
+    assert!(ch
+        .text("deployment-ready-default-hello")
+        .await
+        .contains("2/2"));
     no_page_hscroll(&ch, "deployments at 1280x800").await;
     ch.screenshot("deployments").await;
 
@@ -196,7 +267,9 @@ async fn dashboard_in_real_chromium() {
     ch.click("scale-btn-default-hello").await;
     let mut replicas = 0;
     for _ in 0..200 {
-        let (_, d) = c.get("/apis/apps/v1/namespaces/default/deployments/hello").await;
+        let (_, d) = c
+            .get("/apis/apps/v1/namespaces/default/deployments/hello")
+            .await;
         replicas = d["spec"]["replicas"].as_i64().unwrap_or(0);
         if replicas == 3 {
             break;
@@ -214,8 +287,12 @@ async fn dashboard_in_real_chromium() {
     ch.click("restart-default-hello").await;
     let mut restarted = Value::Null;
     for _ in 0..200 {
-        let (_, d) = c.get("/apis/apps/v1/namespaces/default/deployments/hello").await;
-        restarted = d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].clone();
+        let (_, d) = c
+            .get("/apis/apps/v1/namespaces/default/deployments/hello")
+            .await;
+        restarted = d["spec"]["template"]["metadata"]["annotations"]
+            ["kubectl.kubernetes.io/restartedAt"]
+            .clone();
         if restarted.is_string() {
             break;
         }
@@ -226,13 +303,16 @@ async fn dashboard_in_real_chromium() {
     // --- deployment detail: its pods and ReplicaSet
     ch.click("deployment-row-default-hello").await;
     ch.wait_testid("deployment-detail").await;
-    ch.wait_testid("pod-row-default-hello-5d8f7c9b4-x7k2p").await;
-    ch.wait_testid("replicaset-row-default-hello-5d8f7c9b4").await;
+    ch.wait_testid("pod-row-default-hello-5d8f7c9b4-x7k2p")
+        .await;
+    ch.wait_testid("replicaset-row-default-hello-5d8f7c9b4")
+        .await;
     ch.screenshot("deployment-detail").await;
 
     // --- pods: a pod created through the API appears without a reload
     ch.navigate(&format!("{url}/#/pods")).await;
-    ch.wait_testid("pod-row-default-hello-5d8f7c9b4-x7k2p").await;
+    ch.wait_testid("pod-row-default-hello-5d8f7c9b4-x7k2p")
+        .await;
     ch.eval("window.__reloaded = 'no'").await;
     assert_eq!(
         ch.text("pod-status-shop-api-crashy").await,
@@ -258,7 +338,13 @@ async fn dashboard_in_real_chromium() {
     let t0 = now_ms();
     c.create(
         "/api/v1/namespaces/default/pods",
-        pod("default", "latency-pod", json!({"app": "latency"}), None, None),
+        pod(
+            "default",
+            "latency-pod",
+            json!({"app": "latency"}),
+            None,
+            None,
+        ),
     )
     .await;
     ch.wait_for("window.__seen > 0", T).await;
@@ -271,20 +357,66 @@ async fn dashboard_in_real_chromium() {
     .await;
     ch.wait_for("window.__running > 0", T).await;
     let running = ch.eval("window.__running").await.as_u64().unwrap();
-    assert_eq!(ch.eval("window.__reloaded").await, json!("no"), "the page reloaded");
+    assert_eq!(
+        ch.eval("window.__reloaded").await,
+        json!("no"),
+        "the page reloaded"
+    );
     println!(
         "watch → screen: pod created → row shown {} ms; status changed → badge updated {} ms",
         seen.saturating_sub(t0),
         running.saturating_sub(t1)
     );
 
+    // --- a watch that ends is resumed from its resourceVersion ...
+    ch.wait_for("window.__minik.inf.pods.live", T).await;
+    let lists = ch.eval("window.__minik.lists").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a watch that ends at once is re-listed
+    ch.eval("window.__minik.inf.pods.ws.close()").await;
+    ch.wait_for("window.__minik.inf.pods.live", T).await;
+    c.create(
+        "/api/v1/namespaces/default/pods",
+        pod("default", "resumed-pod", json!({"app": "resume"}), None, None),
+    )
+    .await;
+    ch.wait_testid("pod-row-default-resumed-pod").await;
+    assert_eq!(ch.eval("window.__minik.lists").await, lists, "resumed without a re-list");
+    // ... and one whose resourceVersion was compacted away (410 Gone) is re-listed
+    let old_rv = ch.eval("window.__minik.inf.pods.rv").await;
+    for i in 0..3 {
+        c.create(
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": format!("churn-{i}")}}),
+        )
+        .await;
+    }
+    c.store.compact(c.store.revision()).await.unwrap();
+    ch.eval(&format!(
+        "window.__minik.inf.pods.rv = {old_rv}; window.__minik.inf.pods.ws.close()"
+    ))
+    .await;
+    ch.wait_for(&format!("window.__minik.lists > {lists}"), T).await;
+    ch.wait_for("window.__minik.inf.pods.live", T).await;
+    c.create(
+        "/api/v1/namespaces/default/pods",
+        pod("default", "after-410", json!({"app": "resume"}), None, None),
+    )
+    .await;
+    ch.wait_testid("pod-row-default-after-410").await;
+
     // --- delete through the UI, with confirmation (cancel first)
     ch.click("delete-pod-default-latency-pod").await;
     ch.wait_testid("confirm-dialog").await;
     ch.click("confirm-cancel").await;
-    ch.wait_for("!document.querySelector('[data-testid=\"confirm-dialog\"]')", T)
-        .await;
-    assert_eq!(c.get("/api/v1/namespaces/default/pods/latency-pod").await.0, 200);
+    ch.wait_for(
+        "!document.querySelector('[data-testid=\"confirm-dialog\"]')",
+        T,
+    )
+    .await;
+    assert_eq!(
+        c.get("/api/v1/namespaces/default/pods/latency-pod").await.0,
+        200
+    );
     ch.click("delete-pod-default-latency-pod").await;
     ch.wait_testid("confirm-dialog").await;
     assert!(ch.text("confirm-dialog").await.contains("Delete Pod"));
@@ -298,8 +430,11 @@ async fn dashboard_in_real_chromium() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(code, 404, "the pod was not deleted");
-    ch.wait_for("!document.querySelector('[data-testid=\"pod-row-default-latency-pod\"]')", T)
-        .await;
+    ch.wait_for(
+        "!document.querySelector('[data-testid=\"pod-row-default-latency-pod\"]')",
+        T,
+    )
+    .await;
 
     // --- click into a pod: detail with containers; the log view is there
     ch.click("pod-row-shop-api-crashy").await;
@@ -310,22 +445,33 @@ async fn dashboard_in_real_chromium() {
         json!("#/pods/shop/api-crashy")
     );
     let detail = ch.text("pod-detail").await;
-    assert!(detail.contains("CrashLoopBackOff") && detail.contains("back-off 5m0s"), "{detail}");
-    assert!(detail.contains("Back-off restarting failed container"), "pod events: {detail}");
+    assert!(
+        detail.contains("CrashLoopBackOff") && detail.contains("back-off 5m0s"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("Back-off restarting failed container"),
+        "pod events: {detail}"
+    );
     // no kubelet here: the log request fails and the view says why
     ch.wait_for(
         "document.querySelector('[data-testid=\"log-status\"]').innerText.length > 0 && !document.querySelector('[data-testid=\"log-status\"]').innerText.startsWith('Connecting')",
         T,
     )
     .await;
-    println!("log status without a kubelet: {}", ch.text("log-status").await);
+    println!(
+        "log status without a kubelet: {}",
+        ch.text("log-status").await
+    );
     ch.screenshot("pod-detail").await;
 
     // --- services: NodePort URL on the page's host
     ch.navigate(&format!("{url}/#/services")).await;
     ch.wait_testid("service-row-default-hello").await;
     let (_, svc) = c.get("/api/v1/namespaces/default/services/hello").await;
-    let np = svc["spec"]["ports"][0]["nodePort"].as_u64().expect("a nodePort was allocated");
+    let np = svc["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .expect("a nodePort was allocated");
     let href = ch
         .eval(&format!(
             "document.querySelector('[data-testid=\"nodeport-link-default-hello-{np}\"]').href"
@@ -344,8 +490,14 @@ async fn dashboard_in_real_chromium() {
     ch.click("secret-row-default-hello-secret").await;
     ch.wait_testid("secret-detail").await;
     let page = ch.eval("document.body.innerText").await;
-    assert!(!page.as_str().unwrap().contains("s3cr3t-p@ss"), "secret shown before reveal");
-    assert!(!page.as_str().unwrap().contains("czNjcjN0"), "base64 shown before reveal");
+    assert!(
+        !page.as_str().unwrap().contains("s3cr3t-p@ss"),
+        "secret shown before reveal"
+    );
+    assert!(
+        !page.as_str().unwrap().contains("czNjcjN0"),
+        "base64 shown before reveal"
+    );
     ch.click("secret-reveal-password").await;
     ch.wait_for(
         "document.querySelector('[data-testid=\"secret-value-password\"]').innerText === 's3cr3t-p@ss'",
@@ -363,7 +515,11 @@ async fn dashboard_in_real_chromium() {
         .await;
     assert_eq!(
         order,
-        json!(["event-row-shop-api-crashy.1", "event-row-shop-web-typo.1", "event-row-default-hello.1"])
+        json!([
+            "event-row-shop-api-crashy.1",
+            "event-row-shop-web-typo.1",
+            "event-row-default-hello.1"
+        ])
     );
     let cls = ch
         .eval("document.querySelector('[data-testid=\"event-row-shop-api-crashy.1\"]').className")
@@ -376,12 +532,20 @@ async fn dashboard_in_real_chromium() {
     ch.wait_testid("pod-row-shop-db-0").await;
     ch.eval("(() => { const s = document.querySelector('[data-testid=\"ns-select\"]'); s.value = 'shop'; s.dispatchEvent(new Event('change', {bubbles: true})) })()")
         .await;
-    ch.wait_for("!document.querySelector('[data-testid=\"pod-row-default-hello-5d8f7c9b4-x7k2p\"]')", T)
-        .await;
-    assert!(ch.eval("!!document.querySelector('[data-testid=\"pod-row-shop-db-0\"]')").await.as_bool().unwrap());
+    ch.wait_for(
+        "!document.querySelector('[data-testid=\"pod-row-default-hello-5d8f7c9b4-x7k2p\"]')",
+        T,
+    )
+    .await;
+    assert!(ch
+        .eval("!!document.querySelector('[data-testid=\"pod-row-shop-db-0\"]')")
+        .await
+        .as_bool()
+        .unwrap());
     ch.eval("(() => { const s = document.querySelector('[data-testid=\"ns-select\"]'); s.value = ''; s.dispatchEvent(new Event('change', {bubbles: true})) })()")
         .await;
-    ch.wait_testid("pod-row-default-hello-5d8f7c9b4-x7k2p").await;
+    ch.wait_testid("pod-row-default-hello-5d8f7c9b4-x7k2p")
+        .await;
 
     // --- any object as YAML: the text parses back to the object
     ch.navigate(&format!("{url}/#/deployments")).await;
@@ -393,9 +557,17 @@ async fn dashboard_in_real_chromium() {
     .await;
     let text = ch.text("yaml-text").await;
     let parsed: Value = serde_yaml::from_str(&text).unwrap();
-    let (_, mut api) = c.get("/apis/apps/v1/namespaces/default/deployments/hello").await;
-    api["metadata"].as_object_mut().unwrap().remove("managedFields");
-    assert_eq!(parsed, api, "the YAML view differs from the API object:\n{text}");
+    let (_, mut api) = c
+        .get("/apis/apps/v1/namespaces/default/deployments/hello")
+        .await;
+    api["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    assert_eq!(
+        parsed, api,
+        "the YAML view differs from the API object:\n{text}"
+    );
     ch.screenshot("yaml").await;
     ch.click("dialog-close").await;
 
@@ -407,10 +579,9 @@ async fn dashboard_in_real_chromium() {
         "tab": "a\tb", "unicode": "héllo ✓", "quote": "it's \"q\"", "nested": [[1, 2], [], {}, [{"a": [true, null, 1.5]}]],
         "true": false, "123": "key is a number", "obj": {"a": {"b": {}}}, "list": ["a\nb", "", -1]
     });
-    let y = ch
-        .eval(&format!("YAML.stringify({tricky})"))
-        .await;
-    let back: Value = serde_yaml::from_str(y.as_str().unwrap()).unwrap_or_else(|e| panic!("{e}\n{y}"));
+    let y = ch.eval(&format!("YAML.stringify({tricky})")).await;
+    let back: Value =
+        serde_yaml::from_str(y.as_str().unwrap()).unwrap_or_else(|e| panic!("{e}\n{y}"));
     assert_eq!(back, tricky, "YAML round trip:\n{}", y.as_str().unwrap());
 
     // --- narrow window: no horizontal page scroll, tables scroll inside
@@ -437,21 +608,59 @@ async fn proxy_forwards_api_paths_only_and_guards_writes() {
     // the app itself, with a CSP
     let r = http.get(format!("{u}/")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'self'"));
     assert!(r.text().await.unwrap().contains("minik dashboard"));
-    assert_eq!(http.get(format!("{u}/healthz")).send().await.unwrap().text().await.unwrap(), "ok");
+    assert_eq!(
+        http.get(format!("{u}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
 
     // reads pass with the dashboard's credentials
-    let r = http.get(format!("{u}/k8s/api/v1/namespaces")).send().await.unwrap();
+    let r = http
+        .get(format!("{u}/k8s/api/v1/namespaces"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert!(v["items"].as_array().unwrap().iter().any(|n| n["metadata"]["name"] == "kube-system"));
+    assert!(v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["metadata"]["name"] == "kube-system"));
 
     // non-API paths, other methods, foreign hosts, writes without the header
-    assert_eq!(http.get(format!("{u}/k8s/version")).send().await.unwrap().status(), 404);
-    assert_eq!(http.get(format!("{u}/k8s/api/../version")).send().await.unwrap().status(), 404);
     assert_eq!(
-        http.request(Method::OPTIONS, format!("{u}/k8s/api/v1/pods")).send().await.unwrap().status(),
+        http.get(format!("{u}/k8s/version"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        http.get(format!("{u}/k8s/api/../version"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        http.request(Method::OPTIONS, format!("{u}/k8s/api/v1/pods"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         405
     );
     let r = http
@@ -479,12 +688,17 @@ async fn proxy_forwards_api_paths_only_and_guards_writes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(c.get("/api/v1/namespaces/default/configmaps/x").await.0, 200);
+    assert_eq!(
+        c.get("/api/v1/namespaces/default/configmaps/x").await.0,
+        200
+    );
 
     // a watch streams through unbuffered: the event arrives while the
     // response is still open
     let mut w = http
-        .get(format!("{u}/k8s/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=0"))
+        .get(format!(
+            "{u}/k8s/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=0"
+        ))
         .send()
         .await
         .unwrap();
@@ -513,10 +727,14 @@ async fn proxy_forwards_api_paths_only_and_guards_writes() {
     .expect("the new object's event was not streamed within 10s");
 
     // the WebSocket variant refuses other origins
-    let ws_url = format!("{}/k8s-ws/api/v1/namespaces?watch=1", u.replace("http://", "ws://"));
+    let ws_url = format!(
+        "{}/k8s-ws/api/v1/namespaces?watch=1",
+        u.replace("http://", "ws://")
+    );
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut req = ws_url.as_str().into_client_request().unwrap();
-    req.headers_mut().insert("origin", "http://evil.example.com".parse().unwrap());
+    req.headers_mut()
+        .insert("origin", "http://evil.example.com".parse().unwrap());
     assert!(tokio_tungstenite::connect_async(req).await.is_err());
     let req = ws_url.as_str().into_client_request().unwrap();
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();

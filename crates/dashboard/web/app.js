@@ -84,6 +84,7 @@
   };
   Informer.prototype.list = function () {
     var self = this, gen = ++this.gen;
+    marks.lists++;
     if (this.ws) { this.ws.onclose = null; this.ws.close(); this.ws = null; }
     this.live = false;
     api('GET', listPath(this.res)).then(function (r) {
@@ -119,6 +120,7 @@
         return;
       }
       var evt;
+      marks.lastEvent = Date.now();
       try { evt = JSON.parse(ev.data); } catch (x) { return; }
       if (self.apply(evt) === 'relist') { failed = true; }
     };
@@ -162,16 +164,20 @@
     revealed: {},
     wrapLogs: localStorage.getItem('minik.wrap') === '1'
   };
-  var marks = window.__minik = { changes: 0, renders: 0 };
+  // counters and the informers, for tests and for curious users' consoles
+  var marks = window.__minik = { changes: 0, renders: 0, lists: 0, inf: inf };
 
   var renderQueued = false;
   function changed() { marks.changes++; scheduleRender(); }
+  // Renders soon after a change, but bursts of events (a re-list, a rollout)
+  // are coalesced: at most one render per max(25 ms, 2 × the last render).
+  var lastRender = 0;
   function scheduleRender() {
     if (renderQueued) return;
     renderQueued = true;
-    var run = function () { if (renderQueued) { renderQueued = false; render(); } };
-    requestAnimationFrame(run);
-    setTimeout(run, 100); // rAF does not run in hidden tabs
+    var gap = Math.max(25, 2 * (marks.renderMs || 0));
+    marks.nextDelay = Math.max(0, lastRender + gap - Date.now());
+    setTimeout(function () { renderQueued = false; render(); }, marks.nextDelay);
   }
 
   // ---------- status logic ----------
@@ -290,7 +296,14 @@
     if (!f) return list;
     return list.filter(function (o) { return (o.metadata.namespace + '/' + o.metadata.name).toLowerCase().indexOf(f) >= 0; });
   }
+  // FNV-1a of a row's HTML: unchanged rows are skipped when patching the DOM
+  function hash(str) {
+    var h = 0x811c9dc5;
+    for (var i = 0; i < str.length; i++) { h ^= str.charCodeAt(i); h = Math.imul(h, 0x01000193); }
+    return (h >>> 0).toString(36);
+  }
   function table(testid, heads, rows, emptyText) {
+    rows = rows.map(function (r) { return r.replace(/^<tr/, '<tr data-h="' + hash(r) + '"'); });
     if (!rows.length) return '<div class="card card-pad empty" data-testid="' + testid + '-empty">' + esc(emptyText || 'Nothing here.') + '</div>';
     return '<div class="table-wrap"><table data-testid="' + testid + '"><thead><tr>' + heads.map(function (h) {
       if (typeof h === 'string') return '<th>' + esc(h) + '</th>';
@@ -338,7 +351,7 @@
       nameCell(p) +
       '<td>' + badge(cls, phase, 'pod-status-' + id) + '</td>' +
       '<td class="num">' + rd.ready + '/' + rd.total + '</td>' +
-      '<td class="num">' + podRestarts(p) + '</td>' +
+      '<td class="num" data-testid="pod-restarts-' + id + '">' + podRestarts(p) + '</td>' +
       '<td class="nowrap">' + age(p.metadata.creationTimestamp) + '</td>' +
       '<td class="nowrap hide-sm">' + esc((p.spec || {}).nodeName || '—') + '</td>' +
       '<td class="nowrap mono hide-sm">' + esc(st.podIP || '—') + '</td>' +
@@ -908,6 +921,42 @@
     if (e.target.id === 'log-reconnect') { $('#log').textContent = ''; logs.open(logs.ns, logs.name, logs.container); }
   });
 
+  // ---------- DOM patching ----------
+  // Updates `oldP`'s children in place to match `newP`'s: elements with a
+  // data-testid are matched by it (rows move instead of being rebuilt),
+  // others by position. Untouched rows keep their DOM, focus and selection,
+  // and the browser re-lays out only what changed.
+  function nodeKey(n) { return n.nodeType === 1 ? n.getAttribute('data-testid') : null; }
+  function morphEl(o, n) {
+    var h = n.getAttribute('data-h');
+    if (h && o.getAttribute('data-h') === h) return;
+    var i, oa = o.attributes, na = n.attributes;
+    for (i = oa.length - 1; i >= 0; i--) if (!n.hasAttribute(oa[i].name)) o.removeAttribute(oa[i].name);
+    for (i = 0; i < na.length; i++) if (o.getAttribute(na[i].name) !== na[i].value) o.setAttribute(na[i].name, na[i].value);
+    morphChildren(o, n);
+  }
+  function morphChildren(oldP, newP) {
+    var keyed = {}, c, n = newP.firstChild, cur = oldP.firstChild;
+    for (c = oldP.firstChild; c; c = c.nextSibling) { var ck = nodeKey(c); if (ck) keyed[ck] = c; }
+    while (n) {
+      var next = n.nextSibling, k = nodeKey(n), match = null;
+      if (k) {
+        if (keyed[k] && keyed[k].nodeName === n.nodeName) { match = keyed[k]; delete keyed[k]; }
+      } else if (cur && !nodeKey(cur) && cur.nodeType === n.nodeType && cur.nodeName === n.nodeName) {
+        match = cur;
+      }
+      if (match) {
+        if (match === cur) cur = cur.nextSibling; else oldP.insertBefore(match, cur);
+        if (n.nodeType === 1) morphEl(match, n);
+        else if (match.nodeValue !== n.nodeValue) match.nodeValue = n.nodeValue;
+      } else {
+        oldP.insertBefore(n, cur);
+      }
+      n = next;
+    }
+    while (cur) { c = cur.nextSibling; oldP.removeChild(cur); cur = c; }
+  }
+
   // ---------- router and render ----------
   var DETAIL = { pods: 'pod', deployments: 'deployment', secrets: 'secret', configmaps: 'configmap', services: 'service', replicasets: 'replicaset' };
   function parseRoute() {
@@ -918,7 +967,11 @@
   }
   var current = { key: null, view: null, html: null };
   function render() {
+    var t0 = performance.now();
     marks.renders++;
+    try { renderNow(); } catch (e) { marks.lastError = String(e && e.stack || e); throw e; } finally { marks.renderMs = performance.now() - t0; marks.lastRender = lastRender = Date.now(); }
+  }
+  function renderNow() {
     var rt = parseRoute(), v = views[rt.view];
     var key = location.hash + '|' + state.ns;
     var main = $('#main');
@@ -940,7 +993,9 @@
         var act = document.activeElement, aid = act && act.getAttribute && act.getAttribute('data-testid');
         var selStart = null;
         try { selStart = act && act.selectionStart; } catch (e) { /* number inputs */ }
-        el.innerHTML = html;
+        var tpl = document.createElement('template');
+        tpl.innerHTML = html;
+        morphChildren(el, tpl.content);
         current.html[id] = html;
         if (aid && !document.body.contains(act)) {
           var n = el.querySelector('[data-testid="' + aid + '"]');

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
 
 /// Bumped when the built-in layers' contents change, so old layers are not reused.
-const BUILTIN_LAYER_VERSION: &str = "minik-builtin-v2";
+const BUILTIN_LAYER_VERSION: &str = "minik-builtin-v3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -300,9 +300,35 @@ impl ImageStore {
             .map(Path::new)
             .find(|p| p.is_file())
             .ok_or_else(|| ImageError::NoBusybox(BUSYBOX_CANDIDATES.join(", ")))?;
-        let bin = std::fs::read(busybox).map_err(io_err(busybox))?;
-        let base_id = sha256_hex(&[BUILTIN_LAYER_VERSION.as_bytes(), b"busybox", &bin]);
-        self.ensure_layer(&base_id, |dir| fill_busybox_layer(dir, busybox, &bin))?;
+        // Hashing 2 MB on every start costs tens of ms in debug builds: a
+        // stamp of the binary's identity remembers the layer it produced.
+        let stamp_path = self.dir.join(".busybox-stamp");
+        let stamp = {
+            use std::os::unix::fs::MetadataExt;
+            let md = std::fs::metadata(busybox).map_err(io_err(busybox))?;
+            format!(
+                "{BUILTIN_LAYER_VERSION} {} {} {} {} {}",
+                busybox.display(),
+                md.dev(),
+                md.ino(),
+                md.size(),
+                md.mtime_nsec() + md.mtime() * 1_000_000_000
+            )
+        };
+        let cached = std::fs::read_to_string(&stamp_path).ok().and_then(|s| {
+            let (key, id) = s.rsplit_once(' ')?;
+            (key == stamp && self.layer_dir(id).is_dir()).then(|| id.to_string())
+        });
+        let base_id = match cached {
+            Some(id) => id,
+            None => {
+                let bin = std::fs::read(busybox).map_err(io_err(busybox))?;
+                let id = sha256_hex(&[BUILTIN_LAYER_VERSION.as_bytes(), b"busybox", &bin]);
+                self.ensure_layer(&id, |dir| fill_busybox_layer(dir, busybox, &bin))?;
+                let _ = std::fs::write(&stamp_path, format!("{stamp} {id}"));
+                id
+            }
+        };
         let hello_id = sha256_hex(&[
             BUILTIN_LAYER_VERSION.as_bytes(),
             b"hello",
@@ -341,7 +367,34 @@ impl ImageStore {
         for r in &recs {
             self.write_record(r)?;
         }
+        self.prune_layers();
         Ok(recs)
+    }
+
+    /// Removes layer directories no image record lists (e.g. built-in layers
+    /// of an older minik). Best effort.
+    pub fn prune_layers(&self) {
+        let mut used = std::collections::HashSet::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("refs")) {
+            for e in rd.flatten() {
+                let Ok(data) = std::fs::read(e.path()) else {
+                    continue;
+                };
+                let Ok(rec) = serde_json::from_slice::<ImageRecord>(&data) else {
+                    // An unreadable record may reference anything: keep all.
+                    return;
+                };
+                used.extend(rec.layers);
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("layers")) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') && !used.contains(&name) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
     }
 }
 
@@ -370,6 +423,9 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
 /// default) so `kubectl delete pod` is quick, and logs each request line.
 pub const HELLO_SCRIPT: &str = r#"#!/bin/sh
 # minik/hello: a page that names the pod serving it.
+# The trap comes first: PID 1 ignores SIGTERM unless it handles it.
+child=
+trap '[ -n "$child" ] && kill -TERM $child 2>/dev/null; wait $child 2>/dev/null; echo "minik/hello: stopped"; exit 0' TERM INT
 POD="$(hostname)"
 mkdir -p /www
 cat > /www/index.html <<EOF
@@ -385,7 +441,6 @@ EOF
 echo "minik/hello: serving /www on port 80 as pod ${POD}"
 httpd -f -vv -p 80 -h /www &
 child=$!
-trap 'kill -TERM $child 2>/dev/null; wait $child; echo "minik/hello: stopped"; exit 0' TERM INT
 wait $child
 "#;
 
@@ -553,6 +608,20 @@ mod tests {
         // Second call is a no-op returning the same ids.
         let again = store.ensure_builtin().unwrap();
         assert_eq!(again, recs);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
+#[cfg(test)]
+mod stamp {
+    #[test]
+    fn second_call_uses_the_stamp_and_agrees() {
+        let root = std::env::temp_dir().join(format!("minik-img-timing-{}", std::process::id()));
+        let store = super::ImageStore::new(&root);
+        let a = store.ensure_builtin().unwrap();
+        let t = std::time::Instant::now();
+        let b = store.ensure_builtin().unwrap();
+        println!("second ensure_builtin: {:?}", t.elapsed());
+        assert_eq!(a, b);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -11,6 +11,7 @@
 //! - [`network`]: pod CIDR, IP allocation, bridge/netns/veth plumbing.
 //! - [`runtime`]: the OCI runtime CLI, overlay mounts, exit watching, log pipes.
 //! - [`sandbox`]: per-pod machinery combining the above (no API).
+//! - [`volumes`]: emptyDir, hostPath, configMap, secret, downwardAPI, projected.
 //! - [`pods`]: the watch + per-pod workers (API side); [`probes`]: their probes.
 //! - [`node`], [`events`]: Node/Lease, Events.
 //! - [`logs`], [`exec`]: the kubelet HTTP API (logs, exec); [`http_router`] joins them.
@@ -27,6 +28,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod spec;
 pub mod status;
+pub mod volumes;
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};

@@ -216,6 +216,16 @@ impl LogRegistry {
             }
         }
     }
+    /// Forgets `namespace/name` only if it still points at `uid` (a pod
+    /// recreated under the same name keeps its entry).
+    pub fn forget_pod(&self, namespace: &str, name: &str, uid: &str) {
+        if let Ok(mut g) = self.inner.lock() {
+            let k = (namespace.to_string(), name.to_string());
+            if g.pods.get(&k).map(String::as_str) == Some(uid) {
+                g.pods.remove(&k);
+            }
+        }
+    }
     pub fn pod_uid(&self, namespace: &str, name: &str) -> Option<String> {
         self.inner
             .lock()

@@ -15,24 +15,18 @@ use crate::spec::BindMount;
 use crate::status::{self, backoff_delay, CState, ContainerRecord, PodStatusInput, Termination};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, Pod, PodStatus, Secret, Service, ServiceAccount,
-};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, Pod, PodStatus, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// A container that ran for this long gets its crash back-off reset.
-const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
 /// How long `ErrImagePull` shows before it turns into `ImagePullBackOff`.
 const ERR_IMAGE_PULL_SHOWN: Duration = Duration::from_secs(2);
 
@@ -165,6 +159,11 @@ struct Slot {
 }
 
 impl Slot {
+    /// Ran to completion with exit code 0 and will not run again (init containers).
+    fn succeeded(&self) -> bool {
+        self.done && matches!(&self.rec.state, CState::Terminated(t) if t.exit_code == 0)
+    }
+
     fn new(c: &Container, prev: Option<&k8s_openapi::api::core::v1::ContainerStatus>) -> Self {
         let image = c.image.clone().unwrap_or_default();
         let mut rec = ContainerRecord::new(&c.name, &image);
@@ -236,6 +235,8 @@ fn pod_meta(pod: &Pod, uid: &str) -> PodMeta {
             .map(|h| (h.ip, h.hostnames.unwrap_or_default()))
             .collect(),
         grace_seconds: spec.termination_grace_period_seconds.unwrap_or(30),
+        hostname: spec.hostname.clone(),
+        subdomain: spec.subdomain.clone(),
     }
 }
 
@@ -407,15 +408,15 @@ impl Worker {
             // Init containers, in order, each to completion.
             let mut init_done = true;
             for i in 0..self.init.len() {
-                if self.init[i].done {
+                if self.init[i].succeeded() {
                     continue;
                 }
                 init_done = false;
                 if self.init[i].running.is_some() {
                     break;
                 }
-                let failed_before = matches!(self.init[i].rec.state, CState::Terminated(_));
-                if failed_before && policy == "Never" {
+                if self.init[i].done {
+                    // Failed and not to be restarted (restartPolicy Never).
                     self.init_failed = true;
                     break;
                 }
@@ -568,13 +569,7 @@ impl Worker {
                 if s.killing {
                     continue;
                 }
-                let ports: Vec<(String, i32)> = s
-                    .spec
-                    .ports
-                    .iter()
-                    .flatten()
-                    .filter_map(|p| p.name.clone().map(|n| (n, p.container_port)))
-                    .collect();
+                let ports = named_ports(&s.spec);
                 for (j, t) in s.probes.iter().enumerate() {
                     if t.next > now || (t.kind != Kind::Startup && !s.rec.started) {
                         continue;
@@ -656,7 +651,7 @@ impl Worker {
         if self.init_failed {
             return true;
         }
-        let init_done = self.init.iter().all(|s| s.done);
+        let init_done = self.init.iter().all(Slot::succeeded);
         init_done
             && !self.app.is_empty()
             && matches!(
@@ -869,6 +864,48 @@ impl Worker {
                 .collect();
                 s.rec.started = spec.startup_probe.is_none();
                 s.rec.ready = s.rec.started && spec.readiness_probe.is_none();
+                let post_start = spec.lifecycle.as_ref().and_then(|l| l.post_start.clone());
+                if let (Some(hook), Some(run)) = (post_start, s.running.clone()) {
+                    let ip = self
+                        .sandbox
+                        .as_ref()
+                        .map(|s| s.ip.clone())
+                        .unwrap_or_default();
+                    let rt = self.ctx.machinery.runtime.clone();
+                    let ports = named_ports(&spec);
+                    let res =
+                        probes::run_hook(&hook, &ip, &rt, &run.id, &ports, Duration::from_secs(30))
+                            .await;
+                    if let Err(msg) = res {
+                        let s = self.slot(i, init);
+                        s.killing = true;
+                        s.rec.ready = false;
+                        let oref = pod_ref(
+                            pod,
+                            Some(format!(
+                                "spec.{}{{{}}}",
+                                if init { "initContainers" } else { "containers" },
+                                spec.name
+                            )),
+                        );
+                        events.warning(
+                            oref.clone(),
+                            "FailedPostStartHook",
+                            format!("PostStartHook failed: {msg}"),
+                        );
+                        events.normal(
+                            oref,
+                            "Killing",
+                            format!("FailedPostStartHook: stopping container {}", spec.name),
+                        );
+                        let m = self.ctx.machinery.clone();
+                        let grace =
+                            Duration::from_secs(self.meta.grace_seconds.clamp(0, 300) as u64);
+                        tokio::spawn(
+                            async move { m.stop_container(&run.id, run.pid, grace).await },
+                        );
+                    }
+                }
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -916,44 +953,35 @@ impl Worker {
         let t = Termination {
             exit_code: code,
             signal: None,
-            reason: if oom { "OOMKilled".into() } else { Termination::reason_for(code).into() },
-            message: None,
+            reason: if oom {
+                "OOMKilled".into()
+            } else {
+                Termination::reason_for(code).into()
+            },
+            message: m.termination_message(&uid, &s.spec, code, &run.log_path),
             started_at: Some(run.started_at),
             finished_at: exit.finished_at,
             container_id: run.id.clone(),
         };
         s.rec.state = CState::Terminated(t);
-        let restart = if is_init {
-            code != 0 && policy != "Never"
-        } else {
-            match policy.as_str() {
-                "Never" => false,
-                "OnFailure" => code != 0,
-                _ => true,
-            }
-        };
         s.probes.clear();
         s.rec.ready = false;
         s.killing = false;
         let forced = std::mem::take(&mut s.force_restart);
-        if forced && !terminating {
-            s.done = false;
-            s.not_before = Some(Instant::now());
-        } else if (is_init && code == 0) || !restart || terminating {
-            s.done = is_init && code == 0 || !restart;
-            s.not_before = None;
-        } else {
-            let ran = exit.finished_at - run.started_at;
-            if ran.to_std().unwrap_or_default() > BACKOFF_RESET_AFTER {
-                s.failures = 0;
+        let ran = (exit.finished_at - run.started_at)
+            .to_std()
+            .unwrap_or_default();
+        match status::after_exit(&policy, is_init, code, forced, terminating, s.failures, ran) {
+            status::AfterExit::Done => {
+                s.done = true;
+                s.not_before = None;
             }
-            s.failures += 1;
-            let delay = if s.failures == 1 {
-                Duration::ZERO
-            } else {
-                backoff_delay(s.failures - 1)
-            };
-            s.not_before = Some(Instant::now() + delay);
+            status::AfterExit::Stay => s.not_before = None,
+            status::AfterExit::Restart { failures, delay } => {
+                s.done = false;
+                s.failures = failures;
+                s.not_before = Some(Instant::now() + delay);
+            }
         }
         let name = s.spec.name.clone();
         let id = run.id.clone();
@@ -974,7 +1002,14 @@ impl Worker {
             &self.ctx.machinery.cfg.node_ip,
         )
         .await?;
-        let vols = prepare_volumes(&self.ctx, pod, sandbox).await?;
+        let vols = crate::volumes::prepare(
+            &self.ctx.client,
+            pod,
+            &sandbox.dir,
+            &sandbox.ip,
+            &self.ctx.machinery.cfg.node_ip,
+        )
+        .await?;
         let mut binds = Vec::new();
         for vm in c.volume_mounts.iter().flatten() {
             let Some(src) = vols.get(&vm.name) else {
@@ -1039,7 +1074,33 @@ impl Worker {
                     );
                     let m = self.ctx.machinery.clone();
                     let (id, pid) = (run.id.clone(), run.pid);
-                    stops.push(async move { m.stop_container(&id, pid, grace).await });
+                    let pre_stop = s.spec.lifecycle.as_ref().and_then(|l| l.pre_stop.clone());
+                    let ip = self
+                        .sandbox
+                        .as_ref()
+                        .map(|s| s.ip.clone())
+                        .unwrap_or_default();
+                    let ports = named_ports(&s.spec);
+                    let events = self.ctx.events.clone();
+                    let oref = self.obj(pod, &s.spec, init);
+                    let cname = s.spec.name.clone();
+                    stops.push(async move {
+                        // preStop runs inside the grace period; SIGTERM follows.
+                        let t0 = Instant::now();
+                        if let Some(hook) = pre_stop {
+                            if let Err(msg) =
+                                probes::run_hook(&hook, &ip, &m.runtime, &id, &ports, grace).await
+                            {
+                                events.warning(
+                                    oref,
+                                    "FailedPreStopHook",
+                                    format!("PreStopHook failed for container {cname}: {msg}"),
+                                );
+                            }
+                        }
+                        let left = grace.saturating_sub(t0.elapsed());
+                        m.stop_container(&id, pid, left).await
+                    });
                 }
             }
         }
@@ -1066,7 +1127,7 @@ impl Worker {
         self.ctx
             .machinery
             .logs
-            .set_pod(&self.meta.namespace, &self.meta.name, None);
+            .forget_pod(&self.meta.namespace, &self.meta.name, &self.uid);
         if delete_object {
             let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.meta.namespace);
             let dp = DeleteParams {
@@ -1093,7 +1154,7 @@ impl Worker {
         let policy = Self::restart_policy(pod);
         let init = self.recs(true);
         let app = self.recs(false);
-        let init_done = self.init.iter().all(|s| s.done);
+        let init_done = self.init.iter().all(Slot::succeeded);
         let mut st = status::pod_status(&PodStatusInput {
             restart_policy: &policy,
             init: &init,
@@ -1144,6 +1205,15 @@ impl Worker {
     }
 }
 
+/// `(name, containerPort)` of a container's named ports (for probes and hooks).
+fn named_ports(c: &Container) -> Vec<(String, i32)> {
+    c.ports
+        .iter()
+        .flatten()
+        .filter_map(|p| p.name.clone().map(|n| (n, p.container_port)))
+        .collect()
+}
+
 /// Kubernetes' QoS class from requests and limits.
 pub fn qos_class(pod: &Pod) -> &'static str {
     let Some(spec) = pod.spec.as_ref() else {
@@ -1180,7 +1250,7 @@ pub fn qos_class(pod: &Pod) -> &'static str {
     }
 }
 
-fn field_ref(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Option<String> {
+pub(crate) fn field_ref(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Option<String> {
     let md = &pod.metadata;
     let spec = pod.spec.as_ref();
     let sel = |m: &Option<BTreeMap<String, String>>, prefix: &str| {
@@ -1373,7 +1443,13 @@ async fn resolve_env(
                     Err(e) => return Err(format!("reading secret \"{}\": {e}", k.name)),
                 }
             } else if let Some(r) = &src.resource_field_ref {
-                resource_field(c, &r.resource).unwrap_or_default()
+                crate::volumes::resource_value(
+                    c,
+                    &r.resource,
+                    r.divisor.as_ref(),
+                    crate::volumes::node_allocatable(),
+                )
+                .unwrap_or_default()
             } else {
                 String::new()
             }
@@ -1383,252 +1459,6 @@ async fn resolve_env(
         vars.push((name.clone(), v));
     }
     Ok(vars)
-}
-
-fn resource_field(c: &Container, resource: &str) -> Option<String> {
-    let (kind, res) = resource.split_once('.')?;
-    let r = c.resources.clone()?;
-    let m = if kind == "limits" {
-        r.limits?
-    } else {
-        r.requests?
-    };
-    let q = m.get(res)?;
-    let v = crate::spec::parse_quantity(&q.0).ok()?;
-    Some(if res == "cpu" {
-        (v.ceil() as i64).max(1).to_string()
-    } else {
-        (v as i64).to_string()
-    })
-}
-
-fn write_files(dir: &std::path::Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    for (rel, data) in files {
-        if rel.split('/').any(|p| p == "..") || rel.starts_with('/') {
-            return Err(format!("volume path {rel:?} must be relative without '..'"));
-        }
-        let p = dir.join(rel);
-        if let Some(parent) = p.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        std::fs::write(&p, data).map_err(|e| format!("writing {}: {e}", p.display()))?;
-    }
-    Ok(())
-}
-
-fn pick_items(
-    data: BTreeMap<String, Vec<u8>>,
-    items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>,
-) -> Vec<(String, Vec<u8>)> {
-    match items {
-        Some(items) if !items.is_empty() => items
-            .iter()
-            .filter_map(|i| data.get(&i.key).map(|d| (i.path.clone(), d.clone())))
-            .collect(),
-        _ => data.into_iter().collect(),
-    }
-}
-
-/// Materializes the pod's volumes on the host; returns name → host path.
-async fn prepare_volumes(
-    ctx: &Ctx,
-    pod: &Pod,
-    sandbox: &Sandbox,
-) -> Result<HashMap<String, PathBuf>, String> {
-    let ns = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let mut out = HashMap::new();
-    let base = sandbox.dir.join("volumes");
-    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(spec) = pod.spec.as_ref() else {
-        return Ok(out);
-    };
-    for v in spec.volumes.iter().flatten() {
-        let dir = base.join(&v.name);
-        if v.empty_dir.is_some() {
-            std::fs::create_dir_all(&dir).map_err(|e| format!("emptyDir {}: {e}", v.name))?;
-            out.insert(v.name.clone(), dir);
-        } else if let Some(hp) = &v.host_path {
-            let p = PathBuf::from(&hp.path);
-            match hp.type_.as_deref() {
-                Some("DirectoryOrCreate") => {
-                    std::fs::create_dir_all(&p).map_err(|e| format!("hostPath {}: {e}", hp.path))?
-                }
-                Some("FileOrCreate") if !p.exists() => {
-                    if let Some(parent) = p.parent() {
-                        let _ = std::fs::create_dir_all(parent);
-                    }
-                    std::fs::write(&p, b"").map_err(|e| format!("hostPath {}: {e}", hp.path))?
-                }
-                Some("Directory") | Some("File") | Some("Socket") if !p.exists() => {
-                    return Err(format!(
-                        "hostPath type check failed: {} does not exist",
-                        hp.path
-                    ))
-                }
-                _ => {}
-            }
-            out.insert(v.name.clone(), p);
-        } else if let Some(cm) = &v.config_map {
-            match cms.get_opt(&cm.name).await {
-                Ok(Some(obj)) => {
-                    let mut data: BTreeMap<String, Vec<u8>> = obj
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect();
-                    for (k, v) in obj.binary_data.unwrap_or_default() {
-                        data.insert(k, v.0);
-                    }
-                    write_files(&dir, &pick_items(data, &cm.items))?;
-                }
-                Ok(None) if cm.optional == Some(true) => write_files(&dir, &[])?,
-                Ok(None) => return Err(format!("configmap \"{}\" not found", cm.name)),
-                Err(e) => return Err(format!("reading configmap \"{}\": {e}", cm.name)),
-            }
-            out.insert(v.name.clone(), dir);
-        } else if let Some(sec) = &v.secret {
-            let name = sec.secret_name.clone().unwrap_or_default();
-            match secrets.get_opt(&name).await {
-                Ok(Some(obj)) => {
-                    let data: BTreeMap<String, Vec<u8>> = obj
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0))
-                        .collect();
-                    write_files(&dir, &pick_items(data, &sec.items))?;
-                }
-                Ok(None) if sec.optional == Some(true) => write_files(&dir, &[])?,
-                Ok(None) => return Err(format!("secret \"{name}\" not found")),
-                Err(e) => return Err(format!("reading secret \"{name}\": {e}")),
-            }
-            out.insert(v.name.clone(), dir);
-        } else if let Some(d) = &v.downward_api {
-            let files = downward_files(
-                pod,
-                d.items.as_deref().unwrap_or_default(),
-                &sandbox.ip,
-                &ctx.machinery.cfg.node_ip,
-            );
-            write_files(&dir, &files)?;
-            out.insert(v.name.clone(), dir);
-        } else if let Some(p) = &v.projected {
-            let mut files = Vec::new();
-            for src in p.sources.iter().flatten() {
-                if let Some(cm) = &src.config_map {
-                    match cms.get_opt(&cm.name).await {
-                        Ok(Some(obj)) => {
-                            let data = obj
-                                .data
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(|(k, v)| (k, v.into_bytes()))
-                                .collect();
-                            files.extend(pick_items(data, &cm.items));
-                        }
-                        Ok(None) if cm.optional == Some(true) => {}
-                        // kube-root-ca.crt may not be published yet; keep going.
-                        Ok(None) => tracing::warn!(
-                            "projected volume {}: configmap {} not found",
-                            v.name,
-                            cm.name
-                        ),
-                        Err(e) => return Err(format!("reading configmap \"{}\": {e}", cm.name)),
-                    }
-                }
-                if let Some(sec) = &src.secret {
-                    if let Ok(Some(obj)) = secrets.get_opt(&sec.name).await {
-                        let data = obj
-                            .data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, v.0))
-                            .collect();
-                        files.extend(pick_items(data, &sec.items));
-                    }
-                }
-                if let Some(d) = &src.downward_api {
-                    files.extend(downward_files(
-                        pod,
-                        d.items.as_deref().unwrap_or_default(),
-                        &sandbox.ip,
-                        &ctx.machinery.cfg.node_ip,
-                    ));
-                }
-                if let Some(t) = &src.service_account_token {
-                    let sa = spec
-                        .service_account_name
-                        .clone()
-                        .unwrap_or_else(|| "default".into());
-                    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
-                    let req = TokenRequest {
-                        spec: TokenRequestSpec {
-                            audiences: t.audience.clone().map(|a| vec![a]).unwrap_or_default(),
-                            expiration_seconds: t.expiration_seconds,
-                            ..Default::default()
-                        },
-                        ..Default::default()
-                    };
-                    match api
-                        .create_subresource::<_, TokenRequest>(
-                            "token",
-                            &sa,
-                            &PostParams::default(),
-                            &req,
-                        )
-                        .await
-                    {
-                        Ok(tr) => {
-                            if let Some(st) = tr.status {
-                                files.push((t.path.clone(), st.token.into_bytes()));
-                            }
-                        }
-                        Err(e) => tracing::warn!("service account token for {ns}/{sa}: {e}"),
-                    }
-                }
-            }
-            write_files(&dir, &files)?;
-            out.insert(v.name.clone(), dir);
-        }
-    }
-    Ok(out)
-}
-
-fn downward_files(
-    pod: &Pod,
-    items: &[k8s_openapi::api::core::v1::DownwardAPIVolumeFile],
-    pod_ip: &str,
-    host_ip: &str,
-) -> Vec<(String, Vec<u8>)> {
-    items
-        .iter()
-        .filter_map(|i| {
-            let f = i.field_ref.as_ref()?;
-            let v = match f.field_path.as_str() {
-                "metadata.labels" | "metadata.annotations" => {
-                    let m = if f.field_path == "metadata.labels" {
-                        pod.metadata.labels.clone()
-                    } else {
-                        pod.metadata.annotations.clone()
-                    };
-                    m.unwrap_or_default()
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v:?}\n"))
-                        .collect::<String>()
-                }
-                p => field_ref(pod, p, pod_ip, host_ip).unwrap_or_default(),
-            };
-            Some((i.path.clone(), v.into_bytes()))
-        })
-        .collect()
 }
 
 #[cfg(test)]

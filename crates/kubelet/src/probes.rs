@@ -199,6 +199,29 @@ pub async fn run_probe(
     Err("probe has no handler".into())
 }
 
+/// Runs a lifecycle hook (postStart / preStop) within `timeout`.
+pub async fn run_hook(
+    h: &k8s_openapi::api::core::v1::LifecycleHandler,
+    pod_ip: &str,
+    runtime: &Runtime,
+    container_id: &str,
+    named_ports: &[(String, i32)],
+    timeout: Duration,
+) -> Result<(), String> {
+    if let Some(s) = &h.sleep {
+        let d = Duration::from_secs(s.seconds.max(0) as u64).min(timeout);
+        tokio::time::sleep(d).await;
+        return Ok(());
+    }
+    let probe = Probe {
+        exec: h.exec.clone(),
+        http_get: h.http_get.clone(),
+        tcp_socket: h.tcp_socket.clone(),
+        ..Default::default()
+    };
+    run_probe(&probe, pod_ip, runtime, container_id, named_ports, timeout).await
+}
+
 /// Go's wording for socket errors (what `kubectl describe` users know).
 pub fn io_msg(e: &std::io::Error) -> String {
     match e.kind() {

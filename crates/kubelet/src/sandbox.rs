@@ -68,6 +68,21 @@ pub struct PodMeta {
     pub host_aliases: Vec<(String, Vec<String>)>,
     #[serde(default = "default_grace")]
     pub grace_seconds: i64,
+    /// `spec.hostname` (defaults to the pod name) and `spec.subdomain`.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub subdomain: Option<String>,
+}
+
+impl PodMeta {
+    /// The containers' hostname: `spec.hostname`, else the pod name.
+    pub fn host_name(&self) -> String {
+        self.hostname
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| self.name.clone())
+    }
 }
 
 fn default_grace() -> i64 {
@@ -216,11 +231,18 @@ impl Machinery {
             sb
         };
         write_json(&dir.join("sandbox.json"), &sb)?;
-        let hostname = meta.name.clone();
+        let hostname = meta.host_name();
         let hosts = if meta.host_network {
             std::fs::read_to_string("/etc/hosts").unwrap_or_default()
         } else {
-            spec::hosts_file(&sb.ip, &hostname, &meta.host_aliases)
+            let names = match meta.subdomain.as_deref().filter(|s| !s.is_empty()) {
+                Some(sub) => format!(
+                    "{hostname}.{sub}.{}.svc.{}\t{hostname}",
+                    meta.namespace, self.cfg.cluster_domain
+                ),
+                None => hostname.clone(),
+            };
+            spec::hosts_file(&sb.ip, &names, &meta.host_aliases)
         };
         let resolv = if meta.dns_policy == "Default"
             || (meta.host_network && meta.dns_policy != "ClusterFirstWithHostNet")
@@ -332,6 +354,8 @@ impl Machinery {
         .await
         .map_err(|e| SandboxError::Spec(format!("bundle task failed: {e}")))??;
 
+        let term_log = cdir.join("termination-log");
+        std::fs::write(&term_log, b"").map_err(io_err(&term_log))?;
         // Keep the current and the previous log only.
         for (n, p) in crate::logs::log_files(&cdir) {
             if n + 1 < inputs.restart_count as u32 {
@@ -490,13 +514,26 @@ impl Machinery {
                 readonly: false,
             },
         ];
+        // terminationMessagePath: a file the container may write on its way out.
+        let term_path = c
+            .termination_message_path
+            .clone()
+            .filter(|p| p.starts_with('/'))
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        binds.push(BindMount {
+            source: self
+                .container_dir(&meta.uid, &c.name)
+                .join("termination-log"),
+            destination: term_path,
+            readonly: false,
+        });
         binds.extend(inputs.binds.iter().cloned());
         let caps = sc.capabilities.clone().unwrap_or_default();
         Ok(SpecInput {
             args,
             env,
             cwd,
-            hostname: meta.name.clone(),
+            hostname: meta.host_name(),
             netns_path: sandbox.netns.as_deref().map(network::netns_path),
             cgroups_path: format!(
                 "/minik/{}",
@@ -534,6 +571,44 @@ impl Machinery {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+
+    /// `terminated.message`: what the container wrote to its termination
+    /// message file (≤ 4 KiB), or with `FallbackToLogsOnError` and a failure,
+    /// the last 80 log lines (≤ 2 KiB), as the kubelet does.
+    pub fn termination_message(
+        &self,
+        uid: &str,
+        c: &Container,
+        exit_code: i32,
+        log_path: &Path,
+    ) -> Option<String> {
+        let cdir = self.container_dir(uid, &c.name);
+        let mut msg = std::fs::read(cdir.join("termination-log")).unwrap_or_default();
+        msg.truncate(4096);
+        let msg = String::from_utf8_lossy(&msg).into_owned();
+        if !msg.is_empty() {
+            return Some(msg);
+        }
+        if exit_code != 0
+            && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+        {
+            let data = std::fs::read_to_string(log_path).unwrap_or_default();
+            let opts = crate::logs::LogOptions {
+                tail_lines: Some(80),
+                limit_bytes: None,
+                ..Default::default()
+            };
+            let text = crate::logs::render(&data, &opts, Utc::now());
+            let start = text.len().saturating_sub(2048);
+            let mut cut = start;
+            while !text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            let tail = text[cut..].to_string();
+            return (!tail.is_empty()).then_some(tail);
+        }
+        None
     }
 
     /// Whether the kernel OOM-killed a process of this container (read

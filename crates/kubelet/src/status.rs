@@ -29,6 +29,70 @@ pub fn backoff_delay(failures: u32) -> Duration {
     Duration::from_secs((base << exp).min(300))
 }
 
+/// A container that ran for this long gets its crash back-off reset.
+pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
+
+/// What happens to a container after its process exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterExit {
+    /// Finished for good (init success, or the restart policy says no).
+    Done,
+    /// The pod is terminating: nothing more to do.
+    Stay,
+    /// Start again after `delay`; `failures` is the new consecutive count.
+    Restart { failures: u32, delay: Duration },
+}
+
+/// The kubelet's restart decision. The first restart after a crash is
+/// immediate, later ones back off (10 s doubling to 5 min); a run longer than
+/// 10 minutes resets the count; a changed definition restarts at once. Pure.
+pub fn after_exit(
+    policy: &str,
+    is_init: bool,
+    exit_code: i32,
+    forced: bool,
+    terminating: bool,
+    failures: u32,
+    ran: Duration,
+) -> AfterExit {
+    if terminating {
+        return if is_init && exit_code == 0 {
+            AfterExit::Done
+        } else {
+            AfterExit::Stay
+        };
+    }
+    if forced {
+        return AfterExit::Restart {
+            failures: 0,
+            delay: Duration::ZERO,
+        };
+    }
+    let restart = if is_init {
+        exit_code != 0 && policy != "Never"
+    } else {
+        match policy {
+            "Never" => false,
+            "OnFailure" => exit_code != 0,
+            _ => true,
+        }
+    };
+    if !restart {
+        return AfterExit::Done;
+    }
+    let failures = if ran > BACKOFF_RESET_AFTER {
+        1
+    } else {
+        failures + 1
+    };
+    let delay = if failures == 1 {
+        Duration::ZERO
+    } else {
+        backoff_delay(failures - 1)
+    };
+    AfterExit::Restart { failures, delay }
+}
+
 /// A finished container run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Termination {
@@ -365,6 +429,81 @@ mod tests {
         assert_eq!(backoff_delay(3), Duration::from_secs(40));
         assert_eq!(backoff_delay(6), Duration::from_secs(300));
         assert_eq!(backoff_delay(100), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn restart_decisions() {
+        let short = Duration::from_secs(1);
+        let r = |failures, delay| AfterExit::Restart {
+            failures,
+            delay: Duration::from_secs(delay),
+        };
+        assert_eq!(
+            after_exit("Always", false, 0, false, false, 0, short),
+            r(1, 0)
+        );
+        assert_eq!(
+            after_exit("Always", false, 1, false, false, 1, short),
+            r(2, 10)
+        );
+        assert_eq!(
+            after_exit("Always", false, 1, false, false, 2, short),
+            r(3, 20)
+        );
+        assert_eq!(
+            after_exit("Always", false, 1, false, false, 9, short),
+            r(10, 300)
+        );
+        assert_eq!(
+            after_exit(
+                "Always",
+                false,
+                1,
+                false,
+                false,
+                9,
+                Duration::from_secs(601)
+            ),
+            r(1, 0),
+            "a long run resets the back-off"
+        );
+        assert_eq!(
+            after_exit("OnFailure", false, 0, false, false, 0, short),
+            AfterExit::Done
+        );
+        assert_eq!(
+            after_exit("OnFailure", false, 2, false, false, 0, short),
+            r(1, 0)
+        );
+        assert_eq!(
+            after_exit("Never", false, 2, false, false, 0, short),
+            AfterExit::Done
+        );
+        assert_eq!(
+            after_exit("Never", true, 0, false, false, 0, short),
+            AfterExit::Done
+        );
+        assert_eq!(
+            after_exit("Always", true, 0, false, false, 0, short),
+            AfterExit::Done
+        );
+        assert_eq!(
+            after_exit("Always", true, 1, false, false, 0, short),
+            r(1, 0)
+        );
+        assert_eq!(
+            after_exit("Never", true, 1, false, false, 0, short),
+            AfterExit::Done
+        );
+        assert_eq!(
+            after_exit("Always", false, 137, false, true, 0, short),
+            AfterExit::Stay
+        );
+        assert_eq!(
+            after_exit("Never", false, 143, true, false, 3, short),
+            r(0, 0),
+            "definition changed"
+        );
     }
 
     #[test]

@@ -66,6 +66,8 @@ fn meta(uid: &str, name: &str) -> PodMeta {
         dns_policy: "ClusterFirst".into(),
         host_aliases: vec![],
         grace_seconds: 30,
+        hostname: None,
+        subdomain: None,
     }
 }
 
@@ -248,7 +250,7 @@ async fn exit_codes_logs_and_shared_netns() {
         )
         .await
         .unwrap();
-    let script = "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://127.0.0.1/ && break; sleep 0.2; done; echo \"host=$(hostname) var=$GREETING\"; cat /etc/hostname; echo to-stderr >&2; exit 3";
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://127.0.0.1/ && break; sleep 0.2; done; echo \"host=$(hostname) var=$GREETING\"; cat /etc/hostname; echo to-stderr >&2; echo last-words > /dev/termination-log; exit 3";
     let client = m
         .start_container(
             &pm,
@@ -286,6 +288,17 @@ async fn exit_codes_logs_and_shared_netns() {
     );
     assert!(text.contains("host=two-containers var=hi"), "{text}");
     assert!(log.contains(" stderr F to-stderr"), "{log}");
+    let spec_c = container("client", "minik/busybox", None);
+    assert_eq!(
+        m.termination_message(&uid, &spec_c, 3, &client.log_path)
+            .as_deref(),
+        Some("last-words\n")
+    );
+    let hosts = std::fs::read_to_string(sb.dir.join("etc/hosts")).unwrap();
+    assert!(
+        hosts.contains(&format!("{}\ttwo-containers\n", sb.ip)),
+        "{hosts}"
+    );
 
     // SIGKILL path: a container that ignores TERM.
     m.stop_container(&server.id, server.pid, Duration::from_millis(0))
@@ -330,7 +343,7 @@ async fn shutdown_stops_containers_and_keeps_state() {
                 Some(&[
                     "sh",
                     "-c",
-                    "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+                    "trap 'exit 0' TERM; echo trap-set; while true; do sleep 0.1; done",
                 ]),
             ),
             ContainerInputs::default(),
@@ -339,6 +352,16 @@ async fn shutdown_stops_containers_and_keeps_state() {
         .await
         .unwrap();
     assert!(minik_kubelet::sandbox::pid_alive(run.pid));
+    // SIGTERM before the trap is set would be ignored (PID 1): wait for it.
+    for _ in 0..100 {
+        if std::fs::read_to_string(&run.log_path)
+            .unwrap_or_default()
+            .contains("trap-set")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let t = Instant::now();
     minik_kubelet::shutdown(&cfg).await.unwrap();
     println!("shutdown {:?}", t.elapsed());
@@ -610,7 +633,11 @@ async fn resource_limits_reach_the_cgroup_and_oom_is_detected() {
         "hog",
         "minik/busybox",
         // Sleep first so the limits can be read, then allocate ~64 MiB.
-        Some(&["sh", "-c", "sleep 0.5; exec dd if=/dev/zero of=/dev/null bs=64M count=1"]),
+        Some(&[
+            "sh",
+            "-c",
+            "sleep 0.5; exec dd if=/dev/zero of=/dev/null bs=64M count=1",
+        ]),
     );
     c.resources = Some(ResourceRequirements {
         limits: Some(
@@ -626,10 +653,16 @@ async fn resource_limits_reach_the_cgroup_and_oom_is_detected() {
         .start_container(&pm, &sb, &bb, &c, ContainerInputs::default(), tx)
         .await
         .unwrap();
-    let mem = std::fs::read_to_string(format!("/sys/fs/cgroup/memory/minik/{}/memory.limit_in_bytes", run.id))
-        .unwrap_or_default();
-    let quota = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/minik/{}/cpu.cfs_quota_us", run.id))
-        .unwrap_or_default();
+    let mem = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory/minik/{}/memory.limit_in_bytes",
+        run.id
+    ))
+    .unwrap_or_default();
+    let quota = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/cpu/minik/{}/cpu.cfs_quota_us",
+        run.id
+    ))
+    .unwrap_or_default();
     assert_eq!(mem.trim(), "33554432");
     assert_eq!(quota.trim(), "50000");
     let exit = tokio::time::timeout(Duration::from_secs(20), rx.recv())

@@ -7,7 +7,9 @@
 //! program starts on 127.0.0.1 with free ports and its data directory next
 //! to the embedded store's (same disk), and kills by PID at the end. The
 //! two backends run in alternating rounds so drift in a shared disk's speed
-//! hits both alike.
+//! hits both alike. A third row, the same transactions sent straight
+//! through `etcd-client`, shows what etcd itself costs without the store's
+//! mirror (a store write also waits for its own watch event).
 //!
 //! Usage: `cargo run --release -p minik-store --example store_vs_etcd [DIR] [ETCD_URL]`
 //! (DIR defaults to `./store-vs-etcd-<pid>`, removed at the end; with
@@ -71,7 +73,44 @@ async fn writes(store: &Store, round: usize) -> Stats {
             for i in 0..WRITES_EACH {
                 let key = format!("/registry/bench/r{round}-c{c:02}/pod-{i:06}");
                 let t = Instant::now();
-                store.create(&key, value()).await.expect("store write failed");
+                store
+                    .create(&key, value())
+                    .await
+                    .expect("store write failed");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("client task panicked"));
+    }
+    Stats {
+        ops: CLIENTS * WRITES_EACH,
+        elapsed: start.elapsed(),
+        lat,
+    }
+}
+
+/// The same creates straight through `etcd-client` (no mirror): what etcd
+/// itself costs, to separate it from what the store adds on top.
+async fn raw_etcd_writes(client: &etcd_client::Client, round: usize) -> Stats {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let mut kv = client.kv_client();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(WRITES_EACH);
+            for i in 0..WRITES_EACH {
+                let key = format!("/registry/raw/r{round}-c{c:02}/pod-{i:06}");
+                let t = Instant::now();
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key.as_str(), value(), None)]);
+                let resp = kv.txn(txn).await.expect("etcd write failed");
+                assert!(resp.succeeded());
                 lat.push(t.elapsed());
             }
             lat
@@ -89,7 +128,9 @@ async fn writes(store: &Store, round: usize) -> Stats {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A real etcd on loopback; killed by PID on drop.
@@ -131,7 +172,11 @@ impl Etcd {
                 }
             }
             if let Some(status) = etcd.child.try_wait()? {
-                return Err(format!("etcd exited with {status}; see {}", dir.join("etcd.log").display()).into());
+                return Err(format!(
+                    "etcd exited with {status}; see {}",
+                    dir.join("etcd.log").display()
+                )
+                .into());
             }
             if started.elapsed() > Duration::from_secs(20) {
                 return Err("etcd did not become healthy within 20s".into());
@@ -184,11 +229,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let embedded = Store::open(&dir.join("embedded"))?;
     let on_etcd = rt.block_on(Store::connect_etcd(&url))?;
-    let (mut emb, mut etc) = (Stats::default(), Stats::default());
+    let endpoint = url.replacen("etcd://", "http://", 1);
+    let raw_client = rt.block_on(etcd_client::Client::connect([endpoint], None))?;
+    let (mut emb, mut etc, mut raw) = (Stats::default(), Stats::default(), Stats::default());
     for round in 0..ROUNDS {
         rt.block_on(async {
             emb.add(writes(&embedded, round).await);
             etc.add(writes(&on_etcd, round).await);
+            raw.add(raw_etcd_writes(&raw_client, round).await);
         });
     }
     let total = CLIENTS * WRITES_EACH * ROUNDS;
@@ -208,6 +256,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t_rate,
         ms(t_p50),
         ms(t_p99)
+    );
+    println!(
+        "(etcd raw: {:>8.0} writes/s   p50 {:>7.3} ms   p99 {:>7.3} ms  -- etcd-client without the store's mirror)",
+        raw.per_sec(),
+        ms(raw.pct(0.50)),
+        ms(raw.pct(0.99))
     );
     println!(
         "ratio embedded/etcd: throughput {:.2}x, p99 latency {:.2}x (etcd p99 / embedded p99)",

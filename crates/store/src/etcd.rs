@@ -20,7 +20,8 @@
 //!   parks a runtime worker per read, and `watch` could only learn that a
 //!   revision is compacted asynchronously (etcd reports it on the stream
 //!   up to 100 ms later).
-//! * a mirror fed by one etcd watch (chosen): reads come from memory and
+//! * a mirror fed by one etcd watch (chosen): reads come from memory (the
+//!   whole key space is held in memory, as by the embedded store) and
 //!   cannot fail, each at one consistent revision (the revision of the last
 //!   change the mirror applied, which it returns), exactly as the embedded
 //!   store; watch history, `Compacted`, slow-watcher handling and
@@ -32,8 +33,10 @@
 //!   the precondition (`create_revision == 0` for create, `mod_revision ==
 //!   N` for CAS), so etcd decides conflicts and a stale mirror can only
 //!   cause a `Conflict`, never a lost update. A write resolves after etcd
-//!   commits it (etcd fsyncs first) **and** the mirror has applied its
-//!   revision, so a caller reads its own writes.
+//!   commits it (etcd fsyncs first) **and** the mirror has applied the
+//!   transaction's revision, so a caller reads its own writes (and, after
+//!   a `Conflict`, the write it lost against). No `prev_kv` is needed on
+//!   the watch: the mirror holds the previous value itself.
 //! * **Revisions are etcd's**: a write's `mod_revision` is the header
 //!   revision of its transaction; a fresh etcd is at revision 1 like a
 //!   fresh embedded store. Writes by other etcd clients reach the mirror
@@ -102,7 +105,9 @@ pub(crate) fn is_etcd_url(s: &str) -> bool {
 fn bad_endpoint(s: &str, why: &str) -> StoreError {
     StoreError::Io(io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!("etcd endpoint {s:?}: {why}; expected etcd://host:port (several: etcd://h1:p1,h2:p2)"),
+        format!(
+            "etcd endpoint {s:?}: {why}; expected etcd://host:port (several: etcd://h1:p1,h2:p2)"
+        ),
     ))
 }
 
@@ -138,7 +143,9 @@ pub(crate) fn parse_endpoints(s: &str) -> Result<Vec<String>, StoreError> {
 
 fn etcd_error(url: &str, what: &str, e: etcd_client::Error) -> StoreError {
     let msg = e.to_string();
-    let hint = if msg.contains("request is too large") {
+    let hint = if msg.contains("request is too large")
+        || msg.contains("received message larger than max")
+    {
         "; etcd refuses requests over its --max-request-bytes (1.5 MiB by default): raise it or store smaller objects"
     } else if matches!(e, etcd_client::Error::TransportError(_))
         || msg.contains("Unavailable")
@@ -263,7 +270,8 @@ async fn range_all(
             .with_range(vec![0u8])
             .with_revision(at)
             .with_limit(PAGE);
-        let resp = with_timeout(url, "load the key space", kv.get(from.clone(), Some(opts))).await?;
+        let resp =
+            with_timeout(url, "load the key space", kv.get(from.clone(), Some(opts))).await?;
         if at <= 0 {
             at = resp.header().map_or(0, |h| h.revision());
         }
@@ -395,24 +403,28 @@ impl Etcd {
             .map_err(|_| StoreError::Closed)?
     }
 
-    /// Commits `txn`, then waits until the mirror shows the new revision
-    /// (if the transaction succeeded).
+    /// Commits `txn`, then waits until the mirror has reached the
+    /// transaction's header revision: the new revision when it succeeded,
+    /// etcd's current one when its compare failed. So a caller reads its
+    /// own writes, and after a `Conflict`/`AlreadyExists` a re-read shows
+    /// (at least) the version it lost against instead of spinning on a
+    /// stale one.
     async fn commit(&self, what: String, txn: Txn) -> Result<TxnResponse, StoreError> {
         let mut kv = self.kv.clone();
         let mut mirror = self.mirror_rev.clone();
         let url = self.url.clone();
         self.run(async move {
             let resp = with_timeout(&url, &what, kv.txn(txn)).await?;
-            if resp.succeeded() {
-                let rev = header_revision(&resp, &url)?;
-                match tokio::time::timeout(MIRROR_WAIT, mirror.wait_for(|r| *r >= rev)).await {
-                    Ok(_) => {}
-                    Err(_) => tracing::warn!(
-                        %url,
-                        revision = rev,
-                        "store: a write committed to etcd is not yet visible in the mirror (its watch is behind or lost)"
-                    ),
-                }
+            let rev = header_revision(&resp, &url)?;
+            if tokio::time::timeout(MIRROR_WAIT, mirror.wait_for(|r| *r >= rev))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    %url,
+                    revision = rev,
+                    "store: etcd's revision is not yet visible in the mirror (its watch is behind or lost)"
+                );
             }
             Ok(resp)
         })
@@ -468,10 +480,7 @@ impl Etcd {
     }
 
     fn unexpected(&self, what: &str) -> StoreError {
-        StoreError::Io(io::Error::other(format!(
-            "etcd at {}: {what}",
-            self.url
-        )))
+        StoreError::Io(io::Error::other(format!("etcd at {}: {what}", self.url)))
     }
 
     pub(crate) async fn update(
@@ -503,7 +512,9 @@ impl Etcd {
                 TxnOpResponse::Put(p) => p.prev_key().map(|kv| kv.create_revision()),
                 _ => None,
             })
-            .ok_or_else(|| self.unexpected(&format!("the update of {key} returned no previous value")))?;
+            .ok_or_else(|| {
+                self.unexpected(&format!("the update of {key} returned no previous value"))
+            })?;
         Ok(KeyValue {
             key: key.to_string(),
             value: stored,
@@ -540,7 +551,9 @@ impl Etcd {
                 TxnOpResponse::Delete(d) => d.prev_kvs().first().and_then(convert),
                 _ => None,
             })
-            .ok_or_else(|| self.unexpected(&format!("the delete of {key} returned no previous value")))?;
+            .ok_or_else(|| {
+                self.unexpected(&format!("the delete of {key} returned no previous value"))
+            })?;
         last.mod_revision = rev;
         Ok(last)
     }
@@ -716,10 +729,7 @@ impl Mirror {
                 ));
             }
             if resp.canceled() {
-                return Follow::Lost(format!(
-                    "etcd canceled the watch: {}",
-                    resp.cancel_reason()
-                ));
+                return Follow::Lost(format!("etcd canceled the watch: {}", resp.cancel_reason()));
             }
             if resp.events().is_empty() {
                 continue;
@@ -777,7 +787,10 @@ mod tests {
             parse_endpoints("etcd://a:1,b:2/").unwrap(),
             ["http://a:1", "http://b:2"]
         );
-        assert_eq!(parse_endpoints("localhost:2379").unwrap(), ["http://localhost:2379"]);
+        assert_eq!(
+            parse_endpoints("localhost:2379").unwrap(),
+            ["http://localhost:2379"]
+        );
         assert_eq!(
             parse_endpoints("http://[::1]:2379").unwrap(),
             ["http://[::1]:2379"]

@@ -5,8 +5,21 @@
 //! still in history, and compaction.
 //!
 //! Owns: the files under `<root>/store/` and everything about keeping them
-//! correct. Must not touch: JSON or Kubernetes types (values are opaque
+//! correct; and, as a second backend behind the same [`Store`], the
+//! connection to a real etcd (`--datastore etcd://host:port`, module
+//! `etcd`). Must not touch: JSON or Kubernetes types (values are opaque
 //! bytes; the apiserver maps `mod_revision` to `resourceVersion`).
+//!
+//! # Backends
+//!
+//! [`Store::open`] is the embedded store described below.
+//! [`Store::connect_etcd`] (or [`Store::open_url`] with `etcd://...`) keeps
+//! the data in etcd: writes are etcd transactions (etcd decides conflicts
+//! and revisions), and a watch-fed mirror of etcd in the same in-memory
+//! state serves the synchronous reads and watches (see the `etcd` module
+//! for why a mirror rather than blocking reads). The semantics below hold
+//! for both, except the file sections; one behaviour suite runs against
+//! both (`tests::embedded::*`, `tests::etcd::*`).
 //!
 //! # Semantics
 //!
@@ -209,7 +222,7 @@ struct Inner {
 
 enum Backend {
     Embedded(Embedded),
-    Etcd(etcd::Etcd),
+    Etcd(Box<etcd::Etcd>),
 }
 
 /// The embedded backend: the writer thread and its request channel.
@@ -440,13 +453,16 @@ impl Store {
     /// mirroring it (see the `etcd` module docs). `history_max_events`,
     /// `history_max_bytes` and `watch_buffer` apply as for the embedded
     /// store; the WAL and batch options do not.
-    pub async fn connect_etcd_with(endpoint: &str, opts: StoreOptions) -> Result<Store, StoreError> {
+    pub async fn connect_etcd_with(
+        endpoint: &str,
+        opts: StoreOptions,
+    ) -> Result<Store, StoreError> {
         let (state, backend) = etcd::Etcd::connect(endpoint, &opts).await?;
         Ok(Store {
             inner: Arc::new(Inner {
                 state,
                 watch_buffer: opts.watch_buffer,
-                backend: Backend::Etcd(backend),
+                backend: Backend::Etcd(Box::new(backend)),
             }),
         })
     }

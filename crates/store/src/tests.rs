@@ -433,7 +433,9 @@ impl EtcdServer {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start etcd ({e}): install Debian's etcd-server (scripts/setup.sh does)")
+                panic!(
+                    "cannot start etcd ({e}): install Debian's etcd-server (scripts/setup.sh does)"
+                )
             });
         self.child = Some(child);
         self.wait_healthy();
@@ -972,33 +974,67 @@ async fn etcd_mirror_follows_writes_by_other_clients() {
     other.put("/elsewhere", "x", None).await.unwrap();
     let del = other.delete("/ext/a", None).await.unwrap();
     let rev_del = del.header().unwrap().revision();
-    assert_eq!((rev_a, rev_bc, rev_del), (mine.mod_revision + 1, rev_a + 1, rev_bc + 2));
+    assert_eq!(
+        (rev_a, rev_bc, rev_del),
+        (mine.mod_revision + 1, rev_a + 1, rev_bc + 2)
+    );
 
     let mut seen = Vec::new();
     for _ in 0..4 {
         let e = next_event(&mut w).await;
-        seen.push((e.event_type, e.kv.key.clone(), e.revision(), val(&e.kv).to_string()));
+        seen.push((
+            e.event_type,
+            e.kv.key.clone(),
+            e.revision(),
+            val(&e.kv).to_string(),
+        ));
     }
     assert_eq!(
         seen,
         [
             (EventType::Put, "/ext/a".to_string(), rev_a, "A".to_string()),
-            (EventType::Put, "/ext/b".to_string(), rev_bc, "B".to_string()),
-            (EventType::Put, "/ext/c".to_string(), rev_bc, "C".to_string()),
-            (EventType::Delete, "/ext/a".to_string(), rev_del, "A".to_string()),
+            (
+                EventType::Put,
+                "/ext/b".to_string(),
+                rev_bc,
+                "B".to_string()
+            ),
+            (
+                EventType::Put,
+                "/ext/c".to_string(),
+                rev_bc,
+                "C".to_string()
+            ),
+            (
+                EventType::Delete,
+                "/ext/a".to_string(),
+                rev_del,
+                "A".to_string()
+            ),
         ]
     );
     assert_eq!(s.revision(), rev_del);
     let (items, rev) = s.list("/ext/");
     let keys: Vec<&str> = items.iter().map(|kv| kv.key.as_str()).collect();
-    assert_eq!((keys, rev), (vec!["/ext/b", "/ext/c", "/ext/mine"], rev_del));
+    assert_eq!(
+        (keys, rev),
+        (vec!["/ext/b", "/ext/c", "/ext/mine"], rev_del)
+    );
     assert_eq!(val(&s.get("/elsewhere").unwrap()), "x");
 
     // A stale CAS loses against the other client's write, decided by etcd.
     other.put("/ext/mine", "theirs", None).await.unwrap();
-    match s.update("/ext/mine", v("stale"), Some(mine.mod_revision)).await {
-        Err(StoreError::Conflict { current_revision, .. }) => {
-            assert!(current_revision > mine.mod_revision)
+    match s
+        .update("/ext/mine", v("stale"), Some(mine.mod_revision))
+        .await
+    {
+        Err(StoreError::Conflict {
+            current_revision, ..
+        }) => {
+            assert!(current_revision > mine.mod_revision);
+            // A re-read right after the conflict shows the winning write.
+            let now = s.get("/ext/mine").unwrap();
+            assert_eq!((now.mod_revision, val(&now)), (current_revision, "theirs"));
         }
         other => panic!("expected Conflict, got {other:?}"),
     }
@@ -1038,7 +1074,11 @@ async fn etcd_restart_keeps_data_and_the_mirror_resumes_without_gaps() {
             Err(e) => panic!("write after etcd restart failed: {e}"),
         }
     };
-    assert_eq!(kv.mod_revision, before + 1, "etcd kept its data and revision");
+    assert_eq!(
+        kv.mod_revision,
+        before + 1,
+        "etcd kept its data and revision"
+    );
     // The write is visible at once (the mirror re-watched from its revision) ...
     assert_eq!(s.get("/r/after").as_ref(), Some(&kv));
     // ... and the watch opened before the restart continues with no gap.
@@ -1058,7 +1098,11 @@ async fn etcd_connect_to_nothing_fails_with_a_clear_error() {
     eprintln!("connect error after {:?}: {msg}", started.elapsed());
     assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
     assert!(msg.contains("etcd"), "{msg}");
-    assert!(started.elapsed() < Duration::from_secs(40), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "took {:?}",
+        started.elapsed()
+    );
     let bad = Store::connect_etcd("etcd://nohost").await;
     assert!(matches!(bad, Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput));
 }
@@ -1072,7 +1116,85 @@ async fn open_url_picks_the_backend() {
     let dir = h.dir.path().join("embedded");
     let e = Store::open_url(dir.to_str().unwrap()).await.unwrap();
     assert_eq!(e.dir(), dir);
-    assert!(e.get("/u").is_none(), "the directory store is a different store");
+    assert!(
+        e.get("/u").is_none(),
+        "the directory store is a different store"
+    );
     drop(s);
     h.etcd_mut().kill();
+}
+
+#[tokio::test]
+async fn etcd_values_over_its_request_limit_are_refused_with_a_hint() {
+    let h = Harness::new(Kind::Etcd, "etcd-big");
+    let s = h.open().await;
+    let rev = s.revision();
+    // Under etcd's default --max-request-bytes (1.5 MiB) works ...
+    let ok = s.create("/big/ok", vec![b'x'; 1 << 20]).await.unwrap();
+    assert_eq!(s.get("/big/ok").unwrap().value.len(), 1 << 20);
+    assert_eq!(ok.mod_revision, rev + 1);
+    // ... over it etcd refuses, and the error says what to do.
+    match s.create("/big/no", vec![b'x'; 2 << 20]).await {
+        Err(StoreError::Io(e)) => assert!(e.to_string().contains("--max-request-bytes"), "{e}"),
+        other => panic!("expected an Io error, got {other:?}"),
+    }
+    assert_eq!(s.revision(), rev + 1);
+}
+
+#[tokio::test]
+async fn etcd_mirror_reloads_when_etcd_compacted_past_it() {
+    // etcd at A is replaced by one restored from another history that is
+    // compacted far beyond the mirror's revision (as after restoring a
+    // backup): re-watching from the mirror's revision is impossible, so the
+    // mirror reloads, ends its watches (clients re-list) and carries on.
+    let mut h = Harness::new(Kind::Etcd, "etcd-reload");
+    let s = h.open().await;
+    for i in 0..3 {
+        s.create(&format!("/a/{i}"), v("a")).await.unwrap();
+    }
+    let old_rev = s.revision();
+    let mut w = s.watch("/", old_rev).unwrap();
+
+    let bdir = TempDir::new("etcd-reload-b");
+    let mut b = EtcdServer::start(bdir.path());
+    let mut raw = etcd_client::Client::connect([b.http_url()], None)
+        .await
+        .unwrap();
+    let mut last = 0;
+    for i in 0..50 {
+        let r = raw.put(format!("/b/{i:02}"), "b", None).await.unwrap();
+        last = r.header().unwrap().revision();
+    }
+    raw.compact(last, None).await.unwrap();
+    drop(raw);
+    b.kill();
+
+    let a = h.etcd_mut();
+    a.kill();
+    fs::remove_dir_all(&a.data).unwrap();
+    fs::rename(&b.data, &a.data).unwrap();
+    a.spawn();
+
+    eventually("the mirror reloaded etcd's new contents", || {
+        s.revision() == last
+    })
+    .await;
+    let (items, rev) = s.list("/");
+    assert_eq!(rev, last);
+    assert_eq!(items.len(), 50);
+    assert!(items.iter().all(|kv| kv.key.starts_with("/b/")));
+    assert_eq!(s.compacted_revision(), last);
+    // The watch from before cannot continue: its stream ended.
+    assert!(tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        s.watch("/", old_rev),
+        Err(StoreError::Compacted { .. })
+    ));
+    let kv = s.create("/after", v("x")).await.unwrap();
+    assert_eq!(kv.mod_revision, last + 1);
+    let mut w = s.watch("/", last).unwrap();
+    assert_eq!(next_event(&mut w).await.kv.key, "/after");
 }

@@ -1,7 +1,8 @@
 //! Manual driver for one profile directory, for trying the qemu driver by
 //! hand: `cargo run -p minik-vm --example vmctl -- DIR start ISO [tcg|kvm|auto]`,
 //! `DIR status|info|stop|kill|delete`, `DIR forward PORT`, `DIR ssh CMD...`.
-//! `start` boots a busybox httpd on the agent port as the payload.
+//! `start` boots a busybox httpd on the agent port as the payload;
+//! `DIR agent ISO MINIK_BINARY CERTS_DIR [accel]` boots the real agent.
 
 use std::time::Duration;
 
@@ -31,6 +32,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut spec = VmSpec::new(iso, p);
             spec.disk_mb = 1024;
             if let Some(a) = args.get(3) {
+                spec.accel = a.parse()?;
+            }
+            let t = std::time::Instant::now();
+            let info = d.start(&spec).await?;
+            println!("{info:?}\nready after {:.1} s", t.elapsed().as_secs_f64());
+        }
+        "agent" => {
+            // DIR agent ISO MINIK_BINARY CERTS_DIR [accel]: the real agent
+            let (Some(iso), Some(bin), Some(certs)) = (args.get(2), args.get(3), args.get(4))
+            else {
+                return Err("agent needs ISO MINIK_BINARY CERTS_DIR".into());
+            };
+            let p = AgentPayload::minik_agent(bin.as_ref(), certs.as_ref(), "minik")?;
+            let mut spec = VmSpec::new(iso, p);
+            if let Some(a) = args.get(5) {
                 spec.accel = a.parse()?;
             }
             let t = std::time::Instant::now();

@@ -672,16 +672,24 @@ impl QemuDriver {
             self.cleanup_runtime();
             return Ok(StopOutcome::WasNotRunning);
         };
-        let asked = match Qmp::connect(&rec.qmp_socket).await {
-            Ok(q) => q.system_powerdown().await.is_ok(),
-            Err(e) => {
-                tracing::warn!("{e}; ending qemu");
-                false
+        // The button is pressed again every few seconds: a press is lost
+        // while the guest is still in the firmware or before acpid runs.
+        let start = Instant::now();
+        let mut pressed = false;
+        while start.elapsed() < timeout {
+            match Qmp::connect(&rec.qmp_socket).await {
+                Ok(q) => pressed |= q.system_powerdown().await.is_ok(),
+                Err(e) if !pressed => {
+                    tracing::warn!("{e}; ending qemu");
+                    break;
+                }
+                Err(_) => {}
             }
-        };
-        if asked && wait_exit(rec.pid, timeout).await {
-            self.cleanup_runtime();
-            return Ok(StopOutcome::Graceful);
+            let left = timeout.saturating_sub(start.elapsed());
+            if wait_exit(rec.pid, left.min(Duration::from_secs(5))).await {
+                self.cleanup_runtime();
+                return Ok(StopOutcome::Graceful);
+            }
         }
         self.kill().await?;
         Ok(StopOutcome::Forced)

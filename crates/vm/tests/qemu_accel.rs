@@ -33,6 +33,7 @@ fn spec(iso: std::path::PathBuf, accel: Accel) -> VmSpec {
 async fn auto_uses_kvm_or_falls_back_to_tcg() {
     let iso = common::iso();
     let dir = common::profile("accel");
+    let _guard = common::VmGuard(dir.clone());
     let d = QemuDriver::new(&dir);
     if kvm_usable().is_err() {
         let err = d.start(&spec(iso.clone(), Accel::Kvm)).await.unwrap_err();

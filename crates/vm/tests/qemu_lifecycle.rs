@@ -47,6 +47,7 @@ fn ssh_out(d: &QemuDriver, args: &[&str]) -> String {
 async fn boot_forward_ssh_stop_restart_delete() {
     let iso = common::iso();
     let dir = common::profile("life");
+    let _guard = common::VmGuard(dir.clone());
     let d = QemuDriver::new(&dir);
     assert_eq!(d.status().await.unwrap(), VmState::NotCreated);
     let token = format!("minik-token-{}", std::process::id());
@@ -175,6 +176,7 @@ async fn boot_forward_ssh_stop_restart_delete() {
 async fn port_in_use_and_missing_qemu_are_clear_errors() {
     let iso = common::iso();
     let dir = common::profile("errs");
+    let _guard = common::VmGuard(dir.clone());
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let mut s = spec(iso.clone(), "x");

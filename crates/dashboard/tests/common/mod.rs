@@ -72,10 +72,25 @@ pub fn pki() -> Pki {
     }
 }
 
+/// The dashboard's configuration for this API server with the admin certificate.
+pub fn dashboard_config(api: &str, pki: &Pki) -> DashboardConfig {
+    DashboardConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        api_server: api.to_string(),
+        auth: ApiAuth::ClientCert {
+            ca_pem: pki.ca_pem.clone(),
+            cert_pem: pki.admin_cert.clone(),
+            key_pem: pki.admin_key.clone(),
+        },
+    }
+}
+
 /// A running API server plus a dashboard in front of it.
 pub struct Cluster {
     _dir: tempfile::TempDir,
     pub pki: Pki,
+    /// The API server's store (tests compact it to force 410 Gone).
+    pub store: minik_store::Store,
     /// `https://127.0.0.1:port`
     pub api: String,
     /// `http://127.0.0.1:port`
@@ -86,6 +101,12 @@ pub struct Cluster {
 impl Cluster {
     /// Starts both servers as tasks on the current tokio runtime.
     pub async fn start() -> Cluster {
+        Cluster::start_with(true).await
+    }
+
+    /// The API server, and the dashboard too when `dashboard` (otherwise
+    /// `self.dashboard` is empty: run it yourself with `dashboard_config`).
+    pub async fn start_with(want_dashboard: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let pki = pki();
         let store = minik_store::Store::open(&dir.path().join("store")).unwrap();
@@ -95,7 +116,7 @@ impl Cluster {
             secure_port: port,
             ..ApiServerOptions::default()
         };
-        let server = ApiServer::new(store, opts).await.unwrap();
+        let server = ApiServer::new(store.clone(), opts).await.unwrap();
         let tls = TlsFiles {
             ca_cert_pem: pki.ca_pem.clone(),
             cert_pem: pki.server_cert.clone(),
@@ -104,23 +125,17 @@ impl Cluster {
         tokio::spawn(async move { server.serve_tls(listener, tls).await });
         let api = format!("https://127.0.0.1:{port}");
 
-        let cfg = DashboardConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            api_server: api.clone(),
-            auth: ApiAuth::ClientCert {
-                ca_pem: pki.ca_pem.clone(),
-                cert_pem: pki.admin_cert.clone(),
-                key_pem: pki.admin_key.clone(),
-            },
-        };
-        let dl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let dashboard = format!("http://{}", dl.local_addr().unwrap());
-        tokio::spawn(async move { minik_dashboard::serve_on(dl, cfg).await });
+        let mut dashboard = String::new();
+        if want_dashboard {
+            let cfg = dashboard_config(&api, &pki);
+            let dl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            dashboard = format!("http://{}", dl.local_addr().unwrap());
+            tokio::spawn(async move { minik_dashboard::serve_on(dl, cfg).await });
+        }
 
-        let id = reqwest::Identity::from_pem(
-            format!("{}{}", pki.admin_cert, pki.admin_key).as_bytes(),
-        )
-        .unwrap();
+        let id =
+            reqwest::Identity::from_pem(format!("{}{}", pki.admin_cert, pki.admin_key).as_bytes())
+                .unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
             .identity(id)
@@ -130,6 +145,7 @@ impl Cluster {
         let c = Cluster {
             _dir: dir,
             pki,
+            store,
             api,
             dashboard,
             client,
@@ -137,8 +153,16 @@ impl Cluster {
         // both up?
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let ok_api = c.client.get(format!("{}/version", c.api)).send().await.is_ok();
-            let ok_dash = reqwest::get(format!("{}/healthz", c.dashboard)).await.is_ok();
+            let ok_api = c
+                .client
+                .get(format!("{}/version", c.api))
+                .send()
+                .await
+                .is_ok();
+            let ok_dash = !want_dashboard
+                || reqwest::get(format!("{}/healthz", c.dashboard))
+                    .await
+                    .is_ok();
             if ok_api && ok_dash {
                 break;
             }
@@ -148,7 +172,13 @@ impl Cluster {
         c
     }
 
-    pub async fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>, ctype: &str) -> (u16, Value) {
+    pub async fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        ctype: &str,
+    ) -> (u16, Value) {
         let mut rb = self
             .client
             .request(method.clone(), format!("{}{}", self.api, path))
@@ -156,10 +186,16 @@ impl Cluster {
         if let Some(b) = body {
             rb = rb.header("content-type", ctype).body(b.to_string());
         }
-        let r = rb.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let r = rb
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let code = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.req(reqwest::Method::GET, path, None, "").await
@@ -175,7 +211,12 @@ impl Cluster {
     /// Merge-PATCH that must succeed.
     pub async fn patch(&self, path: &str, patch: Value) -> Value {
         let (code, v) = self
-            .req(reqwest::Method::PATCH, path, Some(patch), "application/merge-patch+json")
+            .req(
+                reqwest::Method::PATCH,
+                path,
+                Some(patch),
+                "application/merge-patch+json",
+            )
             .await;
         assert!(code == 200, "PATCH {path}: {code} {v}");
         v
@@ -183,12 +224,19 @@ impl Cluster {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 pub fn rfc3339(offset_secs: i64) -> String {
     // seconds precision UTC, no chrono dependency
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64 + offset_secs;
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + offset_secs;
     let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
     // civil from days (Howard Hinnant)
     let z = days + 719468;
@@ -296,6 +344,10 @@ impl Chrome {
                 "--disable-quic",
                 "--disable-dev-shm-usage",
                 "--hide-scrollbars",
+                // the page under test must never be treated as a background tab
+                "--disable-background-timer-throttling",
+                "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows",
                 "--font-render-hinting=none",
                 &format!("--window-size={width},{height}"),
                 &format!("--user-data-dir={}", profile.path().display()),
@@ -324,7 +376,9 @@ impl Chrome {
         // keep draining stderr so Chromium never blocks on a full pipe
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str()).await.unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+            .await
+            .unwrap();
         let (mut sink, mut stream) = ws.split();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
         tokio::spawn(async move {
@@ -359,10 +413,14 @@ impl Chrome {
             next: AtomicU64::new(1),
             session: String::new(),
         };
-        let t = c
-            .call_browser("Target.createTarget", json!({"url": "about:blank"}))
-            .await;
-        let target = t["targetId"].as_str().unwrap().to_string();
+        // drive the tab Chromium opened (a second tab would be a background one)
+        let t = c.call_browser("Target.getTargets", json!({})).await;
+        let target = t["targetInfos"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["type"] == "page"))
+            .and_then(|t| t["targetId"].as_str())
+            .expect("chromium opened no page")
+            .to_string();
         let s = c
             .call_browser(
                 "Target.attachToTarget",
@@ -371,6 +429,9 @@ impl Chrome {
             .await;
         c.session = s["sessionId"].as_str().unwrap().to_string();
         c.call("Page.enable", json!({})).await;
+        c.call("Page.bringToFront", json!({})).await;
+        c.call("Emulation.setFocusEmulationEnabled", json!({"enabled": true}))
+            .await;
         c.call("Runtime.enable", json!({})).await;
         c.viewport(width, height).await;
         c
@@ -417,8 +478,11 @@ impl Chrome {
 
     pub async fn navigate(&self, url: &str) {
         self.call("Page.navigate", json!({"url": url})).await;
-        self.wait_for("document.readyState === 'complete'", Duration::from_secs(20))
-            .await;
+        self.wait_for(
+            "document.readyState === 'complete'",
+            Duration::from_secs(20),
+        )
+        .await;
     }
 
     /// Evaluates `expr` (promises awaited) and returns its JSON value.
@@ -452,9 +516,13 @@ impl Chrome {
             }
             if start.elapsed() > timeout {
                 let body = self
-                    .eval("document.querySelector('#main') && document.querySelector('#main').innerText.slice(0, 1500)")
+                    .eval("JSON.stringify(Object.assign({}, window.__minik, {inf: undefined, now: Date.now(), hash: location.hash})) + (document.querySelector('#main') && document.querySelector('#main').innerText.slice(0, 1500))")
                     .await;
-                panic!("timed out after {timeout:?} waiting for `{expr}`; page shows:\n{body}");
+                let shot = self.screenshot("failure").await;
+                panic!(
+                    "timed out after {timeout:?} waiting for `{expr}`; page shows:\n{body}\n(screenshot: {})",
+                    shot.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

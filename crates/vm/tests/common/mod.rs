@@ -86,3 +86,23 @@ pub fn http_get_retry(port: u16, path: &str, timeout: Duration) -> Option<String
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Kills the profile's QEMU (by the pid it wrote) and removes the profile
+/// directory when dropped, so a failing test leaves no VM behind.
+pub struct VmGuard(pub PathBuf);
+
+impl Drop for VmGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(self.0.join("qemu.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains("qemu") {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -3,6 +3,7 @@
 # SIGTERM the agent and wait for it (up to 30 s), stop dropbear, sync and
 # unmount the data disk. init then kills the rest and powers off.
 say() { echo "minik-init: $*" >/dev/console; }
+: >/run/minik/stopping
 if [ -s /run/minik/agent.pid ]; then
     pid=$(cat /run/minik/agent.pid)
     say "stopping agent (pid $pid)"
