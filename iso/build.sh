@@ -16,8 +16,9 @@
 #
 # Usage: iso/build.sh [--version V] [--no-boot-test]
 #   MINIK_ISO_COMPRESS=gzip|zstd|lz4|none  initramfs compression (default lz4: fastest boot measured)
-# Host tools: apt-get, dpkg-deb, xorriso, isolinux, cpio, binutils (readelf,
-# objcopy). Missing ones are installed with apt-get when running as root.
+# Host tools: apt-get, dpkg-deb, xorriso, isolinux, syslinux-common, cpio,
+# binutils (readelf, objcopy), lz4. Missing ones are installed with apt-get
+# when running as root.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -54,6 +55,7 @@ command -v objcopy >/dev/null || need_pkgs+=(binutils)
 [ -f /usr/lib/ISOLINUX/isohdpfx.bin ] || need_pkgs+=(isolinux)
 [ -f /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need_pkgs+=(syslinux-common)
 [ "$COMPRESS" != zstd ] || command -v zstd >/dev/null || need_pkgs+=(zstd)
+[ "$COMPRESS" != lz4 ] || command -v lz4 >/dev/null || need_pkgs+=(lz4)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         log "installing host tools: ${need_pkgs[*]}"
@@ -341,7 +343,7 @@ if [ "$BOOT_TEST" = 1 ]; then
     rm -f "$CON"
     B0=$(date +%s%N)
     qemu-system-x86_64 -M pc -accel tcg -m 512 -smp 1 -cdrom "$ISO" -display none -vga none \
-        -no-reboot -serial "file:$CON" -monitor none -nic none &
+        -no-reboot -serial "file:$CON" -monitor none -nic none 2>/dev/null &
     QPID=$!
     ok=0
     for _ in $(seq 1 300); do
@@ -353,7 +355,7 @@ if [ "$BOOT_TEST" = 1 ]; then
     wait "$QPID" 2>/dev/null || true
     if [ $ok = 1 ]; then
         up="$(sed -n 's/.*minik-init: started.*uptime \([0-9.]*\).*/\1/p' "$CON" | head -1)"
-        log "boot test (TCG): qemu start to /init $(((B1 - B0) / 1000000)) ms; guest uptime at /init ${up} s"
+        log "boot test (TCG, -cdrom): kernel to /init ${up} s (guest uptime); qemu start to /init $(((B1 - B0) / 1000000)) ms (SeaBIOS + isolinux + kernel)"
     else
         tail -20 "$CON" >&2 || true
         die "boot test: /init did not start within 15 s (console above)"

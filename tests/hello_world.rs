@@ -169,7 +169,7 @@ fn hello_world_on_the_none_driver() {
     // --- logs ----------------------------------------------------------------
     let logs = wait_for("request lines in the log", Duration::from_secs(20), || {
         let l = text(&env.kubectl(&["logs", "deploy/hello"]).stdout);
-        if l.contains("GET /") { Ok(l) } else { Err(l) }
+        if l.contains("url:/") && l.contains("response:200") { Ok(l) } else { Err(l) }
     });
     assert!(!logs.is_empty());
 

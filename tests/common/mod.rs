@@ -89,6 +89,15 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// A failed test must not leave a cluster running on the host.
+    fn drop(&mut self) {
+        if self.dir.join("minik/profiles").exists() {
+            let _ = self.minik(&["delete", "--all"]);
+        }
+    }
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

@@ -2,12 +2,16 @@
 //! OpenAPI, and one generic REST path over `minik-store` for every resource
 //! in `minik_apimachinery::builtin_resources()` (per-resource behaviour in
 //! `strategy`), watches, server-side Tables, and the subresources kubectl
-//! and the node components use. It owns HTTP(S) and authentication; it
-//! does not touch containers or the network (pod logs are proxied to the
-//! kubelet).
+//! and the node components use. It owns HTTP(S) and authentication
+//! (client certificates; service-account bearer tokens); it does not touch
+//! containers or the network (pod logs, exec, attach and port-forward are
+//! proxied to the kubelet).
 //!
-//! The same `axum::Router` is served over TLS (`serve_tls`, client
-//! certificates) and used in-process by `kube::Client::new(router, ..)`.
+//! The same `axum::Router` is served over TLS (`serve_tls`) and used
+//! in-process by `kube::Client::new(router, ..)` (full access, no auth).
+//!
+//! Authorization: none yet (kube's `AlwaysAllow`): every authenticated user
+//! may do everything. RBAC objects are stored and served but not enforced.
 
 pub mod alloc;
 pub mod convert;
@@ -19,9 +23,12 @@ pub mod proxy;
 pub mod request;
 pub mod rest;
 pub mod selector;
+pub mod serviceaccount;
 pub mod strategy;
+pub mod subresources;
 pub mod table;
 pub mod tls;
+pub mod ttl;
 pub mod watch;
 
 use crate::error::ApiError;
@@ -93,6 +100,12 @@ pub struct Inner {
     pub(crate) http: HttpClient<HttpConnector, Empty<Bytes>>,
     /// Watches currently streaming (for diagnostics and tests).
     pub(crate) active_watches: Arc<std::sync::atomic::AtomicUsize>,
+    /// The service-account token signing key (loaded from the store on first use).
+    pub(crate) sa_key: std::sync::OnceLock<Vec<u8>>,
+    /// The cluster CA, known once `serve_tls` runs; published as `kube-root-ca.crt`.
+    pub(crate) root_ca: std::sync::OnceLock<String>,
+    /// Wakes the root-CA publisher (a namespace was created).
+    pub(crate) ca_notify: Arc<tokio::sync::Notify>,
 }
 
 /// The API server. Cheap to clone.
@@ -121,9 +134,13 @@ impl ApiServer {
                 svc_lock: tokio::sync::Mutex::new(()),
                 http,
                 active_watches: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+                sa_key: std::sync::OnceLock::new(),
+                root_ca: std::sync::OnceLock::new(),
+                ca_notify: Arc::new(tokio::sync::Notify::new()),
             }),
         };
         server.bootstrap().await?;
+        ttl::spawn_event_sweeper(Arc::downgrade(&server.inner));
         Ok(server)
     }
 
@@ -252,6 +269,12 @@ impl ApiServer {
     ) -> anyhow::Result<()> {
         let cfg = tls::server_config(&tls.ca_cert_pem, &tls.cert_pem, &tls.key_pem)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        if self.inner.root_ca.set(tls.ca_cert_pem.clone()).is_ok() {
+            serviceaccount::spawn_root_ca_publisher(
+                Arc::downgrade(&self.inner),
+                self.inner.ca_notify.clone(),
+            );
+        }
         let router = self.router();
         loop {
             let (tcp, peer) = match listener.accept().await {
@@ -349,8 +372,10 @@ fn version_json() -> Value {
 async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
     let r = route(parts.uri.path());
+    let mut bearer_user = None;
     if let Some(Authn::Anonymous) = parts.extensions.get::<Authn>() {
-        if !matches!(r, Route::Version | Route::Health) {
+        bearer_user = inner.authenticate_bearer(&parts.headers).await;
+        if bearer_user.is_none() && !matches!(r, Route::Version | Route::Health) {
             return ApiError::unauthorized().into_response();
         }
     }
@@ -390,6 +415,10 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     };
     let user = match parts.extensions.get::<Authn>() {
         Some(Authn::User(u)) => u.clone(),
+        Some(Authn::Anonymous) => bearer_user.unwrap_or_else(|| UserInfo {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+        }),
         // in-process clients are the node's own components: full access
         _ => UserInfo {
             name: "system:admin".into(),
@@ -577,6 +606,9 @@ async fn resource(
         (&Method::POST, None, None) => inner.create(p, q, headers, body).await,
         (&Method::POST, Some(_), Some("binding")) if p.info.resource == "pods" => {
             inner.bind(p, q, body).await
+        }
+        (&Method::POST, Some(_), Some("token")) if p.info.resource == "serviceaccounts" => {
+            inner.token_request(p, headers, body).await
         }
         (&Method::POST, Some(_), Some("eviction")) if p.info.resource == "pods" => {
             inner.evict(p, body).await

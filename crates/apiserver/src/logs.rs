@@ -84,6 +84,14 @@ pub fn kubelet_address(node: &Value) -> Option<(String, u16)> {
     Some((ip.to_string(), port))
 }
 
+/// Whether `ip` is an address of this host (binding to it succeeds).
+pub fn is_local_address(ip: &str) -> bool {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(addr) => std::net::UdpSocket::bind((addr, 0)).is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// The kubelet URL for a log request.
 pub fn log_url(ip: &str, port: u16, ns: &str, pod: &str, container: &str, q: &Query) -> String {
     let host = if ip.contains(':') {
@@ -141,6 +149,13 @@ impl Inner {
                 "node {node_name:?} reports no address for its kubelet yet; try again shortly"
             ))
         })?;
+        // The kubelet serves on loopback only (it has no TLS or auth of its
+        // own yet); when its node is this host, reach it there.
+        let ip = if is_local_address(&ip) {
+            "127.0.0.1".to_string()
+        } else {
+            ip
+        };
         let url = log_url(&ip, port, &ns, &name, &container, q);
         let req = http::Request::get(&url)
             .body(Empty::<bytes::Bytes>::new())

@@ -462,3 +462,21 @@ async fn finalizers_hold_deletion_and_generate_name_works() {
     .unwrap();
     assert!(cms.get_opt("dry").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_closes_when_the_server_is_dropped() {
+    // background tasks must not keep the store (and its directory lock) alive
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    for _ in 0..2 {
+        let store = minik_store::Store::open(&path).unwrap();
+        let server = ApiServer::new(store, ApiServerOptions::default())
+            .await
+            .unwrap();
+        let pods: Api<Pod> = Api::default_namespaced(Client::new(server.router(), "default"));
+        pods.list(&ListParams::default()).await.unwrap();
+        drop(pods);
+        drop(server);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -914,6 +914,66 @@ fn auth_jobs_generators_and_sorting() {
         .lines()
         .skip(1)
         .map(|l| l.split_whitespace().next().unwrap())
+        .filter(|n| *n != "kube-root-ca.crt")
         .collect();
     assert_eq!(names, vec!["alpha", "mid", "zeta"], "{table}");
+}
+
+#[test]
+fn service_account_tokens_authenticate_and_root_ca_is_published() {
+    let c = start();
+    c.ok(&["create", "serviceaccount", "robot"]);
+    let token = c
+        .ok(&["create", "token", "robot", "--duration=1h"])
+        .trim()
+        .to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let cfg = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    let with_token: String = cfg
+        .lines()
+        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace("  user:\n", &format!("  user:\n    token: {token}\n"));
+    let f = c.file("sa-kubeconfig", &with_token);
+    let who = c.ok(&["--kubeconfig", &f, "auth", "whoami"]);
+    assert!(who.contains("system:serviceaccount:default:robot"), "{who}");
+    assert!(c.ok(&["--kubeconfig", &f, "get", "pods"]).is_empty());
+    // a token for another audience is not an API credential
+    let other = c
+        .ok(&["create", "token", "robot", "--audience=vault"])
+        .trim()
+        .to_string();
+    let f2 = c.file("vault-kubeconfig", &with_token.replace(&token, &other));
+    let (ok, _, err) = c.run(&["--kubeconfig", &f2, "get", "pods"]);
+    assert!(!ok && err.contains("You must be logged in"), "{err}");
+    // deleting the service account revokes its tokens
+    c.ok(&["delete", "serviceaccount", "robot"]);
+    let (ok, _, err) = c.run(&["--kubeconfig", &f, "get", "pods"]);
+    assert!(!ok && err.contains("You must be logged in"), "{err}");
+    let err = c.fails(&["create", "token", "ghost"]);
+    assert!(err.contains("serviceaccounts \"ghost\" not found"), "{err}");
+
+    // the CA is published in every namespace
+    c.ok(&["create", "namespace", "team"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, _) = c.run(&[
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ]);
+        if ok && out.contains("BEGIN CERTIFICATE") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kube-root-ca.crt was not published in team"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

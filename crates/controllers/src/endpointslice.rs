@@ -150,11 +150,16 @@ pub fn desired_slices(svc: &Service, pods: &[Pod]) -> Vec<SliceContent> {
     out
 }
 
-/// Labels of a slice: the Service's, plus service-name and managed-by.
+/// Labels of a slice: the Service's, plus service-name, managed-by and
+/// (for `clusterIP: None`) headless.
 pub fn slice_labels(svc: &Service) -> BTreeMap<String, String> {
     let mut l = svc.labels().clone();
     l.insert(SERVICE_NAME_LABEL.into(), svc.name_any());
     l.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    let headless = svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None");
+    if headless {
+        l.insert("service.kubernetes.io/headless".into(), String::new());
+    }
     l
 }
 

@@ -376,11 +376,21 @@ async fn dashboard_in_real_chromium() {
     ch.wait_for("window.__minik.inf.pods.live", T).await;
     c.create(
         "/api/v1/namespaces/default/pods",
-        pod("default", "resumed-pod", json!({"app": "resume"}), None, None),
+        pod(
+            "default",
+            "resumed-pod",
+            json!({"app": "resume"}),
+            None,
+            None,
+        ),
     )
     .await;
     ch.wait_testid("pod-row-default-resumed-pod").await;
-    assert_eq!(ch.eval("window.__minik.lists").await, lists, "resumed without a re-list");
+    assert_eq!(
+        ch.eval("window.__minik.lists").await,
+        lists,
+        "resumed without a re-list"
+    );
     // ... and one whose resourceVersion was compacted away (410 Gone) is re-listed
     let old_rv = ch.eval("window.__minik.inf.pods.rv").await;
     for i in 0..3 {
@@ -395,7 +405,8 @@ async fn dashboard_in_real_chromium() {
         "window.__minik.inf.pods.rv = {old_rv}; window.__minik.inf.pods.ws.close()"
     ))
     .await;
-    ch.wait_for(&format!("window.__minik.lists > {lists}"), T).await;
+    ch.wait_for(&format!("window.__minik.lists > {lists}"), T)
+        .await;
     ch.wait_for("window.__minik.inf.pods.live", T).await;
     c.create(
         "/api/v1/namespaces/default/pods",
@@ -432,6 +443,12 @@ async fn dashboard_in_real_chromium() {
     assert_eq!(code, 404, "the pod was not deleted");
     ch.wait_for(
         "!document.querySelector('[data-testid=\"pod-row-default-latency-pod\"]')",
+        T,
+    )
+    .await;
+    // the dialog closes when the DELETE returns (the watch may be faster)
+    ch.wait_for(
+        "!document.querySelector('[data-testid=\"modal-overlay\"]')",
         T,
     )
     .await;

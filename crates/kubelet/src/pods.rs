@@ -27,6 +27,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+/// How often API-backed volumes are refreshed.
+const VOLUME_RESYNC: Duration = Duration::from_secs(5);
 /// How long `ErrImagePull` shows before it turns into `ImagePullBackOff`.
 const ERR_IMAGE_PULL_SHOWN: Duration = Duration::from_secs(2);
 
@@ -148,6 +150,9 @@ struct Slot {
     pull_error: Option<(Instant, String)>,
     /// Terminated and will not run again (init success or restart policy).
     done: bool,
+    /// An ephemeral container (`kubectl debug`): runs once, never restarted,
+    /// reported in `ephemeralContainerStatuses`.
+    ephemeral: bool,
     ever_started: bool,
     backoff_reported: Option<Instant>,
     /// Probes of the current run (startup, liveness, readiness).
@@ -180,6 +185,7 @@ impl Slot {
             pull_failures: 0,
             pull_error: None,
             done: false,
+            ephemeral: false,
             ever_started: false,
             backoff_reported: None,
             probes: Vec::new(),
@@ -211,6 +217,10 @@ struct Worker {
     finished_before: bool,
     /// The last status write failed.
     status_dirty: bool,
+    /// Next refresh of configMap/secret/downwardAPI/projected volumes.
+    next_volume_sync: Option<Instant>,
+    /// `activeDeadlineSeconds` ran out: the pod is Failed.
+    deadline_exceeded: bool,
 }
 
 fn pod_meta(pod: &Pod, uid: &str) -> PodMeta {
@@ -289,6 +299,8 @@ async fn worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Pod>>
         terminating: false,
         policy: Worker::restart_policy(&first),
         status_dirty: false,
+        next_volume_sync: None,
+        deadline_exceeded: false,
         finished_before: matches!(
             prev_status.phase.as_deref(),
             Some("Succeeded") | Some("Failed")
@@ -349,7 +361,18 @@ impl Worker {
         c: &Container,
         init: bool,
     ) -> k8s_openapi::api::core::v1::ObjectReference {
-        let list = if init { "initContainers" } else { "containers" };
+        let ephemeral = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .is_some_and(|e| e.iter().any(|e| e.name == c.name));
+        let list = if init {
+            "initContainers"
+        } else if ephemeral {
+            "ephemeralContainers"
+        } else {
+            "containers"
+        };
         pod_ref(pod, Some(format!("spec.{list}{{{}}}", c.name)))
     }
 
@@ -366,6 +389,8 @@ impl Worker {
             return None;
         }
         self.apply_spec_changes(pod);
+        self.add_ephemeral(pod);
+        self.check_deadline(pod);
         let policy = Self::restart_policy(pod);
         let terminal = self.is_terminal(&policy);
         if self.sandbox.is_none() && !terminal {
@@ -495,7 +520,40 @@ impl Worker {
                     })
                     .then(|| Instant::now() + Duration::from_millis(10))
             });
-        let wake = [wake, next_probe].into_iter().flatten().min();
+        // API-backed volumes follow their ConfigMaps, Secrets and labels.
+        let mut next_volume_sync = None;
+        if self.sandbox.is_some()
+            && !self.is_terminal(&policy)
+            && crate::volumes::has_api_volumes(pod)
+        {
+            let due = self.next_volume_sync.is_none_or(|t| t <= Instant::now());
+            if due {
+                if let Some(sb) = &self.sandbox {
+                    if let Err(e) = crate::volumes::prepare(
+                        &self.ctx.client,
+                        pod,
+                        &sb.dir,
+                        &sb.ip,
+                        &self.ctx.machinery.cfg.node_ip,
+                    )
+                    .await
+                    {
+                        tracing::debug!(
+                            "refreshing volumes of {}/{}: {e}",
+                            self.meta.namespace,
+                            self.meta.name
+                        );
+                    }
+                }
+                self.next_volume_sync = Some(Instant::now() + VOLUME_RESYNC);
+            }
+            next_volume_sync = self.next_volume_sync;
+        }
+        let deadline = self.deadline_at(pod).filter(|_| !self.deadline_exceeded);
+        let wake = [wake, next_probe, next_volume_sync, deadline]
+            .into_iter()
+            .flatten()
+            .min();
         if self.status_dirty {
             // The last status write failed: try again soon.
             let retry = Instant::now() + Duration::from_secs(1);
@@ -647,8 +705,62 @@ impl Worker {
         }
     }
 
+    /// When `activeDeadlineSeconds` runs out (from the pod's start time).
+    fn deadline_at(&self, pod: &Pod) -> Option<Instant> {
+        let secs = pod.spec.as_ref()?.active_deadline_seconds?;
+        let elapsed = (Utc::now() - self.start_time).to_std().unwrap_or_default();
+        let total = Duration::from_secs(secs.max(0) as u64);
+        Some(Instant::now() + total.saturating_sub(elapsed))
+    }
+
+    /// Fails the pod once `activeDeadlineSeconds` passed: containers are
+    /// stopped and never restarted.
+    fn check_deadline(&mut self, pod: &Pod) {
+        if self.deadline_exceeded {
+            return;
+        }
+        let Some(at) = self.deadline_at(pod) else {
+            return;
+        };
+        if at > Instant::now() {
+            return;
+        }
+        self.deadline_exceeded = true;
+        self.ctx.events.warning(
+            pod_ref(pod, None),
+            "DeadlineExceeded",
+            "Pod was active on the node longer than the specified deadline".into(),
+        );
+        let grace = Duration::from_secs(self.meta.grace_seconds.clamp(0, 300) as u64);
+        for init in [true, false] {
+            let slots = if init { &mut self.init } else { &mut self.app };
+            for s in slots.iter_mut() {
+                s.done = true;
+                s.not_before = None;
+                if let Some(run) = &s.running {
+                    if !s.killing {
+                        s.killing = true;
+                        let m = self.ctx.machinery.clone();
+                        let (id, pid) = (run.id.clone(), run.pid);
+                        tokio::spawn(async move { m.stop_container(&id, pid, grace).await });
+                    }
+                } else if !matches!(s.rec.state, CState::Terminated(_)) {
+                    s.rec.state = CState::Terminated(Termination {
+                        exit_code: 137,
+                        signal: None,
+                        reason: "DeadlineExceeded".into(),
+                        message: None,
+                        started_at: None,
+                        finished_at: Utc::now(),
+                        container_id: String::new(),
+                    });
+                }
+            }
+        }
+    }
+
     fn is_terminal(&self, policy: &str) -> bool {
-        if self.init_failed {
+        if self.init_failed || self.deadline_exceeded {
             return true;
         }
         let init_done = self.init.iter().all(Slot::succeeded);
@@ -660,9 +772,37 @@ impl Worker {
             )
     }
 
+    /// Records of init or regular containers (ephemeral ones excluded).
     fn recs(&self, init: bool) -> Vec<ContainerRecord> {
         let v = if init { &self.init } else { &self.app };
-        v.iter().map(|s| s.rec.clone()).collect()
+        v.iter()
+            .filter(|s| !s.ephemeral)
+            .map(|s| s.rec.clone())
+            .collect()
+    }
+
+    /// Picks up ephemeral containers added through `pods/ephemeralcontainers`.
+    fn add_ephemeral(&mut self, pod: &Pod) {
+        let Some(list) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref())
+        else {
+            return;
+        };
+        for ec in list {
+            if self.app.iter().any(|s| s.spec.name == ec.name) {
+                continue;
+            }
+            // Same fields as a Container (plus targetContainerName).
+            let Ok(c) = serde_json::to_value(ec).and_then(serde_json::from_value::<Container>)
+            else {
+                continue;
+            };
+            let mut slot = Slot::new(&c, None);
+            slot.ephemeral = true;
+            self.app.push(slot);
+        }
     }
 
     fn slot(&mut self, i: usize, init: bool) -> &mut Slot {
@@ -928,7 +1068,7 @@ impl Worker {
 
     async fn on_exit(&mut self, exit: ExitInfo) {
         let policy = self.policy.clone();
-        let terminating = self.terminating;
+        let terminating = self.terminating || self.deadline_exceeded;
         let uid = self.uid.clone();
         let m = self.ctx.machinery.clone();
         let (is_init, idx) = match self
@@ -971,7 +1111,12 @@ impl Worker {
         let ran = (exit.finished_at - run.started_at)
             .to_std()
             .unwrap_or_default();
-        match status::after_exit(&policy, is_init, code, forced, terminating, s.failures, ran) {
+        let policy = if s.ephemeral {
+            "Never"
+        } else {
+            policy.as_str()
+        };
+        match status::after_exit(policy, is_init, code, forced, terminating, s.failures, ran) {
             status::AfterExit::Done => {
                 s.done = true;
                 s.not_before = None;
@@ -1040,6 +1185,11 @@ impl Worker {
             env,
             binds,
             restart_count: 0,
+            pod_security: pod
+                .spec
+                .as_ref()
+                .map(crate::sandbox::PodSecurity::from_pod)
+                .unwrap_or_default(),
         })
     }
 
@@ -1169,6 +1319,21 @@ impl Worker {
             now: Utc::now(),
         });
         st.qos_class = Some(qos_class(pod).into());
+        let eph: Vec<_> = self
+            .app
+            .iter()
+            .filter(|s| s.ephemeral)
+            .map(|s| status::container_status(&s.rec))
+            .collect();
+        if !eph.is_empty() {
+            st.ephemeral_container_statuses = Some(eph);
+        }
+        if self.deadline_exceeded {
+            st.phase = Some("Failed".into());
+            st.reason = Some("DeadlineExceeded".into());
+            st.message =
+                Some("Pod was active on the node longer than the specified deadline".into());
+        }
         if let Some(msg) = &self.sandbox_error {
             st.message = Some(msg.clone());
         }

@@ -105,6 +105,38 @@ pub struct ContainerInputs {
     pub env: Vec<(String, String)>,
     pub binds: Vec<BindMount>,
     pub restart_count: i32,
+    /// The pod-level security context (container-level fields win).
+    pub pod_security: PodSecurity,
+}
+
+/// Pod-level `securityContext` fields that reach each container.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodSecurity {
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub fs_group: Option<i64>,
+    pub supplemental_groups: Vec<i64>,
+    pub sysctls: Vec<(String, String)>,
+}
+
+impl PodSecurity {
+    pub fn from_pod(spec: &k8s_openapi::api::core::v1::PodSpec) -> Self {
+        let Some(sc) = spec.security_context.as_ref() else {
+            return PodSecurity::default();
+        };
+        PodSecurity {
+            run_as_user: sc.run_as_user,
+            run_as_group: sc.run_as_group,
+            fs_group: sc.fs_group,
+            supplemental_groups: sc.supplemental_groups.clone().unwrap_or_default(),
+            sysctls: sc
+                .sysctls
+                .iter()
+                .flatten()
+                .map(|s| (s.name.clone(), s.value.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// A started container.
@@ -356,6 +388,12 @@ impl Machinery {
 
         let term_log = cdir.join("termination-log");
         std::fs::write(&term_log, b"").map_err(io_err(&term_log))?;
+        // Any user the container runs as may write its termination message.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&term_log, std::fs::Permissions::from_mode(0o666))
+                .map_err(io_err(&term_log))?;
+        }
         // Keep the current and the previous log only.
         for (n, p) in crate::logs::log_files(&cdir) {
             if n + 1 < inputs.restart_count as u32 {
@@ -475,7 +513,22 @@ impl Machinery {
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| image.config.working_dir.clone());
         let sc = c.security_context.clone().unwrap_or_default();
-        let (uid, gid) = parse_user(&image.config.user);
+        let ps = &inputs.pod_security;
+        let (img_uid, img_gid) = parse_user(&image.config.user);
+        let user_override = sc.run_as_user.or(ps.run_as_user);
+        let uid = user_override.map(|u| u as u32).unwrap_or(img_uid);
+        let gid = sc
+            .run_as_group
+            .or(ps.run_as_group)
+            .map(|g| g as u32)
+            .unwrap_or(if user_override.is_some() { 0 } else { img_gid });
+        let mut additional_gids: Vec<u32> =
+            ps.supplemental_groups.iter().map(|g| *g as u32).collect();
+        if let Some(g) = ps.fs_group {
+            additional_gids.push(g as u32);
+        }
+        additional_gids.sort_unstable();
+        additional_gids.dedup();
         let limits = c
             .resources
             .as_ref()
@@ -497,23 +550,16 @@ impl Machinery {
                     .map(|v| (v * 1000.0).round() as i64)
             };
         let etc = sandbox.dir.join("etc");
-        let mut binds = vec![
-            BindMount {
-                source: etc.join("hosts"),
-                destination: "/etc/hosts".into(),
+        // A container that mounts its own /etc/hosts (etc.) keeps it.
+        let mut binds: Vec<BindMount> = ["hosts", "resolv.conf", "hostname"]
+            .into_iter()
+            .map(|f| BindMount {
+                source: etc.join(f),
+                destination: format!("/etc/{f}"),
                 readonly: false,
-            },
-            BindMount {
-                source: etc.join("resolv.conf"),
-                destination: "/etc/resolv.conf".into(),
-                readonly: false,
-            },
-            BindMount {
-                source: etc.join("hostname"),
-                destination: "/etc/hostname".into(),
-                readonly: false,
-            },
-        ];
+            })
+            .filter(|b| !inputs.binds.iter().any(|o| o.destination == b.destination))
+            .collect();
         // terminationMessagePath: a file the container may write on its way out.
         let term_path = c
             .termination_message_path
@@ -540,8 +586,11 @@ impl Machinery {
                 container_id(&meta.uid, &c.name, inputs.restart_count)
             ),
             binds,
-            uid: sc.run_as_user.map(|u| u as u32).unwrap_or(uid),
-            gid: sc.run_as_group.map(|g| g as u32).unwrap_or(gid),
+            uid,
+            gid,
+            additional_gids,
+            no_new_privileges: sc.allow_privilege_escalation == Some(false),
+            sysctls: ps.sysctls.clone(),
             memory_limit: mem,
             cpu_limit_millis: cpu(&limits),
             cpu_request_millis: cpu(&requests),

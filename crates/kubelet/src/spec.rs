@@ -161,6 +161,12 @@ pub struct SpecInput {
     pub privileged: bool,
     pub add_caps: Vec<String>,
     pub drop_caps: Vec<String>,
+    /// Supplemental groups (pod `supplementalGroups` and `fsGroup`).
+    pub additional_gids: Vec<u32>,
+    /// `allowPrivilegeEscalation: false`.
+    pub no_new_privileges: bool,
+    /// Namespaced sysctls from the pod's security context.
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// The capabilities containerd/Docker grant by default (what Kubernetes pods get).
@@ -286,6 +292,18 @@ pub fn oci_spec(input: &SpecInput) -> Value {
             "/proc/sysrq-trigger"
         ]);
     }
+    if !input.sysctls.is_empty() {
+        let m: serde_json::Map<String, Value> = input
+            .sysctls
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        linux["sysctl"] = Value::Object(m);
+    }
+    let mut user = json!({"uid": input.uid, "gid": input.gid});
+    if !input.additional_gids.is_empty() {
+        user["additionalGids"] = json!(input.additional_gids);
+    }
     let cwd = if input.cwd.is_empty() {
         "/"
     } else {
@@ -295,7 +313,7 @@ pub fn oci_spec(input: &SpecInput) -> Value {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
-            "user": {"uid": input.uid, "gid": input.gid},
+            "user": user,
             "args": input.args,
             "env": input.env,
             "cwd": cwd,
@@ -303,7 +321,7 @@ pub fn oci_spec(input: &SpecInput) -> Value {
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps
             },
-            "noNewPrivileges": false,
+            "noNewPrivileges": input.no_new_privileges,
         },
         "root": {"path": "rootfs", "readonly": input.readonly_rootfs},
         "hostname": input.hostname,
@@ -491,6 +509,27 @@ mod tests {
         let caps = s["process"]["capabilities"]["bounding"].as_array().unwrap();
         assert!(caps.iter().any(|c| c == "CAP_NET_ADMIN"));
         assert!(!caps.iter().any(|c| c == "CAP_KILL"));
+    }
+
+    #[test]
+    fn users_groups_sysctls() {
+        let s = oci_spec(&SpecInput {
+            uid: 1001,
+            gid: 2002,
+            additional_gids: vec![3003],
+            no_new_privileges: true,
+            sysctls: vec![("kernel.shm_rmid_forced".into(), "1".into())],
+            ..Default::default()
+        });
+        assert_eq!(
+            s["process"]["user"],
+            json!({"uid": 1001, "gid": 2002, "additionalGids": [3003]})
+        );
+        assert_eq!(s["process"]["noNewPrivileges"], true);
+        assert_eq!(s["linux"]["sysctl"]["kernel.shm_rmid_forced"], "1");
+        let plain = oci_spec(&SpecInput::default());
+        assert!(plain["linux"].get("sysctl").is_none());
+        assert!(plain["process"]["user"].get("additionalGids").is_none());
     }
 
     #[test]

@@ -394,6 +394,11 @@ pub async fn prepare(
                 _ => {}
             }
             out.insert(v.name.clone(), p);
+        } else if let Some(claim) = &v.persistent_volume_claim {
+            out.insert(
+                v.name.clone(),
+                claim_path(client, &ns, &claim.claim_name).await?,
+            );
         } else if let Some(cm) = &v.config_map {
             let files = match cms.get_opt(&cm.name).await {
                 Ok(Some(obj)) => pick_items(&bytes_map(obj), cm.items.as_deref(), cm.default_mode),
@@ -494,6 +499,39 @@ pub async fn prepare(
         }
     }
     Ok(out)
+}
+
+/// The host directory behind a bound PersistentVolumeClaim (hostPath or
+/// local PersistentVolumes: what a single node can offer).
+async fn claim_path(client: &Client, ns: &str, claim: &str) -> Result<PathBuf, String> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .get_opt(claim)
+        .await
+        .map_err(|e| format!("reading persistentvolumeclaim \"{claim}\": {e}"))?
+        .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+    let pv_name = pvc
+        .spec
+        .and_then(|s| s.volume_name)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" is not bound to a volume yet"))?;
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get_opt(&pv_name)
+        .await
+        .map_err(|e| format!("reading persistentvolume \"{pv_name}\": {e}"))?
+        .ok_or_else(|| format!("persistentvolume \"{pv_name}\" not found"))?;
+    let spec = pv.spec.unwrap_or_default();
+    let path = spec
+        .host_path
+        .map(|h| h.path)
+        .or_else(|| spec.local.map(|l| l.path))
+        .ok_or_else(|| {
+            format!("persistentvolume \"{pv_name}\" is neither hostPath nor local; minik cannot mount it")
+        })?;
+    let p = PathBuf::from(path);
+    std::fs::create_dir_all(&p)
+        .map_err(|e| format!("persistentvolume {pv_name} at {}: {e}", p.display()))?;
+    Ok(p)
 }
 
 async fn request_token(

@@ -250,7 +250,7 @@ async fn exit_codes_logs_and_shared_netns() {
         )
         .await
         .unwrap();
-    let script = "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://127.0.0.1/ && break; sleep 0.2; done; echo \"host=$(hostname) var=$GREETING\"; cat /etc/hostname; echo to-stderr >&2; echo last-words > /dev/termination-log; exit 3";
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://127.0.0.1/ && break; sleep 0.2; done; echo \"host=$(hostname) var=$GREETING\"; cat /etc/hostname; echo to-stderr >&2; id; echo shm_rmid_forced=$(cat /proc/sys/kernel/shm_rmid_forced); echo last-words > /dev/termination-log; exit 3";
     let client = m
         .start_container(
             &pm,
@@ -261,6 +261,13 @@ async fn exit_codes_logs_and_shared_netns() {
                 env: vec![("GREETING".into(), "hi".into())],
                 binds: vec![],
                 restart_count: 2,
+                pod_security: minik_kubelet::sandbox::PodSecurity {
+                    run_as_user: Some(1000),
+                    run_as_group: Some(2000),
+                    fs_group: Some(3000),
+                    supplemental_groups: vec![],
+                    sysctls: vec![("kernel.shm_rmid_forced".into(), "1".into())],
+                },
             },
             tx,
         )
@@ -288,6 +295,11 @@ async fn exit_codes_logs_and_shared_netns() {
     );
     assert!(text.contains("host=two-containers var=hi"), "{text}");
     assert!(log.contains(" stderr F to-stderr"), "{log}");
+    assert!(
+        text.contains("uid=1000 gid=2000") && text.contains("3000"),
+        "{text}"
+    );
+    assert!(text.contains("shm_rmid_forced=1"), "{text}");
     let spec_c = container("client", "minik/busybox", None);
     assert_eq!(
         m.termination_message(&uid, &spec_c, 3, &client.log_path)

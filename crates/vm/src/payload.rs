@@ -194,7 +194,17 @@ impl AgentPayload {
             source,
         };
         let tmp = path.with_extension("tmp");
-        let file = std::fs::File::create(&tmp).map_err(werr)?;
+        // 0600: the payload holds the API server's private key
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::remove_file(&tmp);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(werr)?
+        };
         let mut b = tar::Builder::new(std::io::BufWriter::new(file));
         b.mode(tar::HeaderMode::Deterministic);
         let mut cmd = self.cmdline.join("\n");
@@ -316,6 +326,11 @@ mod tests {
         let img = d.join("agent.img");
         let len = p.write_image(&img, "ssh-ed25519 AAAA test\n").unwrap();
         assert_eq!(len % 512, 0);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&img).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let mut ar = tar::Archive::new(std::fs::File::open(&img).unwrap());
         let mut seen = std::collections::BTreeMap::new();
         for e in ar.entries().unwrap() {

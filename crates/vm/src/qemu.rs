@@ -420,6 +420,10 @@ impl QemuDriver {
                 String::from_utf8_lossy(&out.stderr).trim().to_string(),
             ));
         }
+        // the cluster's state (secrets included) lives on it
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&disk, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(format!("cannot restrict {}", disk.display())))?;
         Ok(())
     }
 
@@ -767,30 +771,53 @@ impl QemuDriver {
     /// Forwards a free 127.0.0.1 port to `guest_port` (TCP) and returns it;
     /// the same port again if that guest port is already forwarded.
     pub async fn forward(&self, guest_port: u16) -> Result<u16, VmError> {
-        let mut rec = self.running_record()?;
-        if guest_port == GUEST_API_PORT {
-            return Ok(rec.api_port);
-        }
-        if guest_port == GUEST_SSH_PORT {
-            return Ok(rec.ssh_port);
-        }
-        if let Some(p) = rec.forwards.get(&guest_port) {
-            return Ok(*p);
+        self.add_forward(guest_port, None).await
+    }
+
+    /// Forwards 127.0.0.1:`host_port` to `guest_port` (e.g. a NodePort on
+    /// the same number); `PortInUse` when that host port is taken.
+    pub async fn forward_on(&self, guest_port: u16, host_port: u16) -> Result<u16, VmError> {
+        self.add_forward(guest_port, Some(host_port)).await
+    }
+
+    async fn add_forward(&self, guest_port: u16, want: Option<u16>) -> Result<u16, VmError> {
+        let rec = self.running_record()?;
+        let existing = match guest_port {
+            GUEST_API_PORT => Some(rec.api_port),
+            GUEST_SSH_PORT => Some(rec.ssh_port),
+            _ => rec.forwards.get(&guest_port).copied(),
+        };
+        if let Some(p) = existing {
+            if want.is_none_or(|w| w == p) {
+                return Ok(p);
+            }
         }
         let q = Qmp::connect(&rec.qmp_socket).await?;
         let mut last = None;
         for _ in 0..4 {
             let mut taken: Vec<u16> = rec.forwards.values().copied().collect();
             taken.extend([rec.api_port, rec.ssh_port]);
-            let host = free_port_except(&taken)?;
+            let host = match want {
+                Some(p) => p,
+                None => free_port_except(&taken)?,
+            };
             match q.hostfwd_add(NETDEV, host, guest_port).await {
                 Ok(()) => {
-                    rec.forwards.insert(guest_port, host);
                     // re-read: another process may have added a forward meanwhile
                     let mut fresh = self.running_record()?;
-                    fresh.forwards.insert(guest_port, host);
+                    if let Some(old) = fresh
+                        .forwards
+                        .insert(guest_port, host)
+                        .filter(|o| *o != host)
+                    {
+                        let _ = q.hostfwd_remove(NETDEV, old).await;
+                    }
                     state::save(&self.dir, &fresh).map_err(VmError::State)?;
                     return Ok(host);
+                }
+                Err(e) if want.is_some() => {
+                    tracing::debug!("hostfwd_add on {host}: {e}");
+                    return Err(VmError::PortInUse { port: host });
                 }
                 Err(e) => last = Some(e),
             }

@@ -17,12 +17,14 @@ fn write_certs(dir: &std::path::Path) -> String {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "minik-vm-test-ca");
+    ca.distinguished_name
+        .push(DnType::CommonName, "minik-vm-test-ca");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    p.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    p.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
     p.distinguished_name.push(DnType::CommonName, "minik");
     let cert = p.signed_by(&key, &issuer).unwrap();
     std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
@@ -37,7 +39,10 @@ async fn real_agent_serves_the_api_through_the_forward() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| common::repo_root().join("target/debug/minik"));
     if !bin.is_file() {
-        eprintln!("SKIPPED: no agent binary at {} (build the root crate or set MINIK_AGENT_BIN)", bin.display());
+        eprintln!(
+            "SKIPPED: no agent binary at {} (build the root crate or set MINIK_AGENT_BIN)",
+            bin.display()
+        );
         return;
     }
     let iso = common::iso();
@@ -71,16 +76,38 @@ async fn real_agent_serves_the_api_through_the_forward() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let body = body.unwrap_or_else(|| panic!("no /version from the agent; console:\n{}", d.console_tail(40)));
+    let body = body.unwrap_or_else(|| {
+        panic!(
+            "no /version from the agent; console:\n{}",
+            d.console_tail(40)
+        )
+    });
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(v["gitVersion"].as_str().unwrap_or("").starts_with("v1."), "{body}");
+    assert!(
+        v["gitVersion"].as_str().unwrap_or("").starts_with("v1."),
+        "{body}"
+    );
 
     // the agent runs from the payload with the node IP filled in
-    let out = d.ssh_command(&["cat /proc/$(cat /run/minik/agent.pid)/cmdline | tr '\\0' ' '"]).unwrap().output().unwrap();
+    let out = d
+        .ssh_command(&["cat /proc/$(cat /run/minik/agent.pid)/cmdline | tr '\\0' ' '"])
+        .unwrap()
+        .output()
+        .unwrap();
     let cmd = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(cmd.contains("node") && cmd.contains("--node-ip 10.0.2.15") && cmd.contains("--runtime crun"), "{cmd}");
+    assert!(
+        cmd.contains("node")
+            && cmd.contains("--node-ip 10.0.2.15")
+            && cmd.contains("--runtime crun"),
+        "{cmd}"
+    );
 
-    assert_eq!(d.stop(Duration::from_secs(60)).await.unwrap(), StopOutcome::Graceful);
-    assert!(std::fs::read_to_string(d.console_log()).unwrap().contains("minik-init: stopping agent"));
+    assert_eq!(
+        d.stop(Duration::from_secs(60)).await.unwrap(),
+        StopOutcome::Graceful
+    );
+    assert!(std::fs::read_to_string(d.console_log())
+        .unwrap()
+        .contains("minik-init: stopping agent"));
     d.delete().await.unwrap();
 }

@@ -62,6 +62,11 @@ async fn boot_forward_ssh_stop_restart_delete() {
     assert_eq!(info.accel, Accel::Tcg);
     assert_eq!(info.guest_ip, "10.0.2.15");
     assert_eq!(d.status().await.unwrap(), VmState::Running);
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["disk.qcow2", "agent.img"] {
+        let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
     assert!(matches!(
         d.start(&spec(iso.clone(), &token)).await,
         Err(VmError::AlreadyRunning { .. })
@@ -99,6 +104,23 @@ async fn boot_forward_ssh_stop_restart_delete() {
     let body = common::http_get_retry(host, "/", Duration::from_secs(10));
     assert_eq!(body.as_deref().map(str::trim), Some(token.as_str()));
     assert!(d.active_forwards().await.unwrap().contains(&(host, 8080)));
+
+    // a chosen host port: works when free, PortInUse when taken
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let chosen = free.local_addr().unwrap().port();
+    drop(free);
+    ssh_out(&d, &["busybox httpd -p 8081 -h /run/minik/agent/www"]);
+    assert_eq!(d.forward_on(8081, chosen).await.unwrap(), chosen);
+    let body = common::http_get_retry(chosen, "/", Duration::from_secs(10));
+    assert_eq!(body.as_deref().map(str::trim), Some(token.as_str()));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let err = d.forward_on(8082, taken_port).await.unwrap_err();
+    assert!(
+        matches!(err, VmError::PortInUse { port } if port == taken_port),
+        "{err}"
+    );
+    d.unforward(8081).await.unwrap();
 
     // another driver (a later minik process) finds the same VM and forward
     let d2 = QemuDriver::new(&dir);

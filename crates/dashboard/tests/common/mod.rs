@@ -430,8 +430,11 @@ impl Chrome {
         c.session = s["sessionId"].as_str().unwrap().to_string();
         c.call("Page.enable", json!({})).await;
         c.call("Page.bringToFront", json!({})).await;
-        c.call("Emulation.setFocusEmulationEnabled", json!({"enabled": true}))
-            .await;
+        c.call(
+            "Emulation.setFocusEmulationEnabled",
+            json!({"enabled": true}),
+        )
+        .await;
         c.call("Runtime.enable", json!({})).await;
         c.viewport(width, height).await;
         c
