@@ -37,6 +37,12 @@ enum Command {
     Service(cli::service::ServiceArgs),
     /// Run kubectl against this cluster: `minik kubectl -- get pods`.
     Kubectl(cli::kubectl::KubectlArgs),
+    /// Print the node's IP address.
+    Ip,
+    /// Open a shell in the VM, or run a command there: `minik ssh -- uptime`.
+    Ssh(cli::node_access::SshArgs),
+    /// Print the agent's log (`-f` to follow).
+    Logs(cli::node_access::LogsArgs),
     /// Print minik's version.
     Version,
     /// Run the node agent (used by `start`; not for people).
@@ -77,6 +83,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status => rt.block_on(cli::status::run(&profile)),
         Command::Service(a) => rt.block_on(cli::service::run(&profile, a)).map(|_| 0),
         Command::Kubectl(a) => cli::kubectl::run(&profile, a),
+        Command::Ip => cli::node_access::ip(&profile),
+        Command::Ssh(a) => cli::node_access::ssh(&profile, a),
+        Command::Logs(a) => cli::node_access::logs(&profile, a),
         Command::Version => {
             println!("minik version: v{}", env!("CARGO_PKG_VERSION"));
             println!("kubernetes version: {}", cli::KUBERNETES_VERSION);

@@ -1,12 +1,11 @@
-//! `minik delete`: stop the cluster, remove everything it made on this host
-//! (containers, pod networks, service rules, state) and its kubeconfig entries.
-
-use std::time::Duration;
+//! `minik delete`: stop the cluster, remove everything it made (VM and disk,
+//! or containers, pod networks and service rules on this host), its state
+//! and its kubeconfig entries.
 
 use anyhow::Result;
 use clap::Args;
 
-use crate::driver::none;
+use crate::driver;
 use crate::profile::Profile;
 use crate::{kubeconfig, ui};
 
@@ -27,9 +26,8 @@ pub async fn run(profile: &Profile, args: DeleteArgs) -> Result<()> {
 
 async fn delete_one(profile: &Profile) -> Result<()> {
     let spin = ui::spinner("🔥", format!("Deleting \"{}\" ...", profile.name));
-    none::stop_agent(profile, Duration::from_secs(30)).await?;
     if let Ok(cfg) = profile.load() {
-        none::teardown(profile, &cfg)?;
+        driver::delete(profile, &cfg).await?;
     }
     kubeconfig::unmerge(&kubeconfig::path()?, &profile.name)?;
     if profile.dir.exists() {

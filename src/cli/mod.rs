@@ -2,6 +2,7 @@
 
 pub mod delete;
 pub mod kubectl;
+pub mod node_access;
 pub mod service;
 pub mod start;
 pub mod status;

@@ -35,12 +35,16 @@ pub async fn run(profile: &Profile, args: ServiceArgs) -> Result<()> {
             args.name, args.namespace, args.namespace
         );
     };
-    let urls = node_port_urls(&svc, "127.0.0.1");
-    if urls.is_empty() {
+    let ports = node_ports(&svc);
+    if ports.is_empty() {
         bail!(
             "service \"{}\" has no NodePort: expose it with `kubectl expose deployment {} --type=NodePort --port=80`",
             args.name, args.name
         );
+    }
+    let mut urls = Vec::new();
+    for p in ports {
+        urls.push(crate::driver::node_port_url(profile, &cfg, p).await?);
     }
     if args.url {
         for u in &urls {
@@ -57,15 +61,15 @@ pub async fn run(profile: &Profile, args: ServiceArgs) -> Result<()> {
     Ok(())
 }
 
-/// `http://<host>:<nodePort>` for every port of the Service that has one.
-pub fn node_port_urls(svc: &serde_json::Value, host: &str) -> Vec<String> {
+/// The NodePorts of a Service, in port order.
+pub fn node_ports(svc: &serde_json::Value) -> Vec<u16> {
     svc["spec"]["ports"]
         .as_array()
         .map(|ports| {
             ports
                 .iter()
                 .filter_map(|p| p["nodePort"].as_u64())
-                .map(|np| format!("http://{host}:{np}"))
+                .filter_map(|np| u16::try_from(np).ok())
                 .collect()
         })
         .unwrap_or_default()
@@ -78,7 +82,7 @@ mod tests {
     #[test]
     fn urls_from_node_ports() {
         let svc = serde_json::json!({"spec":{"ports":[{"port":80,"nodePort":31000},{"port":81}]}});
-        assert_eq!(node_port_urls(&svc, "127.0.0.1"), vec!["http://127.0.0.1:31000"]);
-        assert!(node_port_urls(&serde_json::json!({}), "h").is_empty());
+        assert_eq!(node_ports(&svc), vec![31000]);
+        assert!(node_ports(&serde_json::json!({})).is_empty());
     }
 }

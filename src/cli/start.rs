@@ -1,5 +1,5 @@
-//! `minik start`: create or resume the cluster, wait until its node is Ready,
-//! and point kubectl at it.
+//! `minik start`: create or resume the cluster (in a VM, or on this host with
+//! `--driver=none`), wait until its node is Ready, and point kubectl at it.
 
 use std::time::{Duration, Instant};
 
@@ -7,15 +7,15 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use crate::api::ApiClient;
-use crate::driver::{self, none};
+use crate::driver::{self, none, qemu, HostState};
 use crate::profile::{Profile, ProfileConfig};
 use crate::{certs, kubeconfig, ui};
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// Where the cluster runs: none (this host, as root).
-    #[arg(long, default_value = "none")]
-    pub driver: String,
+    /// Where the cluster runs: qemu (a VM) or none (this host, as root).
+    #[arg(long)]
+    pub driver: Option<String>,
     /// CPUs for the VM.
     #[arg(long, default_value_t = 2)]
     pub cpus: u32,
@@ -25,7 +25,13 @@ pub struct StartArgs {
     /// Disk size for the VM in MB.
     #[arg(long = "disk-size", default_value_t = 20000)]
     pub disk_size: u64,
-    /// Port of the API server on 127.0.0.1 (default 8443 for the first cluster).
+    /// Where to get the ISO: https://, http:// or file:// (a .sha256 must sit beside it).
+    #[arg(long = "iso-url")]
+    pub iso_url: Option<String>,
+    /// VM accelerator: auto (KVM if it works, else software), kvm or tcg.
+    #[arg(long, value_parser = ["auto", "kvm", "tcg"])]
+    pub accel: Option<String>,
+    /// Port of the API server on 127.0.0.1 (none: default 8443; qemu: a free one).
     #[arg(long = "apiserver-port")]
     pub apiserver_port: Option<u16>,
     /// Keep the cluster state in a real etcd (`etcd://127.0.0.1:2379`)
@@ -34,20 +40,17 @@ pub struct StartArgs {
     pub datastore: Option<String>,
 }
 
-pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
-    let started = Instant::now();
-    driver::validate(&args.driver)?;
-    ui::step(
-        "😄",
-        format!("minik v{} on {}", env!("CARGO_PKG_VERSION"), os_name()),
-    );
-    let cfg = if profile.exists() {
-        let cfg = profile.load()?;
-        if cfg.driver != args.driver {
-            bail!(
-                "profile \"{}\" was created with --driver={}; start it with that driver, or `minik delete -p {}` first",
-                profile.name, cfg.driver, profile.name
-            );
+/// The profile's config: loaded and checked against the flags, or new.
+fn resolve_config(profile: &Profile, args: &StartArgs) -> Result<ProfileConfig> {
+    if profile.exists() {
+        let mut cfg = profile.load()?;
+        if let Some(d) = &args.driver {
+            if *d != cfg.driver {
+                bail!(
+                    "profile \"{}\" was created with --driver={}; start it with that driver, or `minik delete -p {}` first",
+                    profile.name, cfg.driver, profile.name
+                );
+            }
         }
         if args.datastore.is_some() && args.datastore != cfg.datastore {
             bail!(
@@ -57,55 +60,90 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
                 profile.name
             );
         }
-        cfg
-    } else {
-        ProfileConfig {
-            name: profile.name.clone(),
-            driver: args.driver.clone(),
-            api_port: args.apiserver_port.unwrap_or(8443),
-            node_ip: none::default_node_ip(),
-            cpus: args.cpus,
-            memory_mb: args.memory,
-            disk_mb: args.disk_size,
-            iso_url: None,
-            accel: None,
-            addons: vec![],
-            datastore: args.datastore.clone(),
+        if args.iso_url.is_some() {
+            cfg.iso_url = args.iso_url.clone();
         }
-    };
-
-    none::preflight()?;
-    for other in Profile::all()? {
-        if other.name != profile.name && none::agent_pid(&other).is_some() {
-            bail!(
-                "the none driver runs one cluster per host and profile \"{}\" is running: `minik stop -p {}` first",
-                other.name, other.name
-            );
+        if args.accel.is_some() {
+            cfg.accel = args.accel.clone();
         }
+        return Ok(cfg);
     }
-    profile.save(&cfg)?;
+    let driver = args.driver.clone().unwrap_or_else(|| driver::DEFAULT_DRIVER.into());
+    driver::validate(&driver)?;
+    let none = driver == "none";
+    Ok(ProfileConfig {
+        name: profile.name.clone(),
+        api_port: args.apiserver_port.unwrap_or(if none { 8443 } else { 0 }),
+        node_ip: if none { none::default_node_ip() } else { "10.0.2.15".into() },
+        driver,
+        cpus: args.cpus,
+        memory_mb: args.memory,
+        disk_mb: args.disk_size,
+        iso_url: args.iso_url.clone(),
+        accel: args.accel.clone(),
+        addons: vec![],
+        datastore: args.datastore.clone(),
+    })
+}
+
+pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
+    let started = Instant::now();
+    if let Some(d) = &args.driver {
+        driver::validate(d)?;
+    }
+    ui::step("😄", format!("minik v{} on {}", env!("CARGO_PKG_VERSION"), os_name()));
+    let mut cfg = resolve_config(profile, &args)?;
     let paths = certs::ensure(&profile.certs_dir(), &[cfg.node_ip.as_str()])?;
 
-    if none::agent_pid(profile).is_some() {
-        ui::info(format!("the \"{}\" cluster is already running", profile.name));
-    } else {
-        ui::step("🤹", format!("Running on this host (driver none), node IP {}", cfg.node_ip));
-        none::spawn_agent(profile, &cfg)?;
+    match cfg.driver.as_str() {
+        "none" => {
+            none::preflight()?;
+            for other in Profile::all()? {
+                if other.name != profile.name && none::agent_pid(&other).is_some() {
+                    bail!(
+                        "the none driver runs one cluster per host and profile \"{}\" is running: `minik stop -p {}` first",
+                        other.name, other.name
+                    );
+                }
+            }
+            profile.save(&cfg)?;
+            if none::agent_pid(profile).is_some() {
+                ui::info(format!("the \"{}\" cluster is already running", profile.name));
+            } else {
+                ui::step("🤹", format!("Running on this host (driver none), node IP {}", cfg.node_ip));
+                none::spawn_agent(profile, &cfg)?;
+            }
+        }
+        _ => {
+            profile.save(&cfg)?;
+            let port = qemu::start(profile, &cfg).await?;
+            if port != cfg.api_port {
+                cfg.api_port = port;
+                profile.save(&cfg)?;
+            }
+        }
     }
 
     let server = format!("https://127.0.0.1:{}", cfg.api_port);
     let client = ApiClient::new(&paths, &server)?;
     let spin = ui::spinner("⌛", "Waiting for the API server and node Ready ...");
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let timeout = if cfg.driver == "none" { 90 } else { 240 };
+    let deadline = Instant::now() + Duration::from_secs(timeout);
     let mut api_up = false;
+    let mut checks = 0u32;
     loop {
-        if none::agent_pid(profile).is_none() {
-            spin.finish();
-            bail!(
-                "the minik agent stopped during start-up. Its log ({}) ends with:\n{}",
-                profile.agent_log().display(),
-                none::log_tail(&profile.agent_log(), 15)
-            );
+        checks += 1;
+        // The host check costs a process lookup (none) or a QMP round trip
+        // (qemu): do it every 20th poll.
+        if checks % 20 == 1 {
+            match driver::host_state(profile, &cfg).await? {
+                HostState::Running => {}
+                HostState::Stopped | HostState::Died(_) => {
+                    spin.finish();
+                    let (log, tail) = log_tail(profile, &cfg);
+                    bail!("the minik agent stopped during start-up. Its log ({log}) ends with:\n{tail}");
+                }
+            }
         }
         if !api_up && client.ready().await {
             api_up = true;
@@ -116,18 +154,17 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
         }
         if Instant::now() > deadline {
             spin.finish();
+            let (log, _) = log_tail(profile, &cfg);
             bail!(
-                "the cluster did not become Ready in 90 s; see {} (`minik status` tells which part is down)",
-                profile.agent_log().display()
+                "the cluster did not become Ready in {timeout} s; see {log} (`minik status` tells which part is down)"
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     spin.finish();
 
-    let kc = kubeconfig::path()?;
     kubeconfig::merge(
-        &kc,
+        &kubeconfig::path()?,
         &kubeconfig::Entry {
             name: &profile.name,
             server: &server,
@@ -142,6 +179,16 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
         profile.name
     ));
     Ok(())
+}
+
+/// The agent's log file and its last lines.
+pub fn log_tail(profile: &Profile, cfg: &ProfileConfig) -> (String, String) {
+    let path = if cfg.driver == "none" {
+        profile.agent_log()
+    } else {
+        qemu::console_log(profile)
+    };
+    (path.display().to_string(), none::log_tail(&path, 15))
 }
 
 fn os_name() -> String {

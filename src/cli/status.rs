@@ -5,13 +5,14 @@ use anyhow::Result;
 
 use crate::api::ApiClient;
 use crate::certs::CertPaths;
-use crate::driver::none;
+use crate::driver::{self, HostState};
 use crate::kubeconfig;
 use crate::profile::Profile;
 
 pub async fn run(profile: &Profile) -> Result<i32> {
     let cfg = profile.load()?;
-    let host = none::agent_pid(profile).is_some();
+    let state = driver::host_state(profile, &cfg).await?;
+    let host = state == HostState::Running;
     let server = format!("https://127.0.0.1:{}", cfg.api_port);
     let (mut apiserver, mut kubelet) = (false, false);
     if host {
@@ -23,7 +24,13 @@ pub async fn run(profile: &Profile) -> Result<i32> {
     let word = |b: bool| if b { "Running" } else { "Stopped" };
     println!("{}", profile.name);
     println!("type: Control Plane");
-    println!("host: {}", word(host));
+    match &state {
+        HostState::Died(tail) => {
+            println!("host: Error (the VM died; `minik start` recovers it)");
+            eprintln!("last console lines:\n{tail}");
+        }
+        _ => println!("host: {}", word(host)),
+    }
     println!("kubelet: {}", word(kubelet));
     println!("apiserver: {}", word(apiserver));
     println!("kubeconfig: {}", if kc { "Configured" } else { "Misconfigured" });

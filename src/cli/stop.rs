@@ -1,18 +1,16 @@
-//! `minik stop`: stop the agent (its containers get their grace period, the
-//! store is flushed); the cluster's state stays for the next `start`.
-
-use std::time::Duration;
+//! `minik stop`: stop the cluster (containers get their grace period, the
+//! store is flushed, the VM powers off); its state stays for the next `start`.
 
 use anyhow::Result;
 
-use crate::driver::none;
+use crate::driver;
 use crate::profile::Profile;
 use crate::ui;
 
 pub async fn run(profile: &Profile) -> Result<()> {
-    profile.load()?;
+    let cfg = profile.load()?;
     let spin = ui::spinner("✋", format!("Stopping \"{}\" ...", profile.name));
-    let was_running = none::stop_agent(profile, Duration::from_secs(90)).await?;
+    let was_running = driver::stop(profile, &cfg).await?;
     spin.finish();
     if was_running {
         ui::step("🛑", "1 node stopped.");

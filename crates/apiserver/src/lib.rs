@@ -10,8 +10,8 @@
 //! The same `axum::Router` is served over TLS (`serve_tls`) and used
 //! in-process by `kube::Client::new(router, ..)` (full access, no auth).
 //!
-//! Authorization: none yet (kube's `AlwaysAllow`): every authenticated user
-//! may do everything. RBAC objects are stored and served but not enforced.
+//! Authorization is RBAC (`rbac`) for requests over TLS; `system:masters`
+//! (the admin certificate) and in-process clients may do everything.
 
 pub mod alloc;
 pub mod convert;
@@ -20,6 +20,7 @@ pub mod error;
 pub mod logs;
 pub mod names;
 pub mod proxy;
+pub mod rbac;
 pub mod request;
 pub mod rest;
 pub mod selector;
@@ -242,6 +243,34 @@ impl ApiServer {
             .map_err(|e| {
                 anyhow::anyhow!("reconciling the kubernetes EndpointSlice: {}", e.message)
             })?;
+        let rbac_group = "rbac.authorization.k8s.io";
+        let roles = resources::find(rbac_group, "v1", "clusterroles")
+            .context("clusterroles missing from the resource table")?;
+        let bindings = resources::find(rbac_group, "v1", "clusterrolebindings")
+            .context("clusterrolebindings missing from the resource table")?;
+        let labels = json!({"kubernetes.io/bootstrapping": "rbac-defaults"});
+        for (name, rules) in rbac::bootstrap_cluster_roles() {
+            self.ensure(
+                roles,
+                None,
+                json!({"metadata": {"name": name, "labels": labels}, "rules": rules}),
+            )
+            .await?;
+        }
+        for (name, role, groups) in rbac::bootstrap_bindings() {
+            let subjects: Vec<Value> = groups
+                .iter()
+                .map(|g| json!({"apiGroup": rbac_group, "kind": "Group", "name": g}))
+                .collect();
+            self.ensure(
+                bindings,
+                None,
+                json!({"metadata": {"name": name, "labels": labels},
+                       "roleRef": {"apiGroup": rbac_group, "kind": "ClusterRole", "name": role},
+                       "subjects": subjects}),
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -333,21 +362,105 @@ fn user_groups(user: &UserInfo) -> Vec<String> {
     g
 }
 
-/// Answers a SelfSubjectAccessReview. There is no RBAC yet: every
-/// authenticated user may do everything, which is what the review says.
-fn access_review(mut review: Value, user: &UserInfo) -> Value {
-    let reason = if user.is_admin() {
-        "the user is in the system:masters group".to_string()
+/// Answers a SelfSubjectAccessReview with the RBAC authorizer.
+fn access_review(inner: &Inner, mut review: Value, user: &UserInfo) -> Value {
+    let s = |p: &str| {
+        review
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let attrs = if review.pointer("/spec/resourceAttributes").is_some() {
+        rbac::Attributes {
+            verb: s("/spec/resourceAttributes/verb"),
+            resource_request: true,
+            api_group: s("/spec/resourceAttributes/group"),
+            resource: s("/spec/resourceAttributes/resource"),
+            subresource: s("/spec/resourceAttributes/subresource"),
+            namespace: s("/spec/resourceAttributes/namespace"),
+            name: s("/spec/resourceAttributes/name"),
+            path: String::new(),
+        }
     } else {
-        "minik does not enforce RBAC yet: every authenticated user is allowed".to_string()
+        rbac::Attributes {
+            verb: s("/spec/nonResourceAttributes/verb"),
+            path: s("/spec/nonResourceAttributes/path"),
+            ..Default::default()
+        }
+    };
+    let allowed = inner.authorize(user, &attrs);
+    let status = if user.is_admin() {
+        json!({"allowed": true, "reason": "the user is in the system:masters group"})
+    } else if allowed {
+        json!({"allowed": true, "reason": "RBAC: allowed by a role binding"})
+    } else {
+        json!({"allowed": false})
     };
     if let Some(m) = review.as_object_mut() {
         m.insert("apiVersion".into(), json!("authorization.k8s.io/v1"));
         m.insert("kind".into(), json!("SelfSubjectAccessReview"));
         m.entry("metadata").or_insert_with(|| json!({}));
-        m.insert("status".into(), json!({"allowed": true, "reason": reason}));
+        m.insert("status".into(), status);
     }
     review
+}
+
+/// What a request asks to do, for the authorizer.
+fn request_attributes(method: &Method, r: &Route, path: &str, query: &Query) -> rbac::Attributes {
+    match r {
+        Route::Resource(p) => {
+            let watch = p.watch_prefix || query.flag("watch");
+            let sub = p.subresource.clone().unwrap_or_default();
+            let verb = match (method.as_str(), p.name.is_some()) {
+                _ if matches!(sub.as_str(), "exec" | "attach" | "portforward") => "create",
+                ("GET" | "HEAD", _) if watch => "watch",
+                ("GET" | "HEAD", true) => "get",
+                ("GET" | "HEAD", false) => "list",
+                ("POST", _) => "create",
+                ("PUT", _) => "update",
+                ("PATCH", _) => "patch",
+                ("DELETE", true) => "delete",
+                ("DELETE", false) => "deletecollection",
+                (m, _) => {
+                    return rbac::Attributes {
+                        verb: m.to_lowercase(),
+                        path: path.into(),
+                        ..Default::default()
+                    }
+                }
+            };
+            rbac::Attributes {
+                verb: verb.into(),
+                resource_request: true,
+                api_group: p.info.group.into(),
+                resource: p.info.resource.into(),
+                subresource: sub,
+                namespace: p.namespace.clone().unwrap_or_default(),
+                name: p.name.clone().unwrap_or_default(),
+                path: String::new(),
+            }
+        }
+        Route::SelfSubjectAccessReview => rbac::Attributes {
+            verb: "create".into(),
+            resource_request: true,
+            api_group: "authorization.k8s.io".into(),
+            resource: "selfsubjectaccessreviews".into(),
+            ..Default::default()
+        },
+        Route::SelfSubjectReview => rbac::Attributes {
+            verb: "create".into(),
+            resource_request: true,
+            api_group: "authentication.k8s.io".into(),
+            resource: "selfsubjectreviews".into(),
+            ..Default::default()
+        },
+        _ => rbac::Attributes {
+            verb: method.as_str().to_lowercase().replace("head", "get"),
+            path: path.into(),
+            ..Default::default()
+        },
+    }
 }
 
 fn text(code: StatusCode, body: &'static str) -> Response {
@@ -372,11 +485,33 @@ fn version_json() -> Value {
 async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
     let r = route(parts.uri.path());
-    let mut bearer_user = None;
-    if let Some(Authn::Anonymous) = parts.extensions.get::<Authn>() {
-        bearer_user = inner.authenticate_bearer(&parts.headers).await;
-        if bearer_user.is_none() && !matches!(r, Route::Version | Route::Health) {
-            return ApiError::unauthorized().into_response();
+    let user = match parts.extensions.get::<Authn>() {
+        Some(Authn::User(u)) => u.clone(),
+        Some(Authn::Anonymous) => match inner.authenticate_bearer(&parts.headers).await {
+            Some(u) => u,
+            None if matches!(r, Route::Version | Route::Health) => UserInfo {
+                name: "system:anonymous".into(),
+                groups: vec!["system:unauthenticated".into()],
+            },
+            None => return ApiError::unauthorized().into_response(),
+        },
+        // in-process clients are the node's own components: full access
+        None => UserInfo {
+            name: "system:admin".into(),
+            groups: vec!["system:masters".into()],
+        },
+    };
+    let q = Query::parse(parts.uri.query());
+    if !user.is_admin() && !matches!(r, Route::Version | Route::Health) {
+        let attrs = request_attributes(&parts.method, &r, parts.uri.path(), &q);
+        if !inner.authorize(&user, &attrs) {
+            let mut e = ApiError::forbidden(rbac::forbidden_message(&user, &attrs));
+            if attrs.resource_request {
+                e = e.with_details(
+                    json!({"name": attrs.name, "group": attrs.api_group, "kind": attrs.resource}),
+                );
+            }
+            return e.into_response();
         }
     }
     if let Route::Resource(p) = &r {
@@ -389,7 +524,6 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
             )
         {
             let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
-            let q = Query::parse(parts.uri.query());
             return match inner
                 .stream_proxy(
                     p,
@@ -412,18 +546,6 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
             return ApiError::bad_request(format!("reading the request body failed: {e}"))
                 .into_response()
         }
-    };
-    let user = match parts.extensions.get::<Authn>() {
-        Some(Authn::User(u)) => u.clone(),
-        Some(Authn::Anonymous) => bearer_user.unwrap_or_else(|| UserInfo {
-            name: "system:anonymous".into(),
-            groups: vec!["system:unauthenticated".into()],
-        }),
-        // in-process clients are the node's own components: full access
-        _ => UserInfo {
-            name: "system:admin".into(),
-            groups: vec!["system:masters".into()],
-        },
     };
     let res = handle(
         inner,
@@ -559,7 +681,7 @@ async fn handle(
             let ty = request::body_type(rest::content_type(headers))?;
             let review = request::decode_object(body, ty)?;
             let answer = if r == Route::SelfSubjectAccessReview {
-                access_review(review, user)
+                access_review(&inner, review, user)
             } else {
                 json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
                        "metadata": {"creationTimestamp": rest::now_rfc3339()},

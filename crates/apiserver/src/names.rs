@@ -11,6 +11,8 @@ pub enum NameRule {
     Label,
     /// Services: `[a-z]([-a-z0-9]*[a-z0-9])?`, ≤63.
     Dns1035,
+    /// RBAC objects (`system:discovery`): any URL path segment.
+    PathSegment,
 }
 
 const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
@@ -44,6 +46,16 @@ pub fn validate_name(name: &str, rule: NameRule) -> Vec<String> {
             }
             if !is_label(name) {
                 errs.push(LABEL_MSG.to_string());
+            }
+        }
+        NameRule::PathSegment => {
+            if name == "." || name == ".." {
+                errs.push(format!("may not be '{name}'"));
+            }
+            for bad in ['/', '%'] {
+                if name.contains(bad) {
+                    errs.push(format!("may not contain '{bad}'"));
+                }
             }
         }
         NameRule::Dns1035 => {
@@ -120,6 +132,12 @@ mod tests {
         assert!(validate_name("web", NameRule::Dns1035).is_empty());
         assert!(validate_name("1web", NameRule::Dns1035)[0].starts_with("a DNS-1035 label"));
         assert!(!validate_name(&"a".repeat(64), NameRule::Dns1035).is_empty());
+        assert!(validate_name("system:discovery", NameRule::PathSegment).is_empty());
+        assert_eq!(
+            validate_name("a/b", NameRule::PathSegment),
+            vec!["may not contain '/'"]
+        );
+        assert!(!validate_name("..", NameRule::PathSegment).is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub fn name_rule(info: &ResourceInfo) -> NameRule {
     match (info.group, info.resource) {
         ("", "namespaces") => NameRule::Label,
         ("", "services") => NameRule::Dns1035,
+        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
         _ => NameRule::Subdomain,
     }
 }

@@ -834,6 +834,16 @@ fn logs_status_wait_describe_events_and_rollout() {
         r#"{"status":{"observedGeneration":1,"replicas":1,"updatedReplicas":1,"readyReplicas":1,"availableReplicas":1}}"#]);
     let out = c.ok(&["rollout", "status", "deployment/hello", "--timeout=20s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
+    let node = c.ok(&["describe", "node", "minik"]);
+    assert!(
+        node.contains("Name:               minik")
+            && node.contains("default                     hw"),
+        "{node}"
+    );
+    let ns = c.ok(&["describe", "namespace", "default"]);
+    assert!(ns.contains("Status:  Active"), "{ns}");
+    let d = c.ok(&["describe", "deployment", "hello"]);
+    assert!(d.contains("Replicas:") && d.contains("minik/hello"), "{d}");
     let all = c.ok(&["get", "all"]);
     assert!(
         all.contains("pod/hw")
@@ -938,7 +948,51 @@ fn service_account_tokens_authenticate_and_root_ca_is_published() {
     let f = c.file("sa-kubeconfig", &with_token);
     let who = c.ok(&["--kubeconfig", &f, "auth", "whoami"]);
     assert!(who.contains("system:serviceaccount:default:robot"), "{who}");
+    // RBAC: nothing is granted until a binding says so
+    let err = c.fails(&["--kubeconfig", &f, "get", "pods"]);
+    assert!(
+        err.contains("pods is forbidden: User \"system:serviceaccount:default:robot\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""),
+        "{err}"
+    );
+    assert_eq!(
+        c.run(&["--kubeconfig", &f, "auth", "can-i", "list", "pods"])
+            .1
+            .trim(),
+        "no"
+    );
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "robot-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:robot",
+    ]);
     assert!(c.ok(&["--kubeconfig", &f, "get", "pods"]).is_empty());
+    assert_eq!(
+        c.ok(&["--kubeconfig", &f, "auth", "can-i", "list", "pods"])
+            .trim(),
+        "yes"
+    );
+    assert_eq!(
+        c.run(&["--kubeconfig", &f, "auth", "can-i", "delete", "pods"])
+            .1
+            .trim(),
+        "no"
+    );
+    let err = c.fails(&["--kubeconfig", &f, "get", "secrets"]);
+    assert!(
+        err.contains("Forbidden") || err.contains("forbidden"),
+        "{err}"
+    );
+    let err = c.fails(&["--kubeconfig", &f, "get", "pods", "-n", "kube-system"]);
+    assert!(err.contains("in the namespace \"kube-system\""), "{err}");
+    let roles = c.ok(&["get", "clusterroles"]);
+    for r in ["cluster-admin", "admin", "edit", "view", "system:discovery"] {
+        assert!(
+            roles.lines().any(|l| l.starts_with(&format!("{r} "))),
+            "{r} missing:\n{roles}"
+        );
+    }
     // a token for another audience is not an API credential
     let other = c
         .ok(&["create", "token", "robot", "--audience=vault"])

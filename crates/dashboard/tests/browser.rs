@@ -16,7 +16,7 @@ const T: Duration = Duration::from_secs(20);
 
 /// The objects a small cluster has: a node, a healthy Deployment with its
 /// ReplicaSet and pods, broken pods, Services, a ConfigMap, a Secret, events.
-async fn seed(c: &Cluster) {
+async fn seed(c: &Cluster, kubelet_port: u16) {
     c.create("/api/v1/namespaces", json!({"metadata": {"name": "shop"}}))
         .await;
     c.create(
@@ -29,7 +29,8 @@ async fn seed(c: &Cluster) {
         json!({"status": {
             "capacity": {"cpu": "2", "memory": "4026532Ki", "pods": "110"},
             "allocatable": {"cpu": "2", "memory": "3924132Ki", "pods": "110"},
-            "addresses": [{"type": "InternalIP", "address": "10.0.2.15"}, {"type": "Hostname", "address": "minik"}],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": "minik"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
             "conditions": [
                 {"type": "MemoryPressure", "status": "False"}, {"type": "DiskPressure", "status": "False"},
                 {"type": "PIDPressure", "status": "False"},
@@ -218,7 +219,27 @@ async fn no_page_hscroll(ch: &Chrome, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dashboard_in_real_chromium() {
     let c = Cluster::start().await;
-    seed(&c).await;
+    let kubelet = KubeletLogs::start().await;
+    seed(&c, kubelet.port).await;
+    // the hello pod has written two lines
+    let (_, p) = c
+        .get("/api/v1/namespaces/default/pods/hello-5d8f7c9b4-x7k2p")
+        .await;
+    let log = kubelet.log_file(
+        "default",
+        "hello-5d8f7c9b4-x7k2p",
+        p["metadata"]["uid"].as_str().unwrap(),
+        "web",
+    );
+    let (_, p) = c.get("/api/v1/namespaces/shop/pods/api-crashy").await;
+    kubelet.waiting_pod(
+        "shop",
+        "api-crashy",
+        p["metadata"]["uid"].as_str().unwrap(),
+        "web",
+    );
+    KubeletLogs::append(&log, "hello from minik: listening on :80");
+    KubeletLogs::append(&log, "GET / 200 612 bytes");
     let ch = Chrome::launch(1280, 800).await;
     let url = &c.dashboard;
 
@@ -229,6 +250,10 @@ async fn dashboard_in_real_chromium() {
     let problems = ch.text("problems").await;
     assert!(problems.contains("CrashLoopBackOff"), "{problems}");
     assert!(problems.contains("ImagePullBackOff"), "{problems}");
+    assert!(
+        problems.contains("not scheduled to a node yet"),
+        "{problems}"
+    );
     assert!(
         problems.contains("back-off 5m0s restarting failed container"),
         "{problems}"
@@ -453,6 +478,30 @@ async fn dashboard_in_real_chromium() {
     )
     .await;
 
+    // --- click into a running pod: its log, live (through the apiserver's
+    // proxy to the kubelet's log endpoint)
+    ch.click("pod-row-default-hello-5d8f7c9b4-x7k2p").await;
+    ch.wait_testid("pod-detail").await;
+    ch.wait_for(
+        "document.querySelector('[data-testid=\"log-view\"]').innerText.includes('hello from minik: listening on :80')",
+        T,
+    )
+    .await;
+    let t0 = std::time::Instant::now();
+    KubeletLogs::append(&log, "GET /healthz 200 2 bytes");
+    ch.wait_for(
+        "document.querySelector('[data-testid=\"log-view\"]').innerText.includes('GET /healthz 200')",
+        T,
+    )
+    .await;
+    println!(
+        "log line written → on screen: {} ms (the kubelet polls the file every 200 ms)",
+        t0.elapsed().as_millis()
+    );
+    assert!(ch.text("log-status").await.contains("Streaming"));
+    ch.screenshot("pod-logs").await;
+    ch.navigate(&format!("{url}/#/pods")).await;
+
     // --- click into a pod: detail with containers; the log view is there
     ch.click("pod-row-shop-api-crashy").await;
     ch.wait_testid("pod-detail").await;
@@ -470,16 +519,12 @@ async fn dashboard_in_real_chromium() {
         detail.contains("Back-off restarting failed container"),
         "pod events: {detail}"
     );
-    // no kubelet here: the log request fails and the view says why
+    // its container never started: the kubelet says so and the view shows it
     ch.wait_for(
-        "document.querySelector('[data-testid=\"log-status\"]').innerText.length > 0 && !document.querySelector('[data-testid=\"log-status\"]').innerText.startsWith('Connecting')",
+        "document.querySelector('[data-testid=\"log-status\"]').innerText.includes('waiting to start')",
         T,
     )
     .await;
-    println!(
-        "log status without a kubelet: {}",
-        ch.text("log-status").await
-    );
     ch.screenshot("pod-detail").await;
 
     // --- services: NodePort URL on the page's host

@@ -240,7 +240,11 @@
       if (c.status === 'False' && c.message) msgs.push(c.type + ': ' + c.message);
     });
     if (st.message) msgs.push(st.message);
-    if (!msgs.length) msgs.push(phase === 'Pending' ? 'waiting to be scheduled or started' : 'not ready');
+    if (!msgs.length) {
+      if (phase !== 'Pending') msgs.push('not ready');
+      else if (!(p.spec || {}).nodeName) msgs.push('not scheduled to a node yet');
+      else msgs.push('scheduled to ' + p.spec.nodeName + ', waiting for the kubelet to start it');
+    }
     if (phase === 'Running' && rd.ready < rd.total) phase = 'NotReady';
     return { cls: cls, phase: phase, why: msgs.join('; '), restarts: podRestarts(p) };
   }
@@ -325,8 +329,9 @@
   }
   function nsCell(o) { return showNsCol() ? '<td class="nowrap muted hide-sm">' + esc(o.metadata.namespace) + '</td>' : ''; }
   function nsHead() { return showNsCol() ? [{ t: 'Namespace', cls: 'hide-sm' }] : []; }
-  function nameCell(o) {
-    return '<td class="name">' + esc(o.metadata.name) + (showNsCol() && o.metadata.namespace ? '<div class="show-sm muted ns-sub">' + esc(o.metadata.namespace) + '</div>' : '') + '</td>';
+  function nameCell(o, view) {
+    var n = esc(o.metadata.name);
+    return '<td class="name">' + (view ? '<a class="row-link" href="' + link(view, o) + '">' + n + '</a>' : n) + (showNsCol() && o.metadata.namespace ? '<div class="show-sm muted ns-sub">' + esc(o.metadata.namespace) + '</div>' : '') + '</td>';
   }
   function link(view, o) { return '#/' + view + '/' + enc(o.metadata.namespace || '_') + '/' + enc(o.metadata.name); }
   function listHead(title, view, sub) {
@@ -348,7 +353,7 @@
     var ns = p.metadata.namespace, name = p.metadata.name, id = tid(ns + '-' + name);
     var phase = podPhase(p), rd = podReady(p), st = p.status || {}, cls = phaseClass(phase, rd);
     return '<tr data-href="' + link('pods', p) + '" data-testid="pod-row-' + id + '">' + nsCell(p) +
-      nameCell(p) +
+      nameCell(p, 'pods') +
       '<td>' + badge(cls, phase, 'pod-status-' + id) + '</td>' +
       '<td class="num">' + rd.ready + '/' + rd.total + '</td>' +
       '<td class="num" data-testid="pod-restarts-' + id + '">' + podRestarts(p) + '</td>' +
@@ -362,7 +367,7 @@
     var ns = d.metadata.namespace, name = d.metadata.name, id = tid(ns + '-' + name), s = deployStatus(d), st = d.status || {};
     var images = ((((d.spec || {}).template || {}).spec || {}).containers || []).map(function (c) { return '<span class="tag">' + esc(c.image) + '</span>'; }).join(' ');
     return '<tr data-href="' + link('deployments', d) + '" data-testid="deployment-row-' + id + '">' + nsCell(d) +
-      nameCell(d) +
+      nameCell(d, 'deployments') +
       '<td>' + badge(s.cls, s.text, 'deployment-status-' + id) + '</td>' +
       '<td class="num" data-testid="deployment-ready-' + id + '">' + s.ready + '/' + s.want + '</td>' +
       '<td class="num hide-md">' + (st.updatedReplicas || 0) + '</td>' +
@@ -378,7 +383,7 @@
     var owner = (r.metadata.ownerReferences || [])[0];
     var cls = want === 0 ? 'done' : ready >= want ? 'ok' : 'warn';
     return '<tr data-href="' + link('replicasets', r) + '" data-testid="replicaset-row-' + id + '">' + nsCell(r) +
-      nameCell(r) +
+      nameCell(r, 'replicasets') +
       '<td>' + badge(cls, ready + '/' + want + ' ready') + '</td>' +
       '<td class="num">' + want + '</td><td class="num">' + (st.replicas || 0) + '</td><td class="num">' + ready + '</td>' +
       '<td class="nowrap">' + age(r.metadata.creationTimestamp) + '</td>' +
@@ -403,7 +408,7 @@
     var ns = s.metadata.namespace, name = s.metadata.name, id = tid(ns + '-' + name), sp = s.spec || {};
     var sel = Object.keys(sp.selector || {}).map(function (k) { return '<span class="tag">' + esc(k + '=' + sp.selector[k]) + '</span>'; }).join(' ');
     return '<tr data-href="' + link('services', s) + '" data-testid="service-row-' + id + '">' + nsCell(s) +
-      nameCell(s) +
+      nameCell(s, 'services') +
       '<td>' + badge('plain done', sp.type || 'ClusterIP') + '</td>' +
       '<td class="mono nowrap">' + esc(sp.clusterIP || '—') + '</td>' +
       '<td>' + svcPorts(s) + '</td>' +
@@ -417,7 +422,7 @@
     var ns = c.metadata.namespace, name = c.metadata.name, id = tid(ns + '-' + name);
     var keys = Object.keys(c.data || {}).concat(Object.keys(c.binaryData || {}));
     return '<tr data-href="' + link('configmaps', c) + '" data-testid="configmap-row-' + id + '">' + nsCell(c) +
-      nameCell(c) + '<td class="num">' + keys.length + '</td>' +
+      nameCell(c, 'configmaps') + '<td class="num">' + keys.length + '</td>' +
       '<td class="hide-sm">' + keys.slice(0, 6).map(function (k) { return '<span class="tag">' + esc(k) + '</span>'; }).join(' ') + (keys.length > 6 ? ' …' : '') + '</td>' +
       '<td class="nowrap">' + age(c.metadata.creationTimestamp) + '</td>' + actionsCell('configmaps', c) + '</tr>';
   }
@@ -425,7 +430,7 @@
     var ns = s.metadata.namespace, name = s.metadata.name, id = tid(ns + '-' + name);
     var keys = Object.keys(s.data || {});
     return '<tr data-href="' + link('secrets', s) + '" data-testid="secret-row-' + id + '">' + nsCell(s) +
-      nameCell(s) + '<td class="mono hide-sm">' + esc(s.type || 'Opaque') + '</td><td class="num">' + keys.length + '</td>' +
+      nameCell(s, 'secrets') + '<td class="mono hide-sm">' + esc(s.type || 'Opaque') + '</td><td class="num">' + keys.length + '</td>' +
       '<td class="nowrap">' + age(s.metadata.creationTimestamp) + '</td>' + actionsCell('secrets', s) + '</tr>';
   }
   function evTime(e) {

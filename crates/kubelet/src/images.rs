@@ -253,6 +253,16 @@ impl ImageStore {
         rec.layers.iter().rev().map(|l| self.layer_dir(l)).collect()
     }
 
+    /// `<root>/images`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stores (or replaces) an image record.
+    pub fn save_record(&self, rec: &ImageRecord) -> Result<(), ImageError> {
+        self.write_record(rec)
+    }
+
     fn write_record(&self, rec: &ImageRecord) -> Result<(), ImageError> {
         let path = self.record_path(&rec.name);
         let parent = path.parent().unwrap_or(&self.dir).to_path_buf();

@@ -7,7 +7,8 @@
 //! Modules, pure logic first:
 //! - [`spec`]: command/args/env resolution and the OCI `config.json`.
 //! - [`status`]: container records → PodStatus, back-off.
-//! - [`images`]: image references, the image store, built-in images.
+//! - [`images`]: image references, the image store, built-in images;
+//!   [`archive`]: `minik image load` (docker save / OCI archives).
 //! - [`network`]: pod CIDR, IP allocation, bridge/netns/veth plumbing.
 //! - [`runtime`]: the OCI runtime CLI, overlay mounts, exit watching, log pipes.
 //! - [`sandbox`]: per-pod machinery combining the above (no API).
@@ -16,6 +17,7 @@
 //! - [`node`], [`events`]: Node/Lease, Events.
 //! - [`logs`], [`exec`]: the kubelet HTTP API (logs, exec); [`http_router`] joins them.
 
+pub mod archive;
 pub mod events;
 pub mod exec;
 pub mod images;
@@ -125,6 +127,20 @@ fn set_stopping(root: &Path, on: bool) {
             v.push(root.to_path_buf());
         }
     }
+}
+
+/// `minik image load`: imports a `docker save` or OCI archive (tar, tar.gz
+/// or an OCI layout directory) into the node's image store. Returns the
+/// image names now available to pods; `fallback_name` names untagged images.
+pub fn load_image(
+    cfg: &KubeletConfig,
+    archive: &Path,
+    fallback_name: &str,
+) -> anyhow::Result<Vec<String>> {
+    let recs = images::ImageStore::new(&cfg.root_dir)
+        .load_archive(archive, fallback_name)
+        .with_context(|| format!("loading the image archive {}", archive.display()))?;
+    Ok(recs.into_iter().map(|r| r.name).collect())
 }
 
 /// Aborts the wrapped tasks when dropped (the `run` future is aborted by the lead).

@@ -73,11 +73,20 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
                                 ctx.machinery.logs.set_pod(ns, name, Some(&uid));
                             }
                         }
-                        match workers.get(&uid) {
-                            Some(tx) => {
-                                let _ = tx.send(Some(pod));
-                            }
-                            None => {
+                        // A worker that died (panicked) leaves a closed channel: start a new one.
+                        let pod = match workers.get(&uid) {
+                            Some(tx) => match tx.send(Some(pod)) {
+                                Ok(()) => None,
+                                Err(watch::error::SendError(p)) => {
+                                    tracing::warn!("pod worker for {uid} was gone; starting a new one");
+                                    p
+                                }
+                            },
+                            None => Some(pod),
+                        };
+                        match pod {
+                            None => {}
+                            Some(pod) => {
                                 let (tx, rx) = watch::channel(Some(pod));
                                 workers.insert(uid.clone(), tx);
                                 let ctx = ctx.clone();

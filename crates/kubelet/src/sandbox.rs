@@ -44,6 +44,8 @@ pub enum SandboxError {
     },
     #[error("invalid container spec: {0}")]
     Spec(String),
+    #[error("the node is stopping; containers are not started")]
+    Stopping,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
@@ -400,6 +402,11 @@ impl Machinery {
                 let _ = std::fs::remove_file(p);
             }
         }
+        if crate::is_stopping(&self.cfg.root_dir) {
+            let rootfs = cdir.join("rootfs");
+            let _ = tokio::task::spawn_blocking(move || runtime::unmount(&rootfs)).await;
+            return Err(SandboxError::Stopping);
+        }
         let log_path = cdir.join(format!("{}.log", inputs.restart_count));
         let _ = std::fs::remove_file(&log_path);
         let (out_w, err_w, _pumps) = runtime::spawn_log_pumps(log_path.clone(), self.logs.clone())?;
@@ -464,6 +471,15 @@ impl Machinery {
             let id2 = id.clone();
             let _ = tokio::task::spawn_blocking(move || rt.delete(&id2)).await;
             return Err(e.into());
+        }
+        if crate::is_stopping(&self.cfg.root_dir) {
+            // `shutdown` may have listed the containers before this one existed.
+            let rt = self.runtime.clone();
+            let id2 = id.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = rt.kill(&id2, "KILL");
+            })
+            .await;
         }
         Ok(RunningContainer {
             name: c.name.clone(),

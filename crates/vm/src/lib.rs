@@ -9,6 +9,33 @@
 //! The guest side (kernel, initramfs, `/init`) is built by `iso/build.sh`;
 //! `iso/README.md` describes the contract between the two (disk serials,
 //! payload format, console markers).
+//!
+//! How `minik start --driver=qemu` uses it:
+//!
+//! ```no_run
+//! # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+//! use minik_vm::{ensure_iso, AgentPayload, QemuDriver, VmSpec};
+//! let home = std::path::PathBuf::from("/root/.minik");
+//! let iso = ensure_iso("https://example.org/minik-0.1.0.iso", &home.join("cache/iso")).await?;
+//! // the running `minik` binary is the agent; certs: ca.crt, apiserver.crt/.key
+//! // (the API server certificate needs the SAN 127.0.0.1)
+//! let certs = home.join("profiles/minik/certs");
+//! let payload = AgentPayload::minik_agent(&std::env::current_exe()?, &certs, "minik")?;
+//! let mut spec = VmSpec::new(iso, payload);
+//! spec.cpus = 2;
+//! spec.memory_mb = 2048;
+//! let vm = QemuDriver::new(home.join("profiles/minik/vm"));
+//! let info = vm.start(&spec).await?;
+//! if let Some(why) = &info.kvm_fallback {
+//!     eprintln!("{why}");
+//! }
+//! println!("server: https://127.0.0.1:{}", info.api_port);
+//! let node_port = vm.forward(30080).await?; // `minik service`
+//! vm.ssh_command(&["uptime"])?.status()?; // `minik ssh -- uptime`
+//! vm.stop(std::time::Duration::from_secs(30)).await?; // `minik stop`
+//! vm.delete().await?; // `minik delete`
+//! # let _ = node_port; Ok(()) }
+//! ```
 
 pub mod iso;
 pub mod isofs;

@@ -257,6 +257,57 @@ pub fn rfc3339(offset_secs: i64) -> String {
     )
 }
 
+/// The kubelet's real log endpoint (`minik_kubelet::logs::router`) on
+/// 127.0.0.1 over a pods directory in the kubelet's layout; the test plays
+/// the container runtime by writing the CRI-format log files.
+pub struct KubeletLogs {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub registry: minik_kubelet::logs::LogRegistry,
+}
+
+impl KubeletLogs {
+    pub async fn start() -> KubeletLogs {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = minik_kubelet::logs::LogRegistry::default();
+        let app = minik_kubelet::logs::router(dir.path().to_path_buf(), registry.clone());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        KubeletLogs {
+            dir,
+            port,
+            registry,
+        }
+    }
+
+    /// A pod this kubelet runs whose container has not started (no log yet).
+    pub fn waiting_pod(&self, ns: &str, pod: &str, uid: &str, container: &str) {
+        let cdir = self.dir.path().join(uid).join("containers").join(container);
+        std::fs::create_dir_all(cdir).unwrap();
+        self.registry.set_pod(ns, pod, Some(uid));
+    }
+
+    /// The current log file of a container (created, marked as being written).
+    pub fn log_file(&self, ns: &str, pod: &str, uid: &str, container: &str) -> PathBuf {
+        let cdir = self.dir.path().join(uid).join("containers").join(container);
+        std::fs::create_dir_all(&cdir).unwrap();
+        self.registry.set_pod(ns, pod, Some(uid));
+        let path = cdir.join("0.log");
+        std::fs::write(&path, "").unwrap();
+        self.registry.set_active(&path, true);
+        path
+    }
+
+    /// Appends one stdout line as the runtime's log pump would.
+    pub fn append(path: &Path, line: &str) {
+        use std::io::Write;
+        let l = minik_kubelet::logs::format_line(chrono::Utc::now(), "stdout", false, line);
+        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        f.write_all(l.as_bytes()).unwrap();
+    }
+}
+
 /// A pod spec with one container.
 pub fn pod(ns: &str, name: &str, labels: Value, owner: Option<Value>, node: Option<&str>) -> Value {
     let mut p = json!({
