@@ -105,7 +105,7 @@ pub fn text(b: &[u8]) -> String {
 /// Polls `f` until it returns Some, or panics with `what` and the last value seen.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + timeout;
-    let mut last = String::new();
+    let mut last;
     loop {
         match f() {
             Ok(v) => return v,

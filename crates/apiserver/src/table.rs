@@ -1070,10 +1070,14 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
                 name,
                 json!(s(obj, "/spec/schedule")),
                 json!(or_none(s(obj, "/spec/timeZone"))),
-                json!(obj
-                    .pointer("/spec/suspend")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false)),
+                // kube's printBoolPtr: "True"/"False"/"<unset>" as text
+                json!(
+                    match obj.pointer("/spec/suspend").and_then(Value::as_bool) {
+                        Some(true) => "True",
+                        Some(false) => "False",
+                        None => "<unset>",
+                    }
+                ),
                 json!(arr(obj, "/status/active").len()),
                 json!(last),
                 age,

@@ -786,6 +786,11 @@ fn logs_status_wait_describe_events_and_rollout() {
         logs,
         "hello from the kubelet\npath /containerLogs/default/hw/hw?tailLines=3\n"
     );
+    let follow = c.ok(&["logs", "-f", "hw"]);
+    assert!(
+        follow.contains("path /containerLogs/default/hw/hw?follow=true"),
+        "{follow}"
+    );
     let out = c.ok(&["exec", "hw", "--", "echo", "hi"]);
     assert_eq!(out, "ran: echo hi at /exec/default/hw/hw\n");
 
@@ -841,7 +846,11 @@ fn logs_status_wait_describe_events_and_rollout() {
         "{node}"
     );
     let ns = c.ok(&["describe", "namespace", "default"]);
-    assert!(ns.contains("Status:  Active"), "{ns}");
+    assert!(
+        ns.lines()
+            .any(|l| l.starts_with("Status:") && l.ends_with("Active")),
+        "{ns}"
+    );
     let d = c.ok(&["describe", "deployment", "hello"]);
     assert!(d.contains("Replicas:") && d.contains("minik/hello"), "{d}");
     let all = c.ok(&["get", "all"]);
@@ -919,6 +928,25 @@ fn auth_jobs_generators_and_sorting() {
             .collect::<Vec<_>>(),
         vec!["configmap/alpha", "configmap/mid", "configmap/zeta"]
     );
+    // chunked lists follow `continue` tokens, also in Tables
+    let chunked = c.ok(&["get", "configmaps", "--chunk-size=1", "-o", "name"]);
+    assert_eq!(
+        chunked
+            .lines()
+            .filter(|l| !l.contains("kube-root-ca"))
+            .count(),
+        3,
+        "{chunked}"
+    );
+    let chunked = c.ok(&["get", "configmaps", "--chunk-size=2"]);
+    assert_eq!(
+        chunked
+            .lines()
+            .filter(|l| l.starts_with("alpha") || l.starts_with("mid") || l.starts_with("zeta"))
+            .count(),
+        3,
+        "{chunked}"
+    );
     let table = c.ok(&["get", "configmaps", "--sort-by=.metadata.name"]);
     let names: Vec<&str> = table
         .lines()
@@ -927,6 +955,61 @@ fn auth_jobs_generators_and_sorting() {
         .filter(|n| *n != "kube-root-ca.crt")
         .collect();
     assert_eq!(names, vec!["alpha", "mid", "zeta"], "{table}");
+    // more generators (protobuf bodies) and their tables
+    for (args, want) in [
+        (
+            vec![
+                "create",
+                "cronjob",
+                "tick",
+                "--image=minik/hello",
+                "--schedule=*/5 * * * *",
+            ],
+            "cronjob.batch/tick created",
+        ),
+        (
+            vec!["create", "ingress", "web", "--rule=example.com/=web:80"],
+            "ingress.networking.k8s.io/web created",
+        ),
+        (
+            vec![
+                "create",
+                "poddisruptionbudget",
+                "web",
+                "--selector=app=web",
+                "--min-available=1",
+            ],
+            "poddisruptionbudget.policy/web created",
+        ),
+        (
+            vec!["create", "role", "reader", "--verb=get", "--resource=pods"],
+            "role.rbac.authorization.k8s.io/reader created",
+        ),
+        (
+            vec!["create", "priorityclass", "high", "--value=1000"],
+            "priorityclass.scheduling.k8s.io/high created",
+        ),
+        (
+            vec!["create", "quota", "q", "--hard=pods=10"],
+            "resourcequota/q created",
+        ),
+    ] {
+        assert_eq!(c.ok(&args).trim(), want);
+    }
+    let cj = c.ok(&["get", "cronjobs"]);
+    assert!(
+        cj.starts_with("NAME") && cj.contains("*/5 * * * *") && cj.contains("False"),
+        "{cj}"
+    );
+    let ing = c.ok(&["get", "ingress"]);
+    assert!(ing.contains("example.com") && ing.contains("80"), "{ing}");
+    let pdb = c.ok(&["get", "pdb"]);
+    assert!(
+        pdb.contains("MIN AVAILABLE") && pdb.lines().nth(1).unwrap().contains(" 1 "),
+        "{pdb}"
+    );
+    let pc = c.ok(&["get", "priorityclass", "high"]);
+    assert!(pc.contains("1000"), "{pc}");
 }
 
 #[test]

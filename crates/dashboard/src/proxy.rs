@@ -480,6 +480,58 @@ mod tests {
     }
 
     #[test]
+    fn rotated_service_account_tokens_are_picked_up() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(vec!["ca".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "first\n").unwrap();
+        let cfg = DashboardConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            api_server: "https://10.96.0.1:443".into(),
+            auth: ApiAuth::Token {
+                token: "first".into(),
+                ca_pem: ca,
+                token_file: Some(file.clone()),
+            },
+        };
+        let up = Upstream::new(&cfg).unwrap();
+        assert_eq!(up.bearer().as_deref(), Some("Bearer first"));
+        std::fs::write(&file, "second\n").unwrap();
+        // within the refresh interval the cached token is used
+        assert_eq!(up.bearer().as_deref(), Some("Bearer first"));
+        if let Some(t) = &up.token {
+            t.lock().unwrap().read_at = Instant::now() - TOKEN_REFRESH;
+        }
+        assert_eq!(up.bearer().as_deref(), Some("Bearer second"));
+        // a broken file keeps the last good token
+        std::fs::write(&file, "").unwrap();
+        if let Some(t) = &up.token {
+            t.lock().unwrap().read_at = Instant::now() - TOKEN_REFRESH;
+        }
+        assert_eq!(up.bearer().as_deref(), Some("Bearer second"));
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_a_reason() {
+        let cfg = DashboardConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            api_server: "10.96.0.1:443".into(),
+            auth: ApiAuth::Token {
+                token: "t".into(),
+                ca_pem: "not a pem".into(),
+                token_file: None,
+            },
+        };
+        let err = Upstream::new(&cfg).err().unwrap();
+        assert!(err.to_string().contains("https://host:port"), "{err}");
+    }
+
+    #[test]
     fn websocket_origin_must_match_host() {
         assert!(same_origin("http://127.0.0.1:8080", "127.0.0.1:8080"));
         assert!(same_origin("http://LOCALHOST:1", "localhost:1"));

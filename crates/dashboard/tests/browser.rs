@@ -542,6 +542,15 @@ async fn dashboard_in_real_chromium() {
     assert_eq!(href, json!(format!("http://127.0.0.1:{np}/")));
     ch.screenshot("services").await;
 
+    // --- nodes and replicasets
+    ch.navigate(&format!("{url}/#/nodes")).await;
+    ch.wait_testid("node-row-minik").await;
+    ch.screenshot("nodes").await;
+    ch.navigate(&format!("{url}/#/replicasets")).await;
+    ch.wait_testid("replicaset-row-default-hello-5d8f7c9b4")
+        .await;
+    ch.screenshot("replicasets").await;
+
     // --- configmaps
     ch.navigate(&format!("{url}/#/configmaps")).await;
     ch.wait_testid("configmap-row-default-hello-config").await;

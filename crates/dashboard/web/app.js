@@ -51,7 +51,8 @@
     var opt = { method: method, headers: { Accept: 'application/json' } };
     if (method !== 'GET') opt.headers['X-Minik-Dashboard'] = '1';
     if (body !== undefined) { opt.headers['Content-Type'] = ctype || 'application/json'; opt.body = JSON.stringify(body); }
-    return fetch('/k8s' + path, opt).then(function (r) {
+    // relative URLs: the app also works behind a proxy that adds a path prefix
+    return fetch('k8s' + path, opt).then(function (r) {
       return r.text().then(function (t) {
         var j = null;
         try { j = JSON.parse(t); } catch (e) { /* not JSON */ }
@@ -65,7 +66,9 @@
     });
   }
   function wsURL(path) {
-    return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/k8s-ws' + path;
+    var u = new URL('k8s-ws' + path, location.href);
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+    return u.href;
   }
   function errorFrame(data) {
     try { return JSON.parse(new TextDecoder().decode(data)).error || {}; } catch (e) { return { message: 'unreadable error from the dashboard server' }; }

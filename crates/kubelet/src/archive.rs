@@ -356,8 +356,18 @@ mod tests {
             let mut h = tar::Header::new_gnu();
             h.set_size(d.len() as u64);
             h.set_mode(0o755);
-            h.set_cksum();
-            b.append_data(&mut h, p, *d).unwrap();
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            if p.contains("..") {
+                // The builder refuses such names; a hostile archive has them anyway.
+                h.as_old_mut().name[..p.len()].copy_from_slice(p.as_bytes());
+                h.set_cksum();
+                b.append(&h, *d).unwrap();
+            } else {
+                h.set_cksum();
+                b.append_data(&mut h, p, *d).unwrap();
+            }
         }
         b.into_inner().unwrap()
     }

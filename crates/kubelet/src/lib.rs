@@ -1,7 +1,7 @@
 //! minik-kubelet: the node agent's kubelet. Owns node registration and
 //! heartbeats, the image store (`<root>/images`), pods as OCI containers run
 //! by `runc`/`crun` (`<root>/pods`), the pod network (bridge, netns, veth,
-//! IPs) and the kubelet HTTP endpoint (logs). It is a pure API client: it
+//! IPs) and the kubelet HTTP endpoint (logs, exec). It is a pure API client: it
 //! never touches the store or the apiserver crate, only a `kube::Client`.
 //!
 //! Modules, pure logic first:

@@ -687,3 +687,73 @@ async fn resource_limits_reach_the_cgroup_and_oom_is_detected() {
     minik_kubelet::teardown(&cfg).unwrap();
     drop(env);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loaded_docker_archive_runs() {
+    let env = Env::new("g", 16);
+    let cfg = env.cfg.clone();
+    minik_kubelet::ensure_builtin_images(&cfg).unwrap();
+    let m = Machinery::new(&cfg).unwrap();
+    // A `docker save`-style archive whose only layer is a busybox rootfs.
+    let bb = m.images.resolve("minik/busybox").unwrap();
+    let rootfs = m.images.lowerdirs(&bb)[0].clone();
+    let mut layer = tar::Builder::new(Vec::new());
+    layer.follow_symlinks(false);
+    layer.append_dir_all(".", &rootfs).unwrap();
+    let layer = layer.into_inner().unwrap();
+    let config = br#"{"architecture":"amd64","os":"linux","config":{"Cmd":["sh","-c","echo loaded image says $GREETING from $(pwd)"],"Env":["PATH=/bin:/usr/bin","GREETING=hi"],"WorkingDir":"/tmp"}}"#;
+    let manifest = br#"[{"Config":"config.json","RepoTags":["registry.example/demo:2"],"Layers":["abc/layer.tar"]}]"#;
+    let mut outer = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("manifest.json", &manifest[..]),
+        ("config.json", &config[..]),
+        ("abc/layer.tar", &layer[..]),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        outer.append_data(&mut h, name, data).unwrap();
+    }
+    let archive = cfg.root_dir.join("demo.tar");
+    std::fs::write(&archive, outer.into_inner().unwrap()).unwrap();
+    let names = minik_kubelet::load_image(&cfg, &archive, "demo:latest").unwrap();
+    assert_eq!(names, vec!["registry.example/demo:2".to_string()]);
+
+    let uid = uid();
+    let pm = meta(&uid, "demo");
+    let m2 = m.clone();
+    let pm2 = pm.clone();
+    let sb = tokio::task::spawn_blocking(move || m2.create_sandbox(&pm2))
+        .await
+        .unwrap()
+        .unwrap();
+    let img = m.images.resolve("registry.example/demo:2").unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ExitInfo>();
+    let run = m
+        .start_container(
+            &pm,
+            &sb,
+            &img,
+            &container("demo", "registry.example/demo:2", None),
+            ContainerInputs::default(),
+            tx,
+        )
+        .await
+        .unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.exit_code, Some(0));
+    for _ in 0..100 {
+        if !m.logs.is_active(&run.log_path) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = std::fs::read_to_string(&run.log_path).unwrap();
+    assert!(log.contains("loaded image says hi from /tmp"), "{log}");
+    minik_kubelet::teardown(&cfg).unwrap();
+    drop(env);
+}

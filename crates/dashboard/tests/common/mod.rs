@@ -644,10 +644,19 @@ impl Chrome {
         path
     }
 
-    /// Kills Chromium by its PID and waits for it.
+    /// Asks Chromium to quit (it takes its helper processes with it); kills
+    /// it by PID if it has not exited within 5 s.
     pub async fn close(mut self) {
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        let id = self.next.fetch_add(1, Ordering::SeqCst);
+        let msg = json!({"id": id, "method": "Browser.close", "params": {}});
+        let _ = self.tx.send(Message::Text(msg.to_string().into()));
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        }
     }
 }
 
