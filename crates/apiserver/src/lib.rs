@@ -58,6 +58,9 @@ pub const VERSION_MAJOR: &str = "1";
 pub const VERSION_MINOR: &str = "33";
 pub const GIT_VERSION: &str = "v1.33.2";
 
+/// kube-apiserver's limit on a request body (3 MiB).
+pub const MAX_REQUEST_BODY: usize = 3 * 1024 * 1024;
+
 /// Cluster settings the apiserver needs.
 #[derive(Debug, Clone)]
 pub struct ApiServerOptions {
@@ -540,11 +543,23 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
             };
         }
     }
-    let body = match axum::body::to_bytes(body, 64 << 20).await {
+    let body = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {
         Ok(b) => b,
         Err(e) => {
-            return ApiError::bad_request(format!("reading the request body failed: {e}"))
-                .into_response()
+            let inner_err = e.into_inner();
+            if inner_err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return ApiError::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    format!("Request entity too large: limit is {MAX_REQUEST_BODY}"),
+                )
+                .into_response();
+            }
+            return ApiError::bad_request(format!("reading the request body failed: {inner_err}"))
+                .into_response();
         }
     };
     let res = handle(

@@ -449,6 +449,18 @@ async fn finalizers_hold_deletion_and_generate_name_works() {
     let name = made.metadata.name.unwrap();
     assert!(name.starts_with("web-") && name.len() == 9, "{name}");
 
+    // kube's 3 MiB request limit
+    let big: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "big"}, "data": {"a": "x".repeat(4 << 20)}}),
+    )
+    .unwrap();
+    match cms.create(&PostParams::default(), &big).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!((s.code, s.reason.as_str()), (413, "RequestEntityTooLarge"))
+        }
+        other => panic!("expected 413, got {other:?}"),
+    }
+
     // dry run stores nothing
     let dry: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "dry"}})).unwrap();
     cms.create(
