@@ -37,6 +37,8 @@ enum Command {
     Service(cli::service::ServiceArgs),
     /// Run kubectl against this cluster: `minik kubectl -- get pods`.
     Kubectl(cli::kubectl::KubectlArgs),
+    /// Open the minik dashboard in the browser (`--url` prints the URL).
+    Dashboard(cli::dashboard::DashboardArgs),
     /// Print the node's IP address.
     Ip,
     /// Open a shell in the VM, or run a command there: `minik ssh -- uptime`.
@@ -83,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status => rt.block_on(cli::status::run(&profile)),
         Command::Service(a) => rt.block_on(cli::service::run(&profile, a)).map(|_| 0),
         Command::Kubectl(a) => cli::kubectl::run(&profile, a),
+        Command::Dashboard(a) => rt.block_on(cli::dashboard::run(&profile, a)).map(|_| 0),
         Command::Ip => cli::node_access::ip(&profile),
         Command::Ssh(a) => cli::node_access::ssh(&profile, a),
         Command::Logs(a) => cli::node_access::logs(&profile, a),

@@ -138,6 +138,30 @@ fn hello_world_on_the_none_driver() {
     });
     assert_eq!(seen.len(), 3);
 
+    // --- the dashboard, served locally with the admin credentials -----------
+    {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_minik"));
+        cmd.args(["dashboard", "--url"])
+            .env("HOME", env.dir.join("home"))
+            .env("MINIK_HOME", env.dir.join("minik"))
+            .env("KUBECONFIG", env.kubeconfig())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("minik dashboard");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let dash = line.trim().to_string();
+        assert!(dash.starts_with("http://127.0.0.1:"), "{dash}");
+        let html = curl(&dash);
+        let pods = curl(&format!("{dash}k8s/api/v1/namespaces/default/pods"));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(html.unwrap_or_default().contains("minik"), "dashboard page");
+        let pods = pods.unwrap_or_default();
+        assert!(seen.iter().all(|p| pods.contains(p.as_str())), "dashboard proxy lists the pods: {pods}");
+    }
+
     // --- cluster DNS and ClusterIP from inside a pod ------------------------
     let cluster_ip = env.k(&["get", "svc", "hello", "-o", "jsonpath={.spec.clusterIP}"]);
     env.k(&[

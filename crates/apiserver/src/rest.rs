@@ -624,6 +624,9 @@ impl Inner {
         }
         strategy::apply_defaults(info, &mut obj);
         strategy::prepare_for_create(info, &mut obj);
+        if info.group.is_empty() && info.resource == "pods" {
+            self.admit_service_account(&mut obj);
+        }
         let causes = strategy::validate(info, &obj, None);
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
@@ -654,6 +657,42 @@ impl Inner {
             }
             Err(StoreError::AlreadyExists { .. }) => Err(ApiError::already_exists(info, &name)),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// kube's ServiceAccount admission: mount the service account's API
+    /// credentials (token, cluster CA, namespace) into every container,
+    /// unless `automountServiceAccountToken` (pod, else service account)
+    /// says no. A missing service account is not an error here (kube
+    /// refuses the pod until the ServiceAccount controller made it): the
+    /// kubelet's token request simply fails until it exists.
+    fn admit_service_account(&self, pod: &mut Value) {
+        if pod
+            .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+            .is_some()
+        {
+            return;
+        }
+        let ns = meta_str(pod, "namespace").to_string();
+        let sa_name = pod
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
+        let sa_automount = minik_apimachinery::resources::find("", "v1", "serviceaccounts")
+            .and_then(|info| self.store.get(&storage_key(info, Some(&ns), &sa_name)))
+            .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+            .and_then(|sa| {
+                sa.get("automountServiceAccountToken")
+                    .and_then(Value::as_bool)
+            });
+        let automount = pod
+            .pointer("/spec/automountServiceAccountToken")
+            .and_then(Value::as_bool)
+            .or(sa_automount)
+            .unwrap_or(true);
+        if automount {
+            strategy::mount_service_account_token(pod, &random_suffix());
         }
     }
 

@@ -195,6 +195,61 @@ fn default_pod_admission(spec: &mut Value) {
     }
 }
 
+/// Where service-account credentials are mounted in every container.
+pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Adds the `kube-api-access-<suffix>` projected volume (token, `ca.crt`
+/// from `kube-root-ca.crt`, namespace) and mounts it read-only into every
+/// container, as kube's ServiceAccount admission plugin does. Nothing
+/// happens when a container already mounts something at that path.
+pub fn mount_service_account_token(pod: &mut Value, suffix: &str) {
+    let lists = ["initContainers", "containers"];
+    let already = lists.iter().any(|l| {
+        pod.pointer(&format!("/spec/{l}"))
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.get("volumeMounts")
+                        .and_then(Value::as_array)
+                        .is_some_and(|ms| {
+                            ms.iter().any(|m| {
+                                m.get("mountPath").and_then(Value::as_str)
+                                    == Some(SERVICE_ACCOUNT_MOUNT)
+                            })
+                        })
+                })
+            })
+    });
+    if already {
+        return;
+    }
+    let name = format!("kube-api-access-{suffix}");
+    let spec = child(pod, "spec");
+    let volume = json!({"name": name, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}});
+    let vols = obj_mut(spec).entry("volumes").or_insert_with(|| json!([]));
+    if let Some(v) = vols.as_array_mut() {
+        v.push(volume);
+    }
+    for l in lists {
+        if let Some(cs) = spec.get_mut(l).and_then(Value::as_array_mut) {
+            for c in cs {
+                let mounts = obj_mut(c)
+                    .entry("volumeMounts")
+                    .or_insert_with(|| json!([]));
+                if let Some(m) = mounts.as_array_mut() {
+                    m.push(
+                        json!({"name": name, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT}),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The QoS class of a pod spec (BestEffort / Burstable / Guaranteed).
 pub fn qos_class(spec: &Value) -> &'static str {
     let containers: Vec<&Value> = ["containers", "initContainers"]
@@ -873,6 +928,50 @@ mod tests {
         assert_eq!(pod["status"]["phase"], "Pending");
         assert_eq!(pod["status"]["qosClass"], "BestEffort");
         assert!(validate(info, &pod, None).is_empty());
+    }
+
+    #[test]
+    fn service_account_credentials_are_mounted_once() {
+        let mut pod = json!({"spec": {"initContainers": [{"name": "i"}], "containers": [{"name": "a"}, {"name": "b", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}});
+        mount_service_account_token(&mut pod, "abcde");
+        let vols = pod["spec"]["volumes"].as_array().unwrap();
+        assert_eq!(vols.len(), 1);
+        assert_eq!(vols[0]["name"], "kube-api-access-abcde");
+        assert_eq!(
+            vols[0]["projected"]["sources"][0]["serviceAccountToken"]["path"],
+            "token"
+        );
+        assert_eq!(
+            vols[0]["projected"]["sources"][1]["configMap"]["name"],
+            "kube-root-ca.crt"
+        );
+        for c in ["initContainers", "containers"] {
+            for ctr in pod["spec"][c].as_array().unwrap() {
+                let m = ctr["volumeMounts"]
+                    .as_array()
+                    .unwrap()
+                    .last()
+                    .unwrap()
+                    .clone();
+                assert_eq!(
+                    m,
+                    json!({"name": "kube-api-access-abcde", "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT})
+                );
+            }
+        }
+        assert_eq!(
+            pod["spec"]["containers"][1]["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        let before = pod.clone();
+        mount_service_account_token(&mut pod, "zzzzz");
+        assert_eq!(
+            pod, before,
+            "an existing mount at the path means: leave the pod alone"
+        );
     }
 
     #[test]

@@ -492,3 +492,83 @@ async fn the_store_closes_when_the_server_is_dropped() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_service_creates_get_unique_allocations() {
+    let (_dir, _server, client) = server().await;
+    let svcs: Api<Service> = Api::default_namespaced(client.clone());
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let svcs = svcs.clone();
+        tasks.push(tokio::spawn(async move {
+            let s: Service = serde_json::from_value(json!({"metadata": {"name": format!("s{i}")}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}})).unwrap();
+            svcs.create(&PostParams::default(), &s).await.unwrap()
+        }));
+    }
+    let mut ips = std::collections::HashSet::new();
+    let mut ports = std::collections::HashSet::new();
+    for t in tasks {
+        let s = t.await.unwrap().spec.unwrap();
+        assert!(ips.insert(s.cluster_ip.unwrap()));
+        assert!(ports.insert(s.ports.unwrap()[0].node_port.unwrap()));
+    }
+    assert_eq!((ips.len(), ports.len()), (20, 20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_get_service_account_credentials_unless_opted_out() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let (_dir, _server, client) = server().await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let p = pods
+        .create(&PostParams::default(), &pod("with", None))
+        .await
+        .unwrap();
+    let spec = p.spec.unwrap();
+    let vol = spec
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name.starts_with("kube-api-access-"))
+        .expect("kube-api-access volume");
+    let sources = vol.projected.unwrap().sources.unwrap();
+    assert_eq!(
+        sources[0].service_account_token.as_ref().unwrap().path,
+        "token"
+    );
+    let mount = spec.containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == vol.name)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        mount.mount_path,
+        "/var/run/secrets/kubernetes.io/serviceaccount"
+    );
+    assert_eq!(mount.read_only, Some(true));
+
+    let mut off = pod("without", None);
+    off.spec.as_mut().unwrap().automount_service_account_token = Some(false);
+    let p = pods.create(&PostParams::default(), &off).await.unwrap();
+    assert!(p.spec.unwrap().volumes.unwrap_or_default().is_empty());
+
+    let sas: Api<ServiceAccount> = Api::default_namespaced(client.clone());
+    let sa: ServiceAccount = serde_json::from_value(
+        json!({"metadata": {"name": "quiet"}, "automountServiceAccountToken": false}),
+    )
+    .unwrap();
+    sas.create(&PostParams::default(), &sa).await.unwrap();
+    let mut quiet = pod("quiet", None);
+    quiet.spec.as_mut().unwrap().service_account_name = Some("quiet".into());
+    let p = pods.create(&PostParams::default(), &quiet).await.unwrap();
+    assert!(p.spec.unwrap().volumes.unwrap_or_default().is_empty());
+
+    // label changes through apply-style patches keep the injected volume (spec is immutable)
+    let patch = json!({"metadata": {"labels": {"tier": "web"}}});
+    pods.patch("with", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .unwrap();
+}

@@ -830,7 +830,8 @@ fn logs_status_wait_describe_events_and_rollout() {
         "{describe}"
     );
     assert!(
-        describe.contains("Successfully assigned default/hw to minik"),
+        describe.contains("kube-api-access-")
+            && describe.contains("Successfully assigned default/hw to minik"),
         "{describe}"
     );
 

@@ -70,6 +70,20 @@ pub enum VmError {
     Disk(String),
     #[error("{0}")]
     State(String),
+    /// The libvirt driver could not reach libvirtd.
+    #[error("libvirtd is not running: start it with `virtlogd -d; libvirtd -d` (as root) or `systemctl start libvirtd` ({detail})")]
+    LibvirtNotRunning { detail: String },
+    /// A libvirt call failed.
+    #[error("libvirt: {0}")]
+    Libvirt(String),
+    /// The VM runs but got no address from the network's DHCP server.
+    #[error("the VM got no IP address from the {network} network's DHCP server within {secs} s\n--- last lines of {} ---\n{tail}", console.display())]
+    NoAddress {
+        network: String,
+        secs: u64,
+        console: PathBuf,
+        tail: String,
+    },
     #[error(transparent)]
     Qmp(#[from] QmpError),
     #[error(transparent)]
@@ -84,7 +98,7 @@ pub enum VmError {
     },
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmError {
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmError {
     let context = context.into();
     move |source| VmError::Io { context, source }
 }
@@ -270,21 +284,7 @@ impl QemuDriver {
     /// Extracts the kernel, initramfs and command line from the ISO for
     /// direct boot; `None` (boot the CD instead) when the ISO lacks them.
     fn direct_boot_files(&self, iso: &Path) -> Option<String> {
-        let attempt = || -> Result<String, crate::isofs::IsoFsError> {
-            let mut img = crate::isofs::IsoImage::open(iso)?;
-            let cfg = String::from_utf8_lossy(&img.read("isolinux/isolinux.cfg")?).to_string();
-            img.extract("boot/vmlinuz", &self.kernel_path())?;
-            img.extract("boot/initrd", &self.initrd_path())?;
-            Ok(crate::isofs::isolinux_append(&cfg)
-                .unwrap_or_else(|| "console=ttyS0,115200 quiet".into()))
-        };
-        match attempt() {
-            Ok(append) => Some(append),
-            Err(e) => {
-                tracing::warn!("direct kernel boot not possible ({e}); booting the CD");
-                None
-            }
-        }
+        extract_direct_boot(iso, &self.kernel_path(), &self.initrd_path())
     }
 
     /// The QMP socket path: in the profile when short enough for a unix
@@ -404,27 +404,7 @@ impl QemuDriver {
     }
 
     fn ensure_disk(&self, disk_mb: u64) -> Result<(), VmError> {
-        let disk = self.disk_path();
-        if disk.exists() {
-            return Ok(());
-        }
-        let out = Command::new(&self.qemu_img)
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(&disk)
-            .arg(format!("{disk_mb}M"))
-            .output()
-            .map_err(io_err(format!("cannot run {}", self.qemu_img)))?;
-        if !out.status.success() {
-            let _ = std::fs::remove_file(&disk);
-            return Err(VmError::Disk(
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
-        }
-        // the cluster's state (secrets included) lives on it
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&disk, std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err(format!("cannot restrict {}", disk.display())))?;
-        Ok(())
+        create_disk(&self.qemu_img, &self.disk_path(), disk_mb)
     }
 
     /// Starts QEMU daemonized; retries with other ports when a randomly
@@ -857,6 +837,58 @@ impl QemuDriver {
     }
 }
 
+/// Extracts `boot/vmlinuz` and `boot/initrd` from the ISO to `kernel` and
+/// `initrd` and returns the kernel command line of its `isolinux.cfg`;
+/// `None` (boot the CD instead) when the ISO lacks them.
+pub(crate) fn extract_direct_boot(iso: &Path, kernel: &Path, initrd: &Path) -> Option<String> {
+    let attempt = || -> Result<String, crate::isofs::IsoFsError> {
+        let mut img = crate::isofs::IsoImage::open(iso)?;
+        let cfg = String::from_utf8_lossy(&img.read("isolinux/isolinux.cfg")?).to_string();
+        img.extract("boot/vmlinuz", kernel)?;
+        img.extract("boot/initrd", initrd)?;
+        Ok(crate::isofs::isolinux_append(&cfg)
+            .unwrap_or_else(|| "console=ttyS0,115200 quiet".into()))
+    };
+    match attempt() {
+        Ok(append) => Some(append),
+        Err(e) => {
+            tracing::warn!("direct kernel boot not possible ({e}); booting the CD");
+            None
+        }
+    }
+}
+
+/// Creates the qcow2 data disk `disk` of `disk_mb` MB with `qemu_img` unless
+/// it exists (an existing disk keeps the cluster). Mode 0600.
+pub(crate) fn create_disk(qemu_img: &str, disk: &Path, disk_mb: u64) -> Result<(), VmError> {
+    if disk.exists() {
+        return Ok(());
+    }
+    if !on_path(qemu_img) {
+        return Err(VmError::QemuMissing {
+            binary: qemu_img.to_string(),
+            package: "qemu-utils".into(),
+        });
+    }
+    let out = Command::new(qemu_img)
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(disk)
+        .arg(format!("{disk_mb}M"))
+        .output()
+        .map_err(io_err(format!("cannot run {qemu_img}")))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(disk);
+        return Err(VmError::Disk(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    // the cluster's state (secrets included) lives on it
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(disk, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err(format!("cannot restrict {}", disk.display())))?;
+    Ok(())
+}
+
 fn info_of(rec: &VmRecord) -> VmInfo {
     VmInfo {
         api_port: rec.api_port,
@@ -884,7 +916,7 @@ pub fn kvm_usable() -> Result<(), String> {
         .map_err(|e| format!("/dev/kvm: {e}"))
 }
 
-fn on_path(bin: &str) -> bool {
+pub(crate) fn on_path(bin: &str) -> bool {
     if bin.contains('/') {
         return Path::new(bin).is_file();
     }
@@ -953,7 +985,7 @@ fn free_port_except(avoid: &[u16]) -> Result<u16, VmError> {
     Err(VmError::PortInUse { port: 0 })
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let Ok(bytes) = std::fs::read(path) else {
         return String::new();
     };

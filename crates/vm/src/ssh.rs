@@ -3,8 +3,9 @@
 //! Owns the profile's key pair (`<profile>/id_ed25519{,.pub}`, made with the
 //! host's `ssh-keygen`, which comes with the `ssh` client we need anyway) and
 //! the `ssh` command line used to reach dropbear in the VM through the
-//! forwarded port. Host keys are not pinned: the guest's key lives on the
-//! VM's data disk and the port is a random loopback port.
+//! forwarded port (qemu) or on the VM's own address (libvirt). Host keys are
+//! not pinned: the guest's key lives on the VM's data disk and the address is
+//! a random loopback port or a DHCP lease.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,6 +64,11 @@ pub fn ensure_key(profile_dir: &Path) -> Result<String, SshError> {
 /// (an interactive shell when empty). The caller runs it (`status()`,
 /// `output()`, or `exec` for `minik ssh`).
 pub fn command(profile_dir: &Path, port: u16, args: &[&str]) -> Command {
+    command_to(profile_dir, "127.0.0.1", port, args)
+}
+
+/// `ssh` to root@`host`:`port` with the profile key (see [`command`]).
+pub fn command_to(profile_dir: &Path, host: &str, port: u16, args: &[&str]) -> Command {
     let mut c = Command::new("ssh");
     c.arg("-i")
         .arg(key_path(profile_dir))
@@ -84,7 +90,7 @@ pub fn command(profile_dir: &Path, port: u16, args: &[&str]) -> Command {
     if args.is_empty() {
         c.arg("-t");
     }
-    c.arg("root@127.0.0.1");
+    c.arg(format!("root@{host}"));
     if !args.is_empty() {
         c.arg("--").args(args);
     }
