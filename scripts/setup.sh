@@ -8,7 +8,8 @@ if [ "$(id -u)" != 0 ]; then echo "run as root (sudo $0)" >&2; exit 1; fi
 apt-get update -qq
 pkgs=(runc busybox-static nftables iproute2 curl
       qemu-system-x86 qemu-utils xorriso isolinux syslinux-common cpio
-      protobuf-compiler chromium etcd-server)
+      protobuf-compiler chromium etcd-server
+      libvirt-daemon-system libvirt-clients libvirt-dev pkg-config dnsmasq-base)
 for p in "${pkgs[@]}"; do
   if ! dpkg -s "$p" >/dev/null 2>&1 || ! dpkg -s "$p" | grep -q '^Status: install ok installed'; then
     apt-get install -y -qq "$p" >/dev/null || { echo "apt-get install $p failed" >&2; exit 1; }

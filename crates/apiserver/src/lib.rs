@@ -25,6 +25,7 @@ pub mod request;
 pub mod rest;
 pub mod selector;
 pub mod serviceaccount;
+pub mod ssa;
 pub mod strategy;
 pub mod subresources;
 pub mod table;

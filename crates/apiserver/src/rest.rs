@@ -29,6 +29,9 @@ pub enum UpdateMode {
     Finalize,
     /// Server-internal edits (binding, delete bookkeeping): stored as given.
     Raw,
+    /// Server-side apply: as `Main`, but the new object's managedFields
+    /// (the applier's updated entry) are kept.
+    Apply,
 }
 
 /// `/registry/<group>/<resource>/[<ns>/]<name>`.
@@ -551,8 +554,21 @@ impl Inner {
         &self,
         info: &'static ResourceInfo,
         ns: Option<&str>,
+        obj: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        self.create_object_managed(info, ns, obj, dry_run, None)
+            .await
+    }
+
+    /// `create_object` that records `managed_fields` (server-side apply).
+    async fn create_object_managed(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
         mut obj: Value,
         dry_run: bool,
+        managed_fields: Option<Value>,
     ) -> Result<Value, ApiError> {
         check_type(info, &mut obj)?;
         let meta = meta_mut(&mut obj);
@@ -618,6 +634,9 @@ impl Inner {
             "selfLink",
         ] {
             meta.remove(f);
+        }
+        if let Some(mf) = managed_fields {
+            meta.insert("managedFields".into(), mf);
         }
         if let Some(ns) = ns.filter(|_| info.namespaced) {
             self.check_namespace(ns)?;
@@ -759,7 +778,7 @@ impl Inner {
                 out
             }
             UpdateMode::Raw => new,
-            UpdateMode::Main => {
+            UpdateMode::Main | UpdateMode::Apply => {
                 let mut new = new;
                 check_type(info, &mut new)?;
                 let new_name = meta_str(&new, "name");
@@ -809,7 +828,13 @@ impl Inner {
                             None => m.remove(f),
                         };
                     }
-                    m.remove("managedFields");
+                    // managedFields: only server-side apply changes them
+                    if mode != UpdateMode::Apply {
+                        match old_meta.get("managedFields") {
+                            Some(v) => m.insert("managedFields".into(), v.clone()),
+                            None => m.remove("managedFields"),
+                        };
+                    }
                     m.remove("selfLink");
                     if let Some(g) = old_meta.get("generation") {
                         m.insert("generation".into(), g.clone());
@@ -826,7 +851,10 @@ impl Inner {
                 new
             }
         };
-        if info.group.is_empty() && info.resource == "services" && mode == UpdateMode::Main {
+        if info.group.is_empty()
+            && info.resource == "services"
+            && matches!(mode, UpdateMode::Main | UpdateMode::Apply)
+        {
             self.allocate_service(info, &mut new, Some(old))?;
         }
         Ok(new)
@@ -1021,23 +1049,28 @@ impl Inner {
 
     /// Server-side apply (`application/apply-patch+yaml`). Creates the object
     /// when missing, otherwise merges the applied configuration into it
-    /// with strategic-merge semantics. Field ownership (managedFields,
-    /// conflicts between managers, removal of fields a manager stopped
-    /// applying) is not tracked yet.
+    /// with strategic-merge semantics and removes the fields this manager
+    /// applied last time but not now (see `ssa`). Conflicts between
+    /// managers (`force`) and Update-manager ownership are not tracked yet.
     async fn apply(&self, p: &ResourcePath, q: &Query, body: &[u8]) -> Result<Response, ApiError> {
         let name = p.name.clone().unwrap_or_default();
+        let manager = q
+            .get("fieldManager")
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "PATCH with application/apply-patch+yaml needs a fieldManager query parameter",
+                )
+            })?
+            .to_string();
         let mut applied = decode_object(body, BodyType::Apply)?;
-        if applied
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .is_empty()
-            || applied
-                .get("apiVersion")
+        let typed = |k: &str| {
+            applied
+                .get(k)
                 .and_then(Value::as_str)
-                .unwrap_or("")
-                .is_empty()
-        {
+                .is_some_and(|s| !s.is_empty())
+        };
+        if !typed("kind") || !typed("apiVersion") {
             return Err(ApiError::bad_request(
                 "server-side apply needs apiVersion and kind in the applied configuration",
             ));
@@ -1049,17 +1082,38 @@ impl Inner {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        meta_mut(&mut applied).insert("name".into(), json!(name));
+        {
+            let m = meta_mut(&mut applied);
+            m.insert("name".into(), json!(name));
+            m.remove("managedFields");
+            m.remove("resourceVersion");
+        }
         let warnings = unknown_field_check(p.info, &mut applied, q)?;
         let dry_run = q.dry_run()?;
+        let info = p.info;
+        let api_version = info.api_version();
+        let fields = crate::ssa::fields_v1(&applied);
         if p.subresource.is_none()
             && self
                 .store
-                .get(&storage_key(p.info, p.namespace.as_deref(), &name))
+                .get(&storage_key(info, p.namespace.as_deref(), &name))
                 .is_none()
         {
+            let managed = crate::ssa::with_entry(
+                None,
+                &manager,
+                &api_version,
+                fields.clone(),
+                &now_rfc3339(),
+            );
             let created = self
-                .create_object(p.info, p.namespace.as_deref(), applied.clone(), dry_run)
+                .create_object_managed(
+                    info,
+                    p.namespace.as_deref(),
+                    applied.clone(),
+                    dry_run,
+                    Some(managed),
+                )
                 .await;
             match created {
                 Ok(obj) => {
@@ -1075,22 +1129,32 @@ impl Inner {
         let mode = if p.subresource.as_deref() == Some("status") {
             UpdateMode::Status
         } else {
-            UpdateMode::Main
+            UpdateMode::Apply
         };
-        let info = p.info;
         let updated = self
             .update_with(info, p.namespace.as_deref(), &name, mode, dry_run, |old| {
-                let mut patch = applied.clone();
-                if let Some(m) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.remove("resourceVersion");
-                }
-                minik_apimachinery::patch::strategic_merge(
+                let mut merged = minik_apimachinery::patch::strategic_merge(
                     old,
-                    &patch,
-                    &info.api_version(),
+                    &applied,
+                    &api_version,
                     info.kind,
                 )
-                .map_err(|e| ApiError::bad_request(e.to_string()))
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                // what this manager applied before and dropped now goes away
+                if let Some(prev) = crate::ssa::applied_fields(old, &manager) {
+                    for path in crate::ssa::removed(&prev, &fields) {
+                        crate::ssa::remove(&mut merged, &path);
+                    }
+                }
+                let entries = crate::ssa::with_entry(
+                    old.pointer("/metadata/managedFields"),
+                    &manager,
+                    &api_version,
+                    fields.clone(),
+                    &now_rfc3339(),
+                );
+                meta_mut(&mut merged).insert("managedFields".into(), entries);
+                Ok(merged)
             })
             .await?;
         Ok(with_warnings(

@@ -395,6 +395,34 @@ fn apply_twice_patches_with_strategic_merge() {
     let d = c.json(&["get", "deployment", "web-ssa"]);
     assert_eq!(d["spec"]["replicas"], 4);
     assert_eq!(d["metadata"]["generation"], 2);
+    // applying again without a field removes it (the manager owned it)
+    let v7 = v5.replace("  labels: {app: web}\n", "  labels: {app: web, tier: fe}\n");
+    let f7 = c.file("web7.yaml", &v7);
+    c.ok(&["apply", "--server-side", "-f", &f7]);
+    assert_eq!(
+        c.json(&["get", "deployment", "web-ssa"])["metadata"]["labels"]["tier"],
+        "fe"
+    );
+    let rv = c.json(&["get", "deployment", "web-ssa"])["metadata"]["resourceVersion"].clone();
+    c.ok(&["apply", "--server-side", "-f", &f7]);
+    assert_eq!(
+        c.json(&["get", "deployment", "web-ssa"])["metadata"]["resourceVersion"],
+        rv,
+        "a no-op apply writes nothing"
+    );
+    c.ok(&["apply", "--server-side", "-f", &f5]);
+    let d = c.json(&["get", "deployment", "web-ssa"]);
+    assert!(d["metadata"]["labels"].get("tier").is_none(), "{d}");
+    assert_eq!(d["metadata"]["labels"]["app"], "web");
+    let managed = c.json(&["get", "deployment", "web-ssa", "--show-managed-fields"]);
+    assert_eq!(
+        managed["metadata"]["managedFields"][0]["manager"],
+        "kubectl"
+    );
+    assert_eq!(
+        managed["metadata"]["managedFields"][0]["operation"],
+        "Apply"
+    );
     // server-side apply over an object made by client-side apply
     let f6 = c.file("web6.yaml", &v2.replace("replicas: 2", "replicas: 3"));
     c.ok(&["apply", "--server-side", "-f", &f6]);

@@ -2,9 +2,11 @@
 //!
 //! Owns: fetching and caching the minik ISO ([`iso`]), the agent payload
 //! handed to the guest ([`payload`]), the QMP client ([`qmp`]), SSH keys and
-//! commands into the guest ([`ssh`]), and the `qemu` driver ([`qemu`]) that
+//! commands into the guest ([`ssh`]), the `qemu` driver ([`qemu`]) that
 //! starts, stops, forwards ports to and deletes a VM whose state lives in a
-//! profile directory. Knows nothing about Kubernetes.
+//! profile directory, and (cargo feature `libvirt`, links libvirt) the
+//! `libvirt` driver (`libvirt::LibvirtDriver`, same methods, the VM on a NAT
+//! network of its own). Knows nothing about Kubernetes.
 //!
 //! The guest side (kernel, initramfs, `/init`) is built by `iso/build.sh`;
 //! `iso/README.md` describes the contract between the two (disk serials,
@@ -39,6 +41,8 @@
 
 pub mod iso;
 pub mod isofs;
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
 pub mod payload;
 pub mod qemu;
 pub mod qmp;
@@ -46,6 +50,8 @@ pub mod ssh;
 mod state;
 
 pub use iso::{ensure_iso, ensure_iso_with, FetchOptions, IsoError};
+#[cfg(feature = "libvirt")]
+pub use libvirt::LibvirtDriver;
 pub use payload::{AgentPayload, PayloadError};
 pub use qemu::{Accel, BootMode, QemuDriver, StopOutcome, VmError, VmInfo, VmSpec, VmState};
 pub use qmp::{Qmp, QmpError};
