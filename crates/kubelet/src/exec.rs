@@ -180,6 +180,14 @@ async fn session(socket: WebSocket, rt: Runtime, id: String, opts: ExecOptions, 
                 break;
             }
         }
+        // kubectl treats a close frame without a status code (1005) as an
+        // error even after the output: close normally (1000).
+        let _ = sink
+            .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                code: 1000,
+                reason: "".into(),
+            })))
+            .await;
         let _ = sink.close().await;
     });
     let mut cmd = tokio::process::Command::new(&rt.bin);
