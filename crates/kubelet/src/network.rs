@@ -263,6 +263,9 @@ pub fn setup_pod_network(
         "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
     ])?;
     ip(&["link", "set", veth, "master", bridge, "up"])?;
+    // Hairpin: a pod reaching its own Service gets DNATed back to itself,
+    // and the bridge must send the packet out of the port it came in on.
+    ip(&["link", "set", veth, "type", "bridge_slave", "hairpin", "on"])?;
     let cidr_addr = format!("{addr}/{}", cidr.prefix);
     ip(&["-n", netns, "addr", "add", &cidr_addr, "dev", "eth0"])?;
     ip(&["-n", netns, "link", "set", "lo", "up"])?;

@@ -38,6 +38,14 @@
 //! vm.delete().await?; // `minik delete`
 //! # let _ = node_port; Ok(()) }
 //! ```
+//!
+//! `minik start --driver=libvirt` (cargo feature `libvirt`) uses
+//! `LibvirtDriver::new(home.join("profiles/minik/vm"), "minik")` the same
+//! way, with two differences: the VM has its own address on the `minik-net`
+//! network, known before boot from `reserve_address().await?` (put it in
+//! the API server certificate's SANs before building the payload), and
+//! there are no forwards: the API server is `https://{info.host_ip}:8443`,
+//! SSH `{info.guest_ip}:22`, a NodePort `http://{info.guest_ip}:{port}`.
 
 pub mod iso;
 pub mod isofs;
