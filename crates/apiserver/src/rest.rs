@@ -882,7 +882,15 @@ impl Inner {
         };
         for _ in 0..8 {
             let (old, kv) = self.read(info, ns, name)?;
-            let new = f(&old)?;
+            // `f` sees the object without its resourceVersion, so the result
+            // carries one only when the caller sent it (a PUT body, or a
+            // patch that sets it): only then is a concurrent write a 409;
+            // otherwise the update is retried on the newer object, as kube does.
+            let mut unversioned = old.clone();
+            if let Some(m) = unversioned.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            let new = f(&unversioned)?;
             let current = kv.mod_revision.to_string();
             let explicit = match meta_str(&new, "resourceVersion") {
                 "" => false,

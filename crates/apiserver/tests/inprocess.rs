@@ -572,3 +572,43 @@ async fn pods_get_service_account_credentials_unless_opted_out() {
         .await
         .unwrap();
 }
+
+/// Patches without a resourceVersion never fail with 409 because of a
+/// concurrent write: the server retries them on the newer object (as kube
+/// does); an update that names a stale resourceVersion still gets 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_do_not_conflict_but_stale_updates_do() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let (_dir, _server, client) = server().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": {}}),
+    )
+    .unwrap();
+    let created = cms.create(&PostParams::default(), &cm).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let cms = cms.clone();
+        tasks.push(tokio::spawn(async move {
+            let patch = json!({"data": {format!("k{i}"): format!("v{i}")}});
+            cms.patch("shared", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("a patch without resourceVersion must not conflict");
+    }
+    let got = cms.get("shared").await.unwrap();
+    assert_eq!(got.data.unwrap().len(), 16);
+
+    let mut stale = created.clone();
+    stale.data = Some([("x".to_string(), "y".to_string())].into());
+    let err = cms
+        .replace("shared", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => assert_eq!(s.code, 409),
+        other => panic!("expected 409, got {other:?}"),
+    }
+}

@@ -93,8 +93,10 @@ impl LibvirtDriver {
                 }
             })
             .collect();
+        // libvirtd resolves paths itself: they must be absolute
+        let dir: PathBuf = profile_dir.into();
         LibvirtDriver {
-            dir: profile_dir.into(),
+            dir: std::path::absolute(&dir).unwrap_or(dir),
             name: if name.is_empty() {
                 "minik".into()
             } else {
@@ -233,6 +235,10 @@ impl LibvirtDriver {
                 spec.iso.display()
             )));
         }
+        let mut spec = spec.clone();
+        spec.iso = std::fs::canonicalize(&spec.iso)
+            .map_err(io_err(format!("cannot resolve {}", spec.iso.display())))?;
+        let spec = &spec;
         let pubkey = ssh::ensure_key(&self.dir)?;
         create_disk(&self.qemu_img, &self.disk_path(), spec.disk_mb)?;
         spec.payload.write_image(&self.payload_path(), &pubkey)?;
@@ -1042,6 +1048,9 @@ mod tests {
         assert_ne!(a.mac(), c.mac());
         assert!(a.mac().starts_with("52:54:00:") && a.mac().len() == 17);
         assert_eq!(LibvirtDriver::new("/p", "a b/c").domain_name(), "a_b_c");
+        assert!(LibvirtDriver::new("rel/dir", "x")
+            .profile_dir()
+            .is_absolute());
     }
 
     #[test]
