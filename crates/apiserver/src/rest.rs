@@ -880,7 +880,7 @@ impl Inner {
         } else {
             None
         };
-        for _ in 0..8 {
+        for _ in 0..64 {
             let (old, kv) = self.read(info, ns, name)?;
             // `f` sees the object without its resourceVersion, so the result
             // carries one only when the caller sent it (a PUT body, or a
