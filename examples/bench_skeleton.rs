@@ -210,22 +210,31 @@ fn bare_runc(n: usize, rootfs: &Path, scratch: &Path) -> Vec<f64> {
     lat
 }
 
-fn find_rootfs(home: &Path) -> Option<PathBuf> {
-    // The kubelet's built-in minik/hello image: the first `rootfs` dir under images/.
+/// The built-in minik/hello image flattened into one directory (its layers,
+/// bottom first, copied into `scratch/rootfs`), for the bare-runc floor.
+fn find_rootfs(home: &Path, scratch: &Path) -> Option<PathBuf> {
     let images = home.join("minik/profiles/minik/node/images");
-    let mut stack = vec![images];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).ok()?.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                if p.file_name().is_some_and(|n| n == "rootfs") && p.to_string_lossy().contains("hello") {
-                    return Some(p);
-                }
-                stack.push(p);
-            }
+    let rec = std::fs::read_dir(images.join("refs"))
+        .ok()?
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().contains("hello"))?;
+    let rec: Value = serde_json::from_slice(&std::fs::read(rec.path()).ok()?).ok()?;
+    let rootfs = scratch.join("rootfs");
+    std::fs::create_dir_all(&rootfs).ok()?;
+    for layer in rec["layers"].as_array()? {
+        let dir = images.join("layers").join(layer.as_str()?);
+        let ok = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", dir.display()))
+            .arg(&rootfs)
+            .status()
+            .ok()?
+            .success();
+        if !ok {
+            return None;
         }
     }
-    None
+    Some(rootfs)
 }
 
 #[tokio::main]
@@ -262,7 +271,7 @@ async fn main() -> R<()> {
     let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
     let with_pods = rss_mb(&pid);
     let scratch = home.join("bare");
-    let mut floor = match find_rootfs(&home) {
+    let mut floor = match find_rootfs(&home, &scratch) {
         Some(rootfs) => bare_runc(30, &rootfs, &scratch),
         None => vec![],
     };
