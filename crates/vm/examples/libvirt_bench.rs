@@ -21,7 +21,8 @@ fn http_ok(ip: &str) -> bool {
     let mut buf = Vec::new();
     s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok()
         && s.read_to_end(&mut buf).is_ok()
-        && buf.starts_with(b"HTTP/1.0 200")
+        && buf.starts_with(b"HTTP/1.")
+        && buf.get(8..13) == Some(b" 200 ")
 }
 
 #[tokio::main]
