@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --all-targets
 # Integration tests share one cluster per test binary and host-wide resources
 # (the minik0 bridge, port 8443): run test binaries one at a time.
-cargo test --workspace -- --test-threads=1
+cargo test --workspace --no-fail-fast -- --test-threads=1

@@ -46,6 +46,61 @@ impl ApiClient {
         Ok(Some(body))
     }
 
+    /// Server-side apply of one object (`PATCH` with
+    /// `application/apply-patch+yaml`, JSON being YAML); creates it when
+    /// missing. Returns the object as stored.
+    pub async fn apply(&self, path: &str, obj: &Value, field_manager: &str) -> Result<Value> {
+        let url = format!("{}{}?fieldManager={field_manager}&force=true", self.base, path);
+        let resp = self
+            .http
+            .patch(url)
+            .header("Content-Type", "application/apply-patch+yaml")
+            .header("Accept", "application/json")
+            .body(serde_json::to_vec(obj)?)
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = body["message"].as_str().unwrap_or("unknown error");
+            anyhow::bail!("applying {path}: the API server answered {status}: {msg}");
+        }
+        Ok(body)
+    }
+
+    /// DELETE a path with background propagation (dependents are removed
+    /// by the garbage collector); Ok(false) when it was already gone.
+    pub async fn delete(&self, path: &str) -> Result<bool> {
+        let resp = self
+            .http
+            .delete(format!("{}{}", self.base, path))
+            .header("Content-Type", "application/json")
+            .body(r#"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Background"}"#)
+            .send()
+            .await?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        if !status.is_success() {
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            let msg = body["message"].as_str().unwrap_or("unknown error");
+            anyhow::bail!("deleting {path}: the API server answered {status}: {msg}");
+        }
+        Ok(true)
+    }
+
+    /// The items of a list path (a missing collection is an empty list).
+    pub async fn list(&self, path: &str) -> Result<Vec<Value>> {
+        Ok(match self.get(path).await? {
+            Some(Value::Object(mut m)) => match m.remove("items") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        })
+    }
+
     /// Whether `/readyz` answers ok.
     pub async fn ready(&self) -> bool {
         match self.http.get(format!("{}/readyz", self.base)).send().await {

@@ -135,7 +135,9 @@ pub fn path_exists(p: &Path) -> bool {
     p.exists()
 }
 
-/// Host state minik must leave as it found it.
+/// Host state minik must leave as it found it: the links, network
+/// namespaces, nft tables, mounts and runc containers it could have made
+/// (other software on the host may add its own meanwhile; those are ignored).
 pub fn host_snapshot() -> String {
     let run = |args: &[&str]| {
         Command::new(args[0])
@@ -147,14 +149,24 @@ pub fn host_snapshot() -> String {
     let links: Vec<String> = run(&["ip", "-o", "link", "show"])
         .lines()
         .map(|l| l.split(':').nth(1).unwrap_or("").trim().split('@').next().unwrap_or("").to_string())
+        .filter(|l| l == "minik0" || (l.starts_with("veth") && l.len() == 12))
         .collect();
-    let netns = run(&["ip", "netns", "list"]);
-    let tables = run(&["nft", "list", "tables"]);
+    let netns: Vec<String> = run(&["ip", "netns", "list"])
+        .lines()
+        .filter(|l| l.starts_with("minik-"))
+        .map(String::from)
+        .collect();
+    let tables: Vec<String> = run(&["nft", "list", "tables"])
+        .lines()
+        .filter(|l| l.contains("minik"))
+        .map(String::from)
+        .collect();
     let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
         .filter(|l| l.contains("minik"))
         .map(String::from)
         .collect();
-    format!("links: {links:?}\nnetns: {netns}\ntables: {tables}\nmounts: {mounts:?}")
+    let containers = run(&["runc", "list", "-q"]);
+    format!("links: {links:?}\nnetns: {netns:?}\ntables: {tables:?}\nmounts: {mounts:?}\nrunc: {containers}")
 }

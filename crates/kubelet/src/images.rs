@@ -10,6 +10,9 @@
 //! so its presence means it is complete. The built-in images (`minik/busybox`,
 //! `minik/hello`) are made from the host's statically linked `/bin/busybox`
 //! (Debian's busybox-static; also in the VM ISO): no network is needed.
+//! `minik/dashboard` (the dashboard addon) is busybox plus the running minik
+//! binary at `/minik` and the shared libraries it needs; it is built lazily,
+//! the first time a pod asks for it, since the copy costs a few hundred ms.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -36,6 +39,8 @@ pub enum ImageError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot list the shared libraries of {exe}: {reason} (is ldd installed?)")]
+    Libraries { exe: PathBuf, reason: String },
     #[error("image record {path} is corrupt: {source}; delete it and restart the node")]
     Corrupt {
         path: PathBuf,
@@ -227,6 +232,9 @@ impl ImageStore {
     /// Looks an image up by any spelling of its reference.
     pub fn resolve(&self, reference: &str) -> Result<ImageRecord, ImageError> {
         let r = ImageRef::parse(reference)?;
+        if r.full() == DASHBOARD_IMAGE {
+            self.ensure_dashboard()?;
+        }
         let path = self.record_path(&r.full());
         let data = match std::fs::read(&path) {
             Ok(d) => d,
@@ -381,6 +389,58 @@ impl ImageStore {
         Ok(recs)
     }
 
+    /// Builds `minik/dashboard` unless its layer for the running binary
+    /// exists (a stat when it does): the `minik/busybox` layer plus a layer
+    /// holding this process's executable as `/minik` and the shared
+    /// libraries it links (copied to the same paths). A new minik binary
+    /// gives a new layer; the old one is pruned at the next node start.
+    pub fn ensure_dashboard(&self) -> Result<ImageRecord, ImageError> {
+        let base = match self.resolve("minik/busybox") {
+            Ok(rec) => rec.layers,
+            Err(_) => {
+                self.ensure_builtin()?;
+                self.resolve("minik/busybox")?.layers
+            }
+        };
+        // `/proc/<pid>/exe` still opens when the binary was replaced on disk
+        // (a rebuild), and names this process for the `ldd` child too.
+        let exe = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
+        let stamp = {
+            use std::os::unix::fs::MetadataExt;
+            let md = std::fs::metadata(&exe).map_err(io_err(&exe))?;
+            format!(
+                "{BUILTIN_LAYER_VERSION} dashboard {} {} {} {}",
+                md.dev(),
+                md.ino(),
+                md.size(),
+                md.mtime_nsec() + md.mtime() * 1_000_000_000
+            )
+        };
+        let id = sha256_hex(&[stamp.as_bytes()]);
+        self.ensure_layer(&id, |dir| fill_dashboard_layer(dir, &exe))?;
+        let mut ports = BTreeMap::new();
+        ports.insert("9090/tcp".to_string(), serde_json::json!({}));
+        let cfg = ImageConfig {
+            entrypoint: vec!["/minik".into()],
+            cmd: vec![
+                "dashboard-server".into(),
+                "--listen".into(),
+                "0.0.0.0:9090".into(),
+            ],
+            env: vec![
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ],
+            working_dir: "/".into(),
+            exposed_ports: ports,
+            ..Default::default()
+        };
+        let mut layers = base;
+        layers.push(id);
+        let rec = make_record(DASHBOARD_IMAGE, layers, cfg);
+        self.write_record(&rec)?;
+        Ok(rec)
+    }
+
     /// Removes layer directories no image record lists (e.g. built-in layers
     /// of an older minik). Best effort.
     pub fn prune_layers(&self) {
@@ -406,6 +466,91 @@ impl ImageStore {
             }
         }
     }
+}
+
+/// The dashboard addon's image (see `ImageStore::ensure_dashboard`).
+pub const DASHBOARD_IMAGE: &str = "docker.io/minik/dashboard:latest";
+
+/// Dynamic loaders to ask (`ld.so --list`) when `ldd` is missing (the VM).
+const LOADERS: &[&str] = &["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"];
+
+/// The absolute paths in `ldd` (or `ld.so --list`) output, loader included;
+/// the vDSO (no path) is skipped. Empty for a static executable.
+pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let target = match line.split_once("=>") {
+            Some((_, rhs)) => rhs.trim(),
+            None => line,
+        };
+        let path = target.split_whitespace().next().unwrap_or("");
+        if path.starts_with('/') && !path.contains("..") {
+            let p = PathBuf::from(path);
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The shared libraries `exe` loads, from `ldd` or the dynamic loader.
+fn shared_libraries(exe: &Path) -> Result<Vec<PathBuf>, ImageError> {
+    let mut tried = Vec::new();
+    let mut cmds: Vec<(String, Vec<String>)> =
+        vec![("ldd".into(), vec![exe.display().to_string()])];
+    for l in LOADERS.iter().filter(|l| Path::new(l).exists()) {
+        cmds.push((
+            l.to_string(),
+            vec!["--list".into(), exe.display().to_string()],
+        ));
+    }
+    for (prog, args) in cmds {
+        match std::process::Command::new(&prog).args(&args).output() {
+            Ok(o) if o.status.success() => {
+                return Ok(parse_ldd(&String::from_utf8_lossy(&o.stdout)))
+            }
+            Ok(o) => {
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                // A static binary needs nothing.
+                if text.contains("not a dynamic executable") || text.contains("statically linked")
+                {
+                    return Ok(Vec::new());
+                }
+                tried.push(format!("{prog}: {}", text.trim()));
+            }
+            Err(e) => tried.push(format!("{prog}: {e}")),
+        }
+    }
+    Err(ImageError::Libraries {
+        exe: exe.to_path_buf(),
+        reason: tried.join("; "),
+    })
+}
+
+fn fill_dashboard_layer(dir: &Path, exe: &Path) -> Result<(), ImageError> {
+    let target = dir.join("minik");
+    std::fs::copy(exe, &target).map_err(io_err(&target))?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_err(&target))?;
+    for lib in shared_libraries(exe)? {
+        let Ok(rel) = lib.strip_prefix("/") else {
+            continue;
+        };
+        let dest = dir.join(rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        // Follows symlinks: the layer gets the library's bytes at the path
+        // the loader asks for.
+        std::fs::copy(&lib, &dest).map_err(io_err(&lib))?;
+    }
+    Ok(())
 }
 
 fn make_record(name: &str, layers: Vec<String>, config: ImageConfig) -> ImageRecord {
@@ -580,6 +725,46 @@ mod tests {
     fn escaping_is_injective_for_ref_chars() {
         assert_ne!(escape_ref("a/b"), escape_ref("a%2Fb"));
         assert_eq!(escape_ref("docker.io/a:b"), "docker.io%2Fa%3Ab");
+    }
+
+    #[test]
+    fn ldd_output_parses_to_paths() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f0e)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0e)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f0e)\n";
+        assert_eq!(
+            parse_ldd(text),
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libgcc_s.so.1"),
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
+            ]
+        );
+        assert!(parse_ldd("\tnot a dynamic executable\n").is_empty());
+        assert!(parse_ldd("\tlibfoo.so => not found\n").is_empty());
+    }
+
+    #[test]
+    fn dashboard_image_holds_this_binary_and_its_libraries() {
+        let root = std::env::temp_dir().join(format!("minik-img-dash-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let store = ImageStore::new(&root);
+        let rec = store.resolve("minik/dashboard").unwrap();
+        assert_eq!(rec.name, DASHBOARD_IMAGE);
+        assert_eq!(rec.layers.len(), 2);
+        let top = store.layer_dir(&rec.layers[1]);
+        let me = std::fs::metadata("/proc/self/exe").unwrap().len();
+        assert_eq!(std::fs::metadata(top.join("minik")).unwrap().len(), me);
+        // Every library the loader will look for is in the image.
+        let exe = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
+        for lib in shared_libraries(&exe).unwrap() {
+            assert!(
+                top.join(lib.strip_prefix("/").unwrap()).is_file(),
+                "{lib:?}"
+            );
+        }
+        // The base is the busybox layer; asking again reuses the layer.
+        assert_eq!(rec.layers[0], store.resolve("minik/busybox").unwrap().layers[0]);
+        assert_eq!(store.resolve("docker.io/minik/dashboard:latest").unwrap(), rec);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -166,7 +166,11 @@ impl LibvirtDriver {
                 "No such file or directory",
                 "Connection refused",
             ];
-            if down.iter().any(|d| m.contains(d)) {
+            let installed =
+                crate::qemu::on_path("libvirtd") || Path::new("/usr/sbin/libvirtd").exists();
+            if down.iter().any(|d| m.contains(d)) && !installed {
+                VmError::LibvirtMissing
+            } else if down.iter().any(|d| m.contains(d)) {
                 VmError::LibvirtNotRunning { detail: m }
             } else {
                 VmError::Libvirt(format!("cannot connect to {}: {m}", self.uri))

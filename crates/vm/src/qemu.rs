@@ -73,6 +73,9 @@ pub enum VmError {
     /// The libvirt driver could not reach libvirtd.
     #[error("libvirtd is not running: start it with `virtlogd -d; libvirtd -d` (as root) or `systemctl start libvirtd` ({detail})")]
     LibvirtNotRunning { detail: String },
+    /// The libvirt driver is used on a host without libvirtd.
+    #[error("libvirt is not installed: apt-get install -y libvirt-daemon-system libvirt-clients dnsmasq-base, then start it with `virtlogd -d; libvirtd -d` (as root)")]
+    LibvirtMissing,
     /// A libvirt call failed.
     #[error("libvirt: {0}")]
     Libvirt(String),
