@@ -9,3 +9,8 @@ cargo build --workspace --all-targets
 # Integration tests share one cluster per test binary and host-wide resources
 # (the minik0 bridge, port 8443): run test binaries one at a time.
 cargo test --workspace --no-fail-fast -- --test-threads=1
+# The libvirt driver (cargo feature): a binary built with it links libvirt
+# and cannot be the VM's agent, so the default build goes beside it as
+# minik-agent first.
+cp target/debug/minik target/debug/minik-agent
+cargo test -p minik --features libvirt --test libvirt

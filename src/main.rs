@@ -2,6 +2,7 @@
 //! This file only parses the command line and dispatches; each command lives
 //! in `src/cli/<command>.rs`.
 
+mod addons;
 mod api;
 mod certs;
 mod cli;
@@ -39,6 +40,8 @@ enum Command {
     Kubectl(cli::kubectl::KubectlArgs),
     /// Open the minik dashboard in the browser (`--url` prints the URL).
     Dashboard(cli::dashboard::DashboardArgs),
+    /// List, enable or disable addons: `minik addons enable dashboard`.
+    Addons(cli::addons::AddonsArgs),
     /// Print the node's IP address.
     Ip,
     /// Open a shell in the VM, or run a command there: `minik ssh -- uptime`.
@@ -50,6 +53,9 @@ enum Command {
     /// Run the node agent (used by `start`; not for people).
     #[command(hide = true)]
     Node(node::NodeArgs),
+    /// Serve the dashboard inside its pod (the dashboard addon's container).
+    #[command(hide = true, name = "dashboard-server")]
+    DashboardServer(cli::dashboard::ServerArgs),
 }
 
 fn main() {
@@ -59,6 +65,14 @@ fn main() {
         if let Err(e) = node::run(args) {
             tracing::error!("{e:#}");
             eprintln!("minik node: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Command::DashboardServer(args) = cli.command {
+        init_agent_logging();
+        if let Err(e) = cli::dashboard::serve_in_cluster(args) {
+            tracing::error!("{e:#}");
             std::process::exit(1);
         }
         return;
@@ -86,6 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Service(a) => rt.block_on(cli::service::run(&profile, a)).map(|_| 0),
         Command::Kubectl(a) => cli::kubectl::run(&profile, a),
         Command::Dashboard(a) => rt.block_on(cli::dashboard::run(&profile, a)).map(|_| 0),
+        Command::Addons(a) => rt.block_on(cli::addons::run(&profile, a)).map(|_| 0),
         Command::Ip => cli::node_access::ip(&profile),
         Command::Ssh(a) => cli::node_access::ssh(&profile, a),
         Command::Logs(a) => cli::node_access::logs(&profile, a),
@@ -95,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Node(_) => unreachable!("handled in main"),
+        Command::DashboardServer(_) => unreachable!("handled in main"),
     }
 }
 

@@ -1,5 +1,6 @@
 //! One file per command, as minikube's `cmd/minikube/cmd/<command>.go`.
 
+pub mod addons;
 pub mod dashboard;
 pub mod delete;
 pub mod kubectl;

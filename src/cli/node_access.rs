@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::driver::qemu;
 use crate::profile::Profile;
 
 /// `minik ip`: the node's IP.
@@ -26,10 +25,7 @@ pub struct SshArgs {
 /// `minik ssh`: a shell (or one command) in the VM.
 pub fn ssh(profile: &Profile, args: SshArgs) -> Result<i32> {
     let cfg = profile.load()?;
-    if cfg.driver == "none" {
-        bail!("the none driver runs on this host: there is no VM to ssh into (run the command here)");
-    }
-    qemu::ssh(profile, &args.command)
+    crate::driver::ssh(profile, &cfg, &args.command)
 }
 
 #[derive(Debug, Args)]
@@ -45,11 +41,7 @@ pub struct LogsArgs {
 /// `minik logs`: the agent's log (the VM's console with the qemu driver).
 pub fn logs(profile: &Profile, args: LogsArgs) -> Result<i32> {
     let cfg = profile.load()?;
-    let path = if cfg.driver == "none" {
-        profile.agent_log()
-    } else {
-        qemu::console_log(profile)
-    };
+    let path = crate::driver::agent_log(profile, &cfg);
     let Ok(mut f) = std::fs::File::open(&path) else {
         bail!("no log yet at {}: start the cluster with `minik start`", path.display());
     };

@@ -24,7 +24,7 @@ pub async fn run(profile: &Profile, args: ServiceArgs) -> Result<()> {
     let cfg = profile.load()?;
     let client = ApiClient::new(
         &CertPaths::in_dir(&profile.certs_dir()),
-        &format!("https://127.0.0.1:{}", cfg.api_port),
+        &crate::driver::api_server_url(&cfg),
     )?;
     let Some(svc) = client
         .get(&format!("/api/v1/namespaces/{}/services/{}", args.namespace, args.name))

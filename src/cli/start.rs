@@ -38,6 +38,10 @@ pub struct StartArgs {
     /// instead of the embedded store.
     #[arg(long)]
     pub datastore: Option<String>,
+    /// Addons to enable once the node is Ready, comma separated
+    /// (`--addons=dashboard`); remembered in the profile.
+    #[arg(long, value_delimiter = ',')]
+    pub addons: Vec<String>,
 }
 
 /// The profile's config: loaded and checked against the flags, or new.
@@ -74,6 +78,8 @@ fn resolve_config(profile: &Profile, args: &StartArgs) -> Result<ProfileConfig> 
     Ok(ProfileConfig {
         name: profile.name.clone(),
         api_port: args.apiserver_port.unwrap_or(if none { 8443 } else { 0 }),
+        // qemu's user-mode network always gives the guest 10.0.2.15; libvirt's
+        // address is reserved in `run`.
         node_ip: if none { none::default_node_ip() } else { "10.0.2.15".into() },
         driver,
         cpus: args.cpus,
@@ -92,7 +98,15 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
         driver::validate(d)?;
     }
     ui::step("😄", format!("minik v{} on {}", env!("CARGO_PKG_VERSION"), os_name()));
+    crate::cli::addons::validate(&args.addons)?;
+    let new_profile = !profile.exists();
     let mut cfg = resolve_config(profile, &args)?;
+    #[cfg(feature = "libvirt")]
+    if cfg.driver == "libvirt" {
+        // The VM's address is reserved before boot so the API server's
+        // certificate can name it.
+        cfg.node_ip = driver::libvirt::reserve_address(profile).await?;
+    }
     let paths = certs::ensure(&profile.certs_dir(), &[cfg.node_ip.as_str()])?;
 
     match cfg.driver.as_str() {
@@ -114,6 +128,11 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
                 none::spawn_agent(profile, &cfg)?;
             }
         }
+        #[cfg(feature = "libvirt")]
+        "libvirt" => {
+            profile.save(&cfg)?;
+            driver::libvirt::start(profile, &cfg).await?;
+        }
         _ => {
             profile.save(&cfg)?;
             let port = qemu::start(profile, &cfg).await?;
@@ -124,7 +143,7 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
         }
     }
 
-    let server = format!("https://127.0.0.1:{}", cfg.api_port);
+    let server = driver::api_server_url(&cfg);
     let client = ApiClient::new(&paths, &server)?;
     let spin = ui::spinner("⌛", "Waiting for the API server and node Ready ...");
     let timeout = if cfg.driver == "none" { 90 } else { 240 };
@@ -173,6 +192,7 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
             client_key: &paths.admin_key,
         },
     )?;
+    crate::cli::addons::enable_at_start(profile, &mut cfg, &client, &args.addons, new_profile).await?;
     ui::success(format!(
         "Done in {:.1}s! kubectl is now configured to use \"{}\" cluster and \"default\" namespace by default",
         started.elapsed().as_secs_f64(),
@@ -183,11 +203,7 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
 
 /// The agent's log file and its last lines.
 pub fn log_tail(profile: &Profile, cfg: &ProfileConfig) -> (String, String) {
-    let path = if cfg.driver == "none" {
-        profile.agent_log()
-    } else {
-        qemu::console_log(profile)
-    };
+    let path = driver::agent_log(profile, cfg);
     (path.display().to_string(), none::log_tail(&path, 15))
 }
 

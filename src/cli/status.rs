@@ -13,7 +13,7 @@ pub async fn run(profile: &Profile) -> Result<i32> {
     let cfg = profile.load()?;
     let state = driver::host_state(profile, &cfg).await?;
     let host = state == HostState::Running;
-    let server = format!("https://127.0.0.1:{}", cfg.api_port);
+    let server = crate::driver::api_server_url(&cfg);
     let (mut apiserver, mut kubelet) = (false, false);
     if host {
         let client = ApiClient::new(&CertPaths::in_dir(&profile.certs_dir()), &server)?;

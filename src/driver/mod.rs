@@ -3,18 +3,28 @@
 //! - `none`: directly on this Linux host, as root (minikube's none driver;
 //!   fast, used by most tests).
 
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
 pub mod none;
 pub mod qemu;
 
-use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
 
 use crate::profile::{Profile, ProfileConfig};
 
 /// The drivers `--driver` accepts.
+#[cfg(not(feature = "libvirt"))]
 pub const DRIVERS: &[&str] = &["qemu", "none"];
+#[cfg(feature = "libvirt")]
+pub const DRIVERS: &[&str] = &["qemu", "libvirt", "none"];
 pub const DEFAULT_DRIVER: &str = "qemu";
 
 pub fn validate(driver: &str) -> Result<()> {
+    if driver == "libvirt" && !DRIVERS.contains(&driver) {
+        bail!("this minik was built without the libvirt driver: build it with `cargo build --release --features libvirt` (needs `apt-get install libvirt-dev`), or use --driver=qemu");
+    }
     if !DRIVERS.contains(&driver) {
         bail!(
             "unknown driver {driver:?}: choose one of {} (e.g. `minik start --driver=qemu`)",
@@ -22,6 +32,27 @@ pub fn validate(driver: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The binary that runs as the agent inside a VM: this one, unless it was
+/// built with the libvirt feature (then it links libvirt, which the ISO does
+/// not carry): then `minik-agent` beside it, a build without that feature.
+pub fn agent_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the minik binary (it is the agent)")?;
+    if !cfg!(feature = "libvirt") {
+        return Ok(exe);
+    }
+    let sibling = exe.with_file_name("minik-agent");
+    if let Some(p) = std::env::var_os("MINIK_AGENT") {
+        return Ok(PathBuf::from(p));
+    }
+    if sibling.exists() {
+        return Ok(sibling);
+    }
+    bail!(
+        "this minik links libvirt and cannot be the VM's agent: build one without the feature and put it beside this binary as {} (`cargo build --release && cp target/release/minik target/release/minik-agent`), or set MINIK_AGENT",
+        sibling.display()
+    )
 }
 
 /// The host part of `minik status`.
@@ -40,6 +71,8 @@ pub async fn host_state(profile: &Profile, cfg: &ProfileConfig) -> Result<HostSt
         } else {
             HostState::Stopped
         }),
+        #[cfg(feature = "libvirt")]
+        "libvirt" => libvirt::host_state(profile).await,
         _ => qemu::host_state(profile).await,
     }
 }
@@ -48,6 +81,8 @@ pub async fn host_state(profile: &Profile, cfg: &ProfileConfig) -> Result<HostSt
 pub async fn stop(profile: &Profile, cfg: &ProfileConfig) -> Result<bool> {
     match cfg.driver.as_str() {
         "none" => none::stop_agent(profile, std::time::Duration::from_secs(90)).await,
+        #[cfg(feature = "libvirt")]
+        "libvirt" => libvirt::stop(profile).await,
         _ => qemu::stop(profile).await,
     }
 }
@@ -59,6 +94,8 @@ pub async fn delete(profile: &Profile, cfg: &ProfileConfig) -> Result<()> {
             none::stop_agent(profile, std::time::Duration::from_secs(30)).await?;
             none::teardown(profile, cfg)
         }
+        #[cfg(feature = "libvirt")]
+        "libvirt" => libvirt::delete(profile).await,
         _ => qemu::delete(profile).await,
     }
 }
@@ -67,9 +104,39 @@ pub async fn delete(profile: &Profile, cfg: &ProfileConfig) -> Result<()> {
 pub async fn node_port_url(profile: &Profile, cfg: &ProfileConfig, node_port: u16) -> Result<String> {
     match cfg.driver.as_str() {
         "none" => Ok(format!("http://127.0.0.1:{node_port}")),
+        "libvirt" => Ok(format!("http://{}:{node_port}", cfg.node_ip)),
         _ => {
             let host_port = qemu::forward(profile, node_port).await?;
             Ok(format!("http://127.0.0.1:{host_port}"))
         }
+    }
+}
+
+/// The API server's URL from this host.
+pub fn api_server_url(cfg: &ProfileConfig) -> String {
+    if cfg.driver == "libvirt" {
+        format!("https://{}:8443", cfg.node_ip)
+    } else {
+        format!("https://127.0.0.1:{}", cfg.api_port)
+    }
+}
+
+/// `minik ssh`.
+pub fn ssh(profile: &Profile, cfg: &ProfileConfig, args: &[String]) -> Result<i32> {
+    match cfg.driver.as_str() {
+        "none" => bail!("the none driver runs on this host: there is no VM to ssh into (run the command here)"),
+        #[cfg(feature = "libvirt")]
+        "libvirt" => libvirt::ssh(profile, args),
+        _ => qemu::ssh(profile, args),
+    }
+}
+
+/// The agent's log: its own file (none) or the VM's serial console.
+pub fn agent_log(profile: &Profile, cfg: &ProfileConfig) -> PathBuf {
+    match cfg.driver.as_str() {
+        "none" => profile.agent_log(),
+        #[cfg(feature = "libvirt")]
+        "libvirt" => libvirt::console_log(profile),
+        _ => qemu::console_log(profile),
     }
 }

@@ -47,8 +47,8 @@ pub async fn start(profile: &Profile, cfg: &ProfileConfig) -> Result<u16> {
     let iso = minik_vm::ensure_iso(&url, &minik_home()?.join("cache/iso"))
         .await
         .context("getting the minik ISO")?;
-    let exe = std::env::current_exe().context("finding the minik binary (it is the agent)")?;
-    let payload = minik_vm::AgentPayload::minik_agent(&exe, &profile.certs_dir(), &cfg.name)?;
+    let agent = super::agent_binary()?;
+    let payload = minik_vm::AgentPayload::minik_agent(&agent, &profile.certs_dir(), &cfg.name)?;
     let mut spec = minik_vm::VmSpec::new(iso, payload);
     spec.cpus = cfg.cpus;
     spec.memory_mb = u32::try_from(cfg.memory_mb).unwrap_or(u32::MAX);

@@ -427,9 +427,7 @@ impl ImageStore {
                 "--listen".into(),
                 "0.0.0.0:9090".into(),
             ],
-            env: vec![
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            ],
+            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
             working_dir: "/".into(),
             exposed_ports: ports,
             ..Default::default()
@@ -518,8 +516,7 @@ fn shared_libraries(exe: &Path) -> Result<Vec<PathBuf>, ImageError> {
                     String::from_utf8_lossy(&o.stderr)
                 );
                 // A static binary needs nothing.
-                if text.contains("not a dynamic executable") || text.contains("statically linked")
-                {
+                if text.contains("not a dynamic executable") || text.contains("statically linked") {
                     return Ok(Vec::new());
                 }
                 tried.push(format!("{prog}: {}", text.trim()));
@@ -762,8 +759,14 @@ mod tests {
             );
         }
         // The base is the busybox layer; asking again reuses the layer.
-        assert_eq!(rec.layers[0], store.resolve("minik/busybox").unwrap().layers[0]);
-        assert_eq!(store.resolve("docker.io/minik/dashboard:latest").unwrap(), rec);
+        assert_eq!(
+            rec.layers[0],
+            store.resolve("minik/busybox").unwrap().layers[0]
+        );
+        assert_eq!(
+            store.resolve("docker.io/minik/dashboard:latest").unwrap(),
+            rec
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -1,0 +1,253 @@
+//! `minik addons list|enable|disable`: turning addons (`src/addons.rs`) on
+//! and off in a cluster, and `--addons` of `minik start`. Which addons are
+//! on is recorded in the profile config, so a restarted cluster keeps them.
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+
+use crate::addons::{self, Addon};
+use crate::api::ApiClient;
+use crate::certs::CertPaths;
+use crate::profile::{Profile, ProfileConfig};
+use crate::ui;
+
+#[derive(Debug, Args)]
+pub struct AddonsArgs {
+    #[command(subcommand)]
+    pub command: AddonsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AddonsCommand {
+    /// List the addons, whether each is enabled, and what it is.
+    List,
+    /// Enable an addon (apply its objects to the cluster).
+    Enable {
+        /// The addon, e.g. dashboard.
+        name: String,
+    },
+    /// Disable an addon (delete its objects).
+    Disable {
+        /// The addon, e.g. dashboard.
+        name: String,
+    },
+}
+
+pub fn client(profile: &Profile, cfg: &ProfileConfig) -> Result<ApiClient> {
+    ApiClient::new(
+        &CertPaths::in_dir(&profile.certs_dir()),
+        &format!("https://127.0.0.1:{}", cfg.api_port),
+    )
+}
+
+pub async fn run(profile: &Profile, args: AddonsArgs) -> Result<()> {
+    match args.command {
+        AddonsCommand::List => list(profile).await,
+        AddonsCommand::Enable { name } => {
+            let addon = addons::find(&name)?;
+            let mut cfg = profile.load()?;
+            let client = client(profile, &cfg)?;
+            if !client.ready().await {
+                record(profile, &mut cfg, addon.name, true)?;
+                ui::step(
+                    "🌟",
+                    format!(
+                        "The '{}' addon will be enabled when the \"{}\" cluster starts (`minik start -p {}`)",
+                        addon.name, profile.name, profile.name
+                    ),
+                );
+                return Ok(());
+            }
+            enable(profile, &mut cfg, &client, addon).await
+        }
+        AddonsCommand::Disable { name } => {
+            let addon = addons::find(&name)?;
+            let mut cfg = profile.load()?;
+            let client = client(profile, &cfg)?;
+            if !client.ready().await {
+                bail!(
+                    "the \"{}\" cluster is not running, and disabling an addon deletes its objects from it: `minik start -p {}` first",
+                    profile.name,
+                    profile.name
+                );
+            }
+            let spin = ui::spinner(
+                "🌑",
+                format!("Deleting the '{}' addon's objects ...", addon.name),
+            );
+            let n = addons::delete(&client, addon).await;
+            spin.finish();
+            let n = n?;
+            record(profile, &mut cfg, addon.name, false)?;
+            ui::step(
+                "🌑",
+                format!(
+                    "The '{}' addon is disabled ({n} objects deleted)",
+                    addon.name
+                ),
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Applies an addon and records it in the profile; prints the 🌟 line.
+pub async fn enable(
+    profile: &Profile,
+    cfg: &mut ProfileConfig,
+    client: &ApiClient,
+    addon: &Addon,
+) -> Result<()> {
+    addons::apply(client, addon).await?;
+    record(profile, cfg, addon.name, true)?;
+    ui::step("🌟", format!("The '{}' addon is enabled", addon.name));
+    Ok(())
+}
+
+/// Adds or removes an addon in the profile config.
+fn record(profile: &Profile, cfg: &mut ProfileConfig, name: &str, on: bool) -> Result<()> {
+    let had = cfg.addons.iter().any(|a| a == name);
+    if on && !had {
+        cfg.addons.push(name.to_string());
+    } else if !on && had {
+        cfg.addons.retain(|a| a != name);
+    } else {
+        return Ok(());
+    }
+    // Another command may have changed the file since we read it: merge.
+    let mut fresh = profile.load().unwrap_or_else(|_| cfg.clone());
+    if on {
+        if !fresh.addons.iter().any(|a| a == name) {
+            fresh.addons.push(name.to_string());
+        }
+    } else {
+        fresh.addons.retain(|a| a != name);
+    }
+    profile.save(&fresh)?;
+    cfg.addons = fresh.addons;
+    Ok(())
+}
+
+/// Checks `--addons` names before anything starts.
+pub fn validate(names: &[String]) -> Result<()> {
+    for n in names {
+        addons::find(n)?;
+    }
+    Ok(())
+}
+
+/// `minik start`: applies the recorded addons plus `--addons` (plus the
+/// default-enabled ones on a new cluster) once the node is Ready
+/// (re-applying is cheap and repairs objects deleted by hand).
+pub async fn enable_at_start(
+    profile: &Profile,
+    cfg: &mut ProfileConfig,
+    client: &ApiClient,
+    extra: &[String],
+    new_profile: bool,
+) -> Result<()> {
+    let mut names = cfg.addons.clone();
+    let defaults = if new_profile {
+        addons::default_enabled()
+    } else {
+        Vec::new()
+    };
+    for n in defaults.iter().chain(extra) {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    for name in names {
+        let addon = addons::find(&name)?;
+        enable(profile, cfg, client, addon).await?;
+    }
+    Ok(())
+}
+
+/// The rows of `addons list`: name, enabled, description.
+pub fn table(rows: &[(&str, String, &str)]) -> String {
+    let headers = ("NAME", "ENABLED", "DESCRIPTION");
+    let w0 = rows
+        .iter()
+        .map(|r| r.0.len())
+        .chain([headers.0.len()])
+        .max()
+        .unwrap_or(0);
+    let w1 = rows
+        .iter()
+        .map(|r| r.1.chars().count())
+        .chain([headers.1.len()])
+        .max()
+        .unwrap_or(0);
+    let mut out = format!("{:w0$}   {:w1$}   {}\n", headers.0, headers.1, headers.2);
+    for (n, e, d) in rows {
+        let pad = w1 - e.chars().count();
+        out.push_str(&format!("{n:w0$}   {e}{}   {d}\n", " ".repeat(pad)));
+    }
+    out
+}
+
+async fn list(profile: &Profile) -> Result<()> {
+    let cfg = profile.load()?;
+    let client = client(profile, &cfg)?;
+    let running = client.ready().await;
+    let mut rows = Vec::new();
+    let mut drift = Vec::new();
+    for a in addons::ADDONS {
+        let recorded = cfg.addons.iter().any(|n| n == a.name);
+        let enabled = if running {
+            let present = addons::present(&client, a).await?;
+            if recorded != present {
+                drift.push((a.name, recorded));
+            }
+            recorded && present
+        } else {
+            recorded
+        };
+        rows.push((
+            a.name,
+            if enabled {
+                "enabled".to_string()
+            } else {
+                "disabled".to_string()
+            },
+            a.description,
+        ));
+    }
+    print!("{}", table(&rows));
+    if !running {
+        ui::warn(format!(
+            "the \"{}\" cluster is not running: showing the addons it will enable when it starts",
+            profile.name
+        ));
+    }
+    for (name, recorded) in drift {
+        if recorded {
+            ui::warn(format!(
+                "'{name}' is recorded as enabled but some of its objects are missing: `minik addons enable {name}` repairs it"
+            ));
+        } else {
+            ui::warn(format!(
+                "'{name}' is not enabled but its objects exist: `minik addons disable {name}` removes them"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(&[
+            ("dashboard", "enabled".into(), "web UI"),
+            ("x", "disabled".into(), "y"),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "NAME        ENABLED    DESCRIPTION");
+        assert_eq!(lines[1], "dashboard   enabled    web UI");
+        assert_eq!(lines[2], "x           disabled   y");
+    }
+}
