@@ -7,6 +7,7 @@
 //!   1. `minik start` command time,
 //!   2. until a minik/hello Deployment answers through its NodePort,
 //!   3. until in-cluster DNS answers (a pod's nslookup succeeds).
+//!
 //! Also: ISO size, VM memory in use after start, and the bare floor: the
 //! same kernel booting an init that powers off at once.
 //! Published totals: minikube v1.36 50.8 s, kind 33.0 s, k3d 19.9 s.

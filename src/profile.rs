@@ -79,12 +79,15 @@ impl Profile {
     }
 
     pub fn load(&self) -> Result<ProfileConfig> {
-        let text = fs::read_to_string(self.config_path()).with_context(|| {
-            format!(
+        if !self.exists() {
+            bail!(
                 "profile \"{}\" does not exist; create it with `minik start -p {}`",
-                self.name, self.name
-            )
-        })?;
+                self.name,
+                self.name
+            );
+        }
+        let text = fs::read_to_string(self.config_path())
+            .with_context(|| format!("reading {}", self.config_path().display()))?;
         serde_json::from_str(&text).with_context(|| {
             format!(
                 "{} is damaged; delete the profile with `minik delete -p {}`",

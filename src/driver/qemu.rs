@@ -46,7 +46,7 @@ pub async fn start(profile: &Profile, cfg: &ProfileConfig) -> Result<u16> {
     ui::step("💿", format!("Getting the minik ISO ({url}) ..."));
     let iso = minik_vm::ensure_iso(&url, &minik_home()?.join("cache/iso"))
         .await
-        .context("getting the minik ISO")?;
+        .with_context(|| format!("getting the minik ISO from {url} (check --iso-url; a .sha256 file must sit beside the ISO)"))?;
     let agent = super::agent_binary()?;
     let payload = minik_vm::AgentPayload::minik_agent(&agent, &profile.certs_dir(), &cfg.name)?;
     let mut spec = minik_vm::VmSpec::new(iso, payload);
