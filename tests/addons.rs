@@ -70,6 +70,13 @@ fn http_status(url: &str) -> String {
 
 #[test]
 fn addons_and_the_in_cluster_dashboard() {
+    // The none driver owns host-wide resources: with another cluster up,
+    // starting (and then deleting) ours would break it. Refuse before any
+    // profile exists, so nothing is torn down.
+    assert!(
+        std::net::TcpStream::connect_timeout(&"127.0.0.1:8443".parse().unwrap(), Duration::from_millis(300)).is_err(),
+        "another none-driver cluster is running on this host (127.0.0.1:8443 answers): run this test alone"
+    );
     let env = Env::new("addons");
     let before = host_snapshot();
 

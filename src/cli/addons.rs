@@ -157,9 +157,16 @@ pub async fn enable_at_start(
             names.push(n.clone());
         }
     }
+    // The cluster is up either way: a failing addon is a warning with the
+    // command that retries it, as with minikube.
     for name in names {
         let addon = addons::find(&name)?;
-        enable(profile, cfg, client, addon).await?;
+        if let Err(e) = enable(profile, cfg, client, addon).await {
+            ui::warn(format!(
+                "enabling the '{name}' addon failed: {e:#}; retry with `minik addons enable {name} -p {}`",
+                profile.name
+            ));
+        }
     }
     Ok(())
 }

@@ -362,7 +362,8 @@ fn encode_continue(rev: i64, last_key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_continue(token: &str, prefix: &str) -> Result<String, ApiError> {
+/// Decodes a `continue` token into (revision of the first page, last key).
+fn decode_continue(token: &str, prefix: &str) -> Result<(i64, String), ApiError> {
     let bad = || {
         ApiError::bad_request(format!(
             "continue key {token:?} is not valid: start the list again without `continue`"
@@ -373,10 +374,22 @@ fn decode_continue(token: &str, prefix: &str) -> Result<String, ApiError> {
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    let rev = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
     if !start.starts_with(prefix) {
         return Err(bad());
     }
-    Ok(start.to_string())
+    Ok((rev, start.to_string()))
+}
+
+/// kube answers 410 Expired when the revision a `continue` token was
+/// issued at has been compacted away; clients then start a fresh list.
+fn check_continue_not_compacted(rev: i64, compacted: i64) -> Result<(), ApiError> {
+    if rev < compacted {
+        return Err(ApiError::gone(format!(
+            "The provided continue parameter is too old to display a consistent list result (revision {rev} is compacted up to {compacted}). You can start a new list without the continue parameter."
+        )));
+    }
+    Ok(())
 }
 
 /// Parsed label + field selectors of a list/watch request.
@@ -471,30 +484,43 @@ impl Inner {
                 return Ok((items, rev, None));
             }
         }
-        let start = cont.map(|c| decode_continue(c, &prefix)).transpose()?;
+        let start = match cont {
+            Some(c) => {
+                let (rev, key) = decode_continue(c, &prefix)?;
+                check_continue_not_compacted(rev, self.store.compacted_revision())?;
+                Some(key)
+            }
+            None => None,
+        };
         let mut items = Vec::new();
         let mut start_after = start;
         let mut rev;
         let mut next = None;
-        loop {
+        // As kube's etcd3 store: scan in batches of `limit` keys, keep at
+        // most `limit` matching objects, and continue after the last key
+        // examined (so a selector that filters never overfills a page).
+        'scan: loop {
             let (kvs, r, more) = self.store.list_page(&prefix, start_after.as_deref(), limit);
             rev = r;
             for kv in &kvs {
+                if limit > 0 && items.len() >= limit {
+                    next = start_after.as_deref().map(|k| encode_continue(rev, k));
+                    break 'scan;
+                }
                 // a cluster-wide prefix of a namespaced resource also holds nested keys: fine.
                 let o = from_kv(info, kv)?;
                 if sel.matches(&o) {
                     items.push(o);
                 }
+                start_after = Some(kv.key.clone());
             }
-            if !more || limit == 0 {
+            if !more || limit == 0 || kvs.is_empty() {
                 break;
             }
-            let last = kvs.last().map(|kv| kv.key.clone());
-            if items.len() >= limit || last.is_none() {
-                next = last.map(|k| encode_continue(rev, &k));
+            if items.len() >= limit {
+                next = start_after.as_deref().map(|k| encode_continue(rev, k));
                 break;
             }
-            start_after = last;
         }
         Ok((items, rev, next))
     }
@@ -887,7 +913,10 @@ impl Inner {
             // patch that sets it): only then is a concurrent write a 409;
             // otherwise the update is retried on the newer object, as kube does.
             let mut unversioned = old.clone();
-            if let Some(m) = unversioned.get_mut("metadata").and_then(Value::as_object_mut) {
+            if let Some(m) = unversioned
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+            {
                 m.remove("resourceVersion");
             }
             let new = f(&unversioned)?;
@@ -1461,14 +1490,73 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn pages_hold_exactly_limit_matching_objects_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = minik_store::Store::open(&dir.path().join("store")).unwrap();
+        let server = crate::ApiServer::new(store.clone(), crate::ApiServerOptions::default())
+            .await
+            .unwrap();
+        let cms = find("", "v1", "configmaps").unwrap();
+        let mut want = Vec::new();
+        for i in 0..40 {
+            let name = format!("cm-{i:02}");
+            // every third one does not match, so raw batches hold fewer matches than `limit`
+            let app = if i % 3 == 0 { "other" } else { "web" };
+            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "default", "labels": {"app": app}}});
+            store
+                .create(
+                    &storage_key(cms, Some("default"), &name),
+                    serde_json::to_vec(&obj).unwrap(),
+                )
+                .await
+                .unwrap();
+            if app == "web" {
+                want.push(name);
+            }
+        }
+        let q = crate::request::Query::parse(Some("labelSelector=app%3Dweb"));
+        let sel = Selectors::from_query(cms, &q, None).unwrap();
+        let (mut got, mut cont, mut pages) = (Vec::new(), None::<String>, 0);
+        loop {
+            let (items, _, next) = server
+                .inner
+                .list_objects(cms, Some("default"), &sel, 7, cont.as_deref())
+                .unwrap();
+            pages += 1;
+            if next.is_some() {
+                assert_eq!(items.len(), 7, "page {pages} is not full");
+            }
+            assert!(items.len() <= 7);
+            got.extend(
+                items
+                    .iter()
+                    .map(|o| o["metadata"]["name"].as_str().unwrap().to_string()),
+            );
+            cont = next;
+            if cont.is_none() {
+                break;
+            }
+        }
+        assert_eq!(got, want);
+        assert_eq!(pages, want.len().div_ceil(7));
+    }
+
     #[test]
     fn continue_tokens_round_trip() {
         let t = encode_continue(42, "/registry/core/pods/default/b");
         assert_eq!(
             decode_continue(&t, "/registry/core/pods/").unwrap(),
-            "/registry/core/pods/default/b"
+            (42, "/registry/core/pods/default/b".to_string())
         );
         assert!(decode_continue(&t, "/registry/core/secrets/").is_err());
+        assert!(check_continue_not_compacted(42, 42).is_ok());
+        let gone = check_continue_not_compacted(42, 43).unwrap_err().status();
+        assert_eq!(
+            (gone["code"].as_i64(), gone["reason"].as_str()),
+            (Some(410), Some("Expired"))
+        );
         assert!(decode_continue("garbage!", "/").is_err());
     }
 

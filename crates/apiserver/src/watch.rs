@@ -2,7 +2,8 @@
 //! store watch. Sends the current state first when no resourceVersion (or
 //! "0") is given, applies label/field selectors (an object that stops
 //! matching is sent as DELETED, as kube's cacher does), sends BOOKMARKs when
-//! allowed, an ERROR 410 event when the revision is compacted, and ends on
+//! allowed (every minute, and 2 s before `timeoutSeconds` runs out), an
+//! ERROR 410 event when the revision is compacted, and ends on
 //! `timeoutSeconds` or when the client goes away.
 
 use crate::error::ApiError;
@@ -64,6 +65,24 @@ fn bookmark(info: &ResourceInfo, rev: i64, initial_end: bool) -> Value {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
     json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta})
+}
+
+/// How often a watch with `allowWatchBookmarks` gets a BOOKMARK.
+const BOOKMARK_PERIOD: Duration = Duration::from_secs(60);
+/// A watch with a timeout gets its last BOOKMARK this long before it ends.
+const BOOKMARK_BEFORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// When the next BOOKMARK is due, as kube's cacher decides: every minute,
+/// and 2 s before the watch's deadline if that is sooner; none if that
+/// moment has come (the client resumes from the last one it got).
+fn next_bookmark(
+    now: tokio::time::Instant,
+    end: tokio::time::Instant,
+) -> Option<tokio::time::Instant> {
+    let periodic = now + BOOKMARK_PERIOD;
+    let before_end = end.checked_sub(BOOKMARK_BEFORE_TIMEOUT)?;
+    let at = periodic.min(before_end);
+    (at > now).then_some(at)
 }
 
 /// Counts an open watch for as long as it lives.
@@ -168,18 +187,25 @@ pub async fn watch(
         {
             return;
         }
-        let deadline = tokio::time::sleep(timeout);
+        let end = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::sleep_until(end);
         tokio::pin!(deadline);
-        let period = Duration::from_secs(60);
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let now = tokio::time::Instant::now();
+        let mut next_bm = next_bookmark(now, end);
+        let bm_timer = tokio::time::sleep_until(next_bm.unwrap_or(end));
+        tokio::pin!(bm_timer);
         let mut last_rev = start_rev;
         loop {
             tokio::select! {
                 _ = tx.closed() => break,
                 _ = &mut deadline => break,
-                _ = ticker.tick(), if allow_bookmarks => {
+                _ = &mut bm_timer, if allow_bookmarks && next_bm.is_some() => {
                     if tx.send(Ok(event_line("BOOKMARK", &bookmark(info, last_rev, false)))).await.is_err() {
                         break;
+                    }
+                    next_bm = next_bookmark(tokio::time::Instant::now(), end);
+                    if let Some(t) = next_bm {
+                        bm_timer.as_mut().reset(t);
                     }
                 }
                 ev = w.next() => {
@@ -274,6 +300,19 @@ mod tests {
             prev: None,
         };
         assert_eq!(convert(pods, &deleted, &sel).unwrap().0, "DELETED");
+    }
+
+    #[test]
+    fn bookmarks_are_periodic_and_just_before_the_deadline() {
+        let now = tokio::time::Instant::now();
+        let s = Duration::from_secs;
+        // a long watch: every minute
+        assert_eq!(next_bookmark(now, now + s(1800)), Some(now + s(60)));
+        // a short one: 2 s before it ends
+        assert_eq!(next_bookmark(now, now + s(10)), Some(now + s(8)));
+        // after the pre-timeout bookmark (or a timeout under 2 s): no more
+        assert_eq!(next_bookmark(now + s(9), now + s(10)), None);
+        assert_eq!(next_bookmark(now, now + s(1)), None);
     }
 
     #[test]

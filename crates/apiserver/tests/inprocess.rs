@@ -596,7 +596,9 @@ async fn concurrent_patches_do_not_conflict_but_stale_updates_do() {
         }));
     }
     for t in tasks {
-        t.await.unwrap().expect("a patch without resourceVersion must not conflict");
+        t.await
+            .unwrap()
+            .expect("a patch without resourceVersion must not conflict");
     }
     let got = cms.get("shared").await.unwrap();
     assert_eq!(got.data.unwrap().len(), 16);

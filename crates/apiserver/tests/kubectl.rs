@@ -1143,3 +1143,176 @@ fn service_account_tokens_authenticate_and_root_ca_is_published() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The real kubelet port-forward handler (`minik_kubelet::portforward`) on
+/// loopback, for a hostNetwork pod `default/pf` (no netns: the pod's
+/// loopback is the host's). Returns the kubelet port.
+fn portforward_kubelet(pods_dir: PathBuf) -> u16 {
+    use minik_kubelet::portforward::{portforward_handler, PortForwardState};
+    let registry = minik_kubelet::logs::LogRegistry::default();
+    registry.set_pod("default", "pf", Some("pf-uid"));
+    let sb = minik_kubelet::sandbox::Sandbox {
+        uid: "pf-uid".into(),
+        netns: None,
+        veth: None,
+        ip: "127.0.0.1".into(),
+        dir: pods_dir.join("pf-uid"),
+    };
+    std::fs::create_dir_all(&sb.dir).unwrap();
+    minik_kubelet::sandbox::write_json(&sb.dir.join("sandbox.json"), &sb).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            let app = axum::Router::new()
+                .route(
+                    "/portForward/{namespace}/{pod}",
+                    axum::routing::get(portforward_handler).post(portforward_handler),
+                )
+                .with_state(PortForwardState { pods_dir, registry });
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `kubectl port-forward` end to end: kubectl (SPDY/3.1 in WebSocket) →
+/// the apiserver's upgrade proxy → the kubelet's SPDY session → a TCP
+/// server; two connections in a row, and an error for a closed port.
+#[test]
+fn port_forward_through_the_kubelet() {
+    use std::io::{Read, Write};
+    let c = start();
+    // The "container": answers each connection with what it read.
+    let app = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_port = app.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in app.incoming() {
+            let Ok(mut s) = s else { break };
+            let mut req = [0u8; 1024];
+            let n = s.read(&mut req).unwrap_or(0);
+            let line = String::from_utf8_lossy(&req[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let _ = write!(s, "HTTP/1.0 200 OK\r\n\r\nhello via port-forward: {line}\n");
+        }
+    });
+    let kport = portforward_kubelet(c.dir.path().join("pods"));
+    let f = c.file(
+        "pfnode.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: minik\n",
+    );
+    c.ok(&["create", "--validate=false", "-f", &f]);
+    let status = format!(
+        r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{kport}}}}},"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
+    );
+    c.ok(&[
+        "patch",
+        "node",
+        "minik",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
+    ]);
+    c.ok(&["run", "pf", "--image=minik/hello"]);
+    let b = c.file("pfbinding.json", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"pf"},"target":{"kind":"Node","name":"minik"}}"#);
+    c.ok(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods/pf/binding",
+        "-f",
+        &b,
+    ]);
+    c.ok(&[
+        "patch",
+        "pod",
+        "pf",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Running","hostIP":"127.0.0.1","podIP":"127.0.0.1"}}"#,
+    ]);
+
+    let local = free_port();
+    let closed = free_port();
+    let local_closed = free_port();
+    let mut child = c
+        .cmd(&[
+            "port-forward",
+            "pod/pf",
+            &format!("{local}:{app_port}"),
+            &format!("{local_closed}:{closed}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.contains(&format!("-> {app_port}")) {
+        let mut b = [0u8; 256];
+        let n = stdout.read(&mut b).unwrap_or(0);
+        if n == 0 || Instant::now() > deadline {
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("kubectl port-forward did not start: {seen}\n{err}");
+        }
+        seen.push_str(&String::from_utf8_lossy(&b[..n]));
+    }
+    let fetch = |path: &str| -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let one = fetch("/one");
+    let two = fetch("/two");
+    // Nothing listens on `closed`: the kubelet's message reaches kubectl.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", local_closed)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(
+        err.contains(&format!(
+            "error forwarding port {closed} to pod pf, uid pf-uid"
+        )) && err.contains("is the container listening on that port?"),
+        "{err}"
+    );
+    assert!(
+        one.ends_with("hello via port-forward: GET /one HTTP/1.0\n"),
+        "{one:?}"
+    );
+    assert!(
+        two.ends_with("hello via port-forward: GET /two HTTP/1.0\n"),
+        "{two:?}"
+    );
+}

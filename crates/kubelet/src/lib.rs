@@ -15,9 +15,11 @@
 //! - [`volumes`]: emptyDir, hostPath, configMap, secret, downwardAPI, projected.
 //! - [`pods`]: the watch + per-pod workers (API side); [`probes`]: their probes.
 //! - [`node`], [`events`]: Node/Lease, Events.
-//! - [`logs`], [`exec`]: the kubelet HTTP API (logs, exec); [`http_router`] joins them.
+//! - [`logs`], [`exec`], [`attach`], [`portforward`] (over [`spdy`]): the
+//!   kubelet HTTP API (logs, exec, attach, port-forward); [`http_router`] joins them.
 
 pub mod archive;
+pub mod attach;
 pub mod events;
 pub mod exec;
 pub mod images;
@@ -25,9 +27,11 @@ pub mod logs;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod portforward;
 pub mod probes;
 pub mod runtime;
 pub mod sandbox;
+pub mod spdy;
 pub mod spec;
 pub mod status;
 pub mod volumes;
@@ -100,12 +104,28 @@ pub fn http_router(m: &sandbox::Machinery) -> axum::Router {
             "/exec/{namespace}/{pod}/{container}",
             axum::routing::get(exec::exec_handler).post(exec::exec_handler),
         )
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            axum::routing::get(attach::attach_handler).post(attach::attach_handler),
+        )
         .with_state(exec::ExecState {
             pods_dir: m.pods_dir.clone(),
             registry: m.logs.clone(),
             runtime: m.runtime.clone(),
         });
-    logs::router(m.pods_dir.clone(), m.logs.clone()).merge(exec)
+    let portforward = axum::Router::new()
+        .route(
+            "/portForward/{namespace}/{pod}",
+            axum::routing::get(portforward::portforward_handler)
+                .post(portforward::portforward_handler),
+        )
+        .with_state(portforward::PortForwardState {
+            pods_dir: m.pods_dir.clone(),
+            registry: m.logs.clone(),
+        });
+    logs::router(m.pods_dir.clone(), m.logs.clone())
+        .merge(exec)
+        .merge(portforward)
 }
 
 /// Roots whose kubelet is being stopped by `shutdown`: their pod workers
