@@ -120,6 +120,12 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
                     );
                 }
             }
+            let ours = profile.node_root().display().to_string();
+            if let Some(other) = none::running_agent_roots().into_iter().find(|r| *r != ours) {
+                bail!(
+                    "the none driver runs one cluster per host and another minik cluster is running on it (node state in {other}): stop that one first (`minik stop` with its MINIK_HOME)"
+                );
+            }
             profile.save(&cfg)?;
             if none::agent_pid(profile).is_some() {
                 ui::info(format!("the \"{}\" cluster is already running", profile.name));

@@ -144,9 +144,47 @@ fn is_zombie(pid: Pid) -> bool {
         .unwrap_or(true)
 }
 
+/// The node roots of every `minik node` agent running on this host, whoever
+/// started it (other profiles, other MINIK_HOMEs): the none driver's bridge,
+/// nft table and ports are host-wide.
+pub fn running_agent_roots() -> Vec<String> {
+    let mut roots = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return roots;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(raw) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_agent = args.first().is_some_and(|a| a.ends_with("minik"))
+            && args.get(1).is_some_and(|a| a == "node");
+        if is_agent && !is_zombie(Pid::from_raw(e.file_name().to_string_lossy().parse().unwrap_or(0))) {
+            if let Some(i) = args.iter().position(|a| a == "--root") {
+                if let Some(root) = args.get(i + 1) {
+                    roots.push(root.clone());
+                }
+            }
+        }
+    }
+    roots
+}
+
 /// Removes what the agent made on this host: containers, pod network
-/// namespaces, the bridge, the nft table. Safe to run twice.
+/// namespaces, the bridge, the nft table. Safe to run twice. Leaves the
+/// host-wide pieces alone while another cluster's agent is running on it.
 pub fn teardown(profile: &Profile, cfg: &ProfileConfig) -> Result<()> {
+    let ours = profile.node_root().display().to_string();
+    if let Some(other) = running_agent_roots().into_iter().find(|r| *r != ours) {
+        crate::ui::info(format!("another minik cluster runs on this host ({other}); its bridge and service rules stay"));
+        return Ok(());
+    }
     let args = node::NodeArgs {
         root: profile.node_root(),
         listen: format!("0.0.0.0:{}", cfg.api_port).parse()?,

@@ -1316,3 +1316,131 @@ fn port_forward_through_the_kubelet() {
         "{two:?}"
     );
 }
+
+/// `kubectl attach` end to end through the real kubelet attach handler
+/// (`minik_kubelet::attach`): a "container" whose init process is this test
+/// process (so it counts as running) writes CRI log lines; kubectl shows
+/// what is written after it attached, stdout and stderr apart, and exits 0
+/// when the log stops being written (the container exited).
+#[test]
+fn attach_follows_container_output() {
+    use std::io::{Read, Write};
+    let c = start();
+    let pods_dir = c.dir.path().join("attach-pods");
+    let cdir = pods_dir.join("at-uid").join("containers").join("at");
+    std::fs::create_dir_all(&cdir).unwrap();
+    minik_kubelet::sandbox::write_json(
+        &cdir.join("container.json"),
+        &minik_kubelet::sandbox::ContainerFile {
+            id: "at-0".into(),
+            pid: std::process::id() as i32,
+        },
+    )
+    .unwrap();
+    let log = cdir.join("0.log");
+    let line = |stream: &str, s: &str| {
+        minik_kubelet::logs::format_line(chrono::Utc::now(), stream, false, s)
+    };
+    std::fs::write(&log, line("stdout", "before attach")).unwrap();
+    let registry = minik_kubelet::logs::LogRegistry::default();
+    registry.set_pod("default", "at", Some("at-uid"));
+    registry.set_active(&log, true);
+    let state = minik_kubelet::exec::ExecState {
+        pods_dir: pods_dir.clone(),
+        registry: registry.clone(),
+        runtime: minik_kubelet::runtime::Runtime::new(Path::new("runc"), &pods_dir),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            let app = axum::Router::new()
+                .route(
+                    "/attach/{namespace}/{pod}/{container}",
+                    axum::routing::get(minik_kubelet::attach::attach_handler),
+                )
+                .with_state(state);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let kport = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let f = c.file(
+        "atnode.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: minik\n",
+    );
+    c.ok(&["create", "--validate=false", "-f", &f]);
+    let status = format!(
+        r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{kport}}}}},"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
+    );
+    c.ok(&[
+        "patch",
+        "node",
+        "minik",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
+    ]);
+    c.ok(&["run", "at", "--image=minik/busybox"]);
+    let b = c.file("atbinding.json", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"at"},"target":{"kind":"Node","name":"minik"}}"#);
+    c.ok(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods/at/binding",
+        "-f",
+        &b,
+    ]);
+    c.ok(&["patch", "pod", "at", "--subresource=status", "--type=merge", "-p",
+        r#"{"status":{"phase":"Running","containerStatuses":[{"name":"at","image":"minik/busybox","imageID":"","ready":true,"restartCount":0,"started":true,"state":{"running":{"startedAt":"2026-01-01T00:00:00Z"}}}]}}"#]);
+
+    let mut child = c
+        .cmd(&["attach", "at"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH");
+    // Give kubectl time to attach, then "the container" writes and exits.
+    std::thread::sleep(Duration::from_secs(3));
+    {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(line("stdout", "hello from attach").as_bytes())
+            .unwrap();
+        f.write_all(line("stderr", "warning on stderr").as_bytes())
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    registry.set_active(&log, false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kubectl attach did not end after the container exited");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{out}\n{err}");
+    assert_eq!(out, "hello from attach\n", "{err}");
+    assert!(err.contains("warning on stderr\n"), "{err}");
+}

@@ -33,6 +33,9 @@ use tokio::sync::mpsc;
 pub const WS_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
 /// The SPDY stream protocol (`X-Stream-Protocol-Version`).
 pub const STREAM_PROTOCOL: &str = "portforward.k8s.io";
+/// Data frames queued per connection towards the pod (frames are ≤ 32 KiB
+/// from kubectl, so at most a few MiB per connection).
+const TO_POD_CHUNKS: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -294,7 +297,7 @@ pub async fn serve_session(
     let mut enc = HeaderEncoder::new();
     let mut streams: HashMap<u32, (String, Kind)> = HashMap::new();
     let mut pairs: HashMap<String, Pair> = HashMap::new();
-    let mut to_pod: HashMap<u32, mpsc::UnboundedSender<Bytes>> = HashMap::new();
+    let mut to_pod: HashMap<u32, mpsc::Sender<Bytes>> = HashMap::new();
     let mut early: HashMap<u32, (Vec<Bytes>, bool)> = HashMap::new();
     let mut tasks: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
     'session: while let Some(chunk) = input.recv().await {
@@ -373,10 +376,12 @@ pub async fn serve_session(
                     }
                     if let (Some(err_id), Some(data_id), false) = (p.error, p.data, p.started) {
                         p.started = true;
-                        let (tx, rx) = mpsc::unbounded_channel();
+                        // Bounded: a pod that reads slowly holds the session
+                        // back (kubectl's side ignores SPDY windows).
+                        let (tx, rx) = mpsc::channel(TO_POD_CHUNKS);
                         let (pending, fin) = early.remove(&data_id).unwrap_or_default();
                         for b in pending {
-                            let _ = tx.send(b);
+                            let _ = tx.try_send(b);
                         }
                         if !fin {
                             to_pod.insert(data_id, tx);
@@ -407,8 +412,10 @@ pub async fn serve_session(
                     }
                     let started = pairs.get(key).is_some_and(|p| p.started);
                     if !started {
+                        // Before the error stream exists (kubectl waits for
+                        // replies, so normally never); bounded like `to_pod`.
                         let e = early.entry(stream_id).or_default();
-                        if !data.is_empty() {
+                        if !data.is_empty() && e.0.len() < TO_POD_CHUNKS {
                             e.0.push(Bytes::from(data));
                         }
                         e.1 |= fin;
@@ -416,7 +423,7 @@ pub async fn serve_session(
                     }
                     if let Some(tx) = to_pod.get(&stream_id) {
                         if !data.is_empty() {
-                            let _ = tx.send(Bytes::from(data));
+                            let _ = tx.send(Bytes::from(data)).await;
                         }
                     }
                     if fin {
@@ -471,7 +478,7 @@ async fn forward(
     port: String,
     data_id: u32,
     error_id: u32,
-    mut from_client: mpsc::UnboundedReceiver<Bytes>,
+    mut from_client: mpsc::Receiver<Bytes>,
     out: mpsc::Sender<Bytes>,
 ) {
     let conn = match port.parse::<u16>() {

@@ -757,3 +757,146 @@ async fn loaded_docker_archive_runs() {
     minik_kubelet::teardown(&cfg).unwrap();
     drop(env);
 }
+
+/// Port-forward on the kubelet's HTTP API, as kubectl ≥ 1.30 speaks it:
+/// SPDY/3.1 in WebSocket binary messages (`SPDY/3.1+portforward.k8s.io`),
+/// an error and a data stream per connection, to port 80 inside the pod's
+/// network namespace (nothing listens on the host's 127.0.0.1:80 for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_reaches_the_pod_loopback() {
+    use futures::{SinkExt, StreamExt};
+    use minik_kubelet::spdy::{self, Frame, HeaderDecoder, HeaderEncoder};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    let env = Env::new("h", 17);
+    let cfg = env.cfg.clone();
+    minik_kubelet::ensure_builtin_images(&cfg).unwrap();
+    let m = Machinery::new(&cfg).unwrap();
+    let uid = uid();
+    let pm = meta(&uid, "pf");
+    let (m2, pm2) = (m.clone(), pm.clone());
+    let sb = tokio::task::spawn_blocking(move || m2.create_sandbox(&pm2))
+        .await
+        .unwrap()
+        .unwrap();
+    let image = m.images.resolve("minik/hello").unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel::<ExitInfo>();
+    let run = m
+        .start_container(
+            &pm,
+            &sb,
+            &image,
+            &container("hello", "minik/hello", None),
+            ContainerInputs::default(),
+            tx,
+        )
+        .await
+        .unwrap();
+    let ip = sb.ip.clone();
+    tokio::task::spawn_blocking(move || http_get(&ip, Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("pod answers on :80");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = minik_kubelet::http_router(&m);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut req = format!("ws://127.0.0.1:{port}/portForward/default/pf")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "SPDY/3.1+portforward.k8s.io".parse().unwrap(),
+    );
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(
+        resp.headers()["sec-websocket-protocol"],
+        "SPDY/3.1+portforward.k8s.io"
+    );
+    let mut enc = HeaderEncoder::new();
+    let mut dec = HeaderDecoder::new();
+    let mut send = Vec::new();
+    for (id, kind) in [(1, "error"), (3, "data")] {
+        let headers = enc
+            .encode(&[("streamType", kind), ("port", "80"), ("requestID", "0")])
+            .unwrap();
+        send.extend(
+            spdy::encode(&Frame::SynStream {
+                stream_id: id,
+                associated: 0,
+                priority: 0,
+                flags: 0,
+                headers,
+            })
+            .unwrap(),
+        );
+    }
+    let get = b"GET / HTTP/1.0\r\nHost: pf\r\n\r\n".to_vec();
+    send.extend(
+        spdy::encode(&Frame::Data {
+            stream_id: 3,
+            flags: spdy::FLAG_FIN,
+            data: get,
+        })
+        .unwrap(),
+    );
+    ws.send(Message::Binary(send.into())).await.unwrap();
+    let mut buf = Vec::new();
+    let mut page = Vec::new();
+    let mut errors = Vec::new();
+    let (mut replies, mut data_fin, mut error_fin) = (0, false, false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(replies == 2 && data_fin && error_fin) {
+        assert!(
+            Instant::now() < deadline,
+            "no answer; page so far: {page:?}"
+        );
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .unwrap()
+            .expect("session open")
+            .unwrap();
+        buf.extend_from_slice(&msg.into_data());
+        while let Some((f, n)) = spdy::decode(&buf).unwrap() {
+            buf.drain(..n);
+            match f {
+                Frame::SynReply { headers, .. } => {
+                    dec.decode(&headers).unwrap();
+                    replies += 1;
+                }
+                Frame::Data {
+                    stream_id,
+                    flags,
+                    data,
+                } => {
+                    let fin = flags & spdy::FLAG_FIN != 0;
+                    if stream_id == 3 {
+                        page.extend(data);
+                        data_fin |= fin;
+                    } else {
+                        errors.extend(data);
+                        error_fin |= fin;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let page = String::from_utf8_lossy(&page);
+    assert!(errors.is_empty(), "{}", String::from_utf8_lossy(&errors));
+    assert!(
+        page.contains(" 200 ") && page.contains("This page is served by pod pf."),
+        "{page}"
+    );
+    let _ = ws.close(None).await;
+    server.abort();
+
+    m.stop_container(&run.id, run.pid, Duration::from_secs(5))
+        .await;
+    let (netns, veth) = network::names_for(&cfg.bridge, &uid);
+    m.remove_container(&uid, "hello", &run.id);
+    m.remove_pod(&uid);
+    minik_kubelet::teardown(&cfg).unwrap();
+    host_clean(&cfg, &netns, &veth);
+    drop(env);
+}
