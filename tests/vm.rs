@@ -57,6 +57,12 @@ fn hello_world_in_a_vm() {
     let page = wait_for("the hello page through the VM", Duration::from_secs(60), || curl(&url));
     assert!(page.contains("Hello from minik"), "{page}");
 
+    // The dashboard addon in the VM, reached through a QMP forward.
+    let dash = env.m(&["dashboard", "--url"]).trim().to_string();
+    assert!(dash.starts_with("http://127.0.0.1:"), "{dash}");
+    let html = wait_for("the dashboard page", Duration::from_secs(60), || curl(&dash));
+    assert!(html.contains("minik"), "{html}");
+
     // DNS inside the VM's cluster.
     env.k(&["run", "probe", "--image=minik/busybox", "--restart=Never", "--", "nslookup", "hw.default.svc.cluster.local"]);
     let log = wait_for("nslookup in the VM", Duration::from_secs(90), || {
