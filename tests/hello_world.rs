@@ -99,6 +99,32 @@ fn hello_world_on_the_none_driver() {
     env.k(&["run", "hw", "--image=minik/hello", "--port=80"]);
     wait_running(&env, "run=hw", 1);
 
+    // --- exec and port-forward into the pod ---------------------------------
+    let hostname = env.k(&["exec", "hw", "--", "hostname"]);
+    assert_eq!(hostname.trim(), "hw");
+    {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cmd = std::process::Command::new("kubectl");
+        cmd.args(["port-forward", "pod/hw", &format!("{port}:80")])
+            .env("HOME", env.dir.join("home"))
+            .env("KUBECONFIG", env.kubeconfig())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("kubectl port-forward");
+        // Keep reading kubectl's stdout open while it forwards: a closed pipe
+        // would end it at its next message.
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let url = format!("http://127.0.0.1:{port}/");
+        let page = wait_for("the page through port-forward", Duration::from_secs(20), || curl(&url));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(line.contains("Forwarding from"), "{line}");
+        assert!(page.contains("served by pod hw"), "port-forward page: {page}");
+    }
+
     // --- create deployment (protobuf body) ----------------------------------
     env.k(&["create", "deployment", "hello", "--image=minik/hello", "--port=80"]);
     wait_running(&env, "app=hello", 1);
