@@ -26,7 +26,10 @@ fn minik_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("exe");
     // target/<profile>/examples/bench_skeleton -> target/<profile>/minik
-    exe.parent().and_then(Path::parent).map(|d| d.join("minik")).expect("minik beside examples/")
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("minik"))
+        .expect("minik beside examples/")
 }
 
 struct Bench {
@@ -75,11 +78,20 @@ impl Bench {
             .identity(reqwest::Identity::from_pem(&pem)?)
             .pool_max_idle_per_host(64)
             .build()?;
-        Ok(Bench { home, http, base: "https://127.0.0.1:8443".into() })
+        Ok(Bench {
+            home,
+            http,
+            base: "https://127.0.0.1:8443".into(),
+        })
     }
 
     async fn post(&self, path: &str, body: &Value) -> R<Value> {
-        let r = self.http.post(format!("{}{path}", self.base)).json(body).send().await?;
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await?;
         let s = r.status();
         let v: Value = r.json().await?;
         if !s.is_success() {
@@ -101,7 +113,10 @@ impl Bench {
     /// Creates `n` pods and returns creation→Running latencies seen via watch.
     async fn pod_latency(&self, n: usize) -> R<Vec<f64>> {
         let list = self.get("/api/v1/namespaces/default/pods").await?;
-        let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
+        let rv = list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
         let url = format!(
             "{}/api/v1/namespaces/default/pods?watch=true&labelSelector=bench%3Dstart&resourceVersion={rv}",
             self.base
@@ -121,11 +136,16 @@ impl Bench {
         let mut buf = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(180);
         while done.len() < n && Instant::now() < deadline {
-            let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await else { continue };
+            let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await
+            else {
+                continue;
+            };
             buf.extend_from_slice(&chunk?);
             while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=pos).collect();
-                let Ok(ev) = serde_json::from_slice::<Value>(&line) else { continue };
+                let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
                 let o = &ev["object"];
                 let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
                 if o["status"]["phase"] == "Running" && !done.contains(&name) {
@@ -205,7 +225,9 @@ fn bare_runc(n: usize, rootfs: &Path, scratch: &Path) -> Vec<f64> {
         }
     }
     for i in 0..n {
-        let _ = Command::new("runc").args(["delete", "-f", &format!("minik-bench-bare-{i}")]).output();
+        let _ = Command::new("runc")
+            .args(["delete", "-f", &format!("minik-bench-bare-{i}")])
+            .output();
     }
     lat
 }
@@ -241,7 +263,10 @@ fn find_rootfs(home: &Path, scratch: &Path) -> Option<PathBuf> {
 async fn main() -> R<()> {
     let home = std::env::temp_dir().join(format!("minik-bench-{}", std::process::id()));
     std::fs::create_dir_all(&home)?;
-    println!("minik walking-skeleton benchmark ({})", minik_bin().display());
+    println!(
+        "minik walking-skeleton benchmark ({})",
+        minik_bin().display()
+    );
 
     // 1. start
     let t = Instant::now();
@@ -251,7 +276,10 @@ async fn main() -> R<()> {
     let out = minik(&home, &["start", "--driver=none"]);
     let start = t.elapsed().as_secs_f64();
     if !out.status.success() {
-        eprintln!("minik start failed: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "minik start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::process::exit(1);
     }
     println!("start --driver=none → node Ready: {start:.2} s (target ≤ 2 s; process-spawn floor {floor:.3} s; ratio {:.1}x)", start / floor);
@@ -259,10 +287,15 @@ async fn main() -> R<()> {
     let _ = minik(&home, &["stop"]);
     let t = Instant::now();
     let _ = minik(&home, &["start", "--driver=none"]);
-    println!("restart (stop, start) → node Ready: {:.2} s", t.elapsed().as_secs_f64());
+    println!(
+        "restart (stop, start) → node Ready: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let b = Arc::new(Bench::new(home.clone())?);
-    let pid = std::fs::read_to_string(home.join("minik/profiles/minik/agent.pid"))?.trim().to_string();
+    let pid = std::fs::read_to_string(home.join("minik/profiles/minik/agent.pid"))?
+        .trim()
+        .to_string();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = rss_mb(&pid);
 
@@ -286,10 +319,18 @@ async fn main() -> R<()> {
     }
     let dur = Duration::from_secs(5);
     let (g_rps, g_p99) = b
-        .load(16, dur, |b, _, _| async move { b.get("/api/v1/namespaces/default/configmaps/list-7").await.map(|_| ()) })
+        .load(16, dur, |b, _, _| async move {
+            b.get("/api/v1/namespaces/default/configmaps/list-7")
+                .await
+                .map(|_| ())
+        })
         .await;
     let (l_rps, l_p99) = b
-        .load(16, dur, |b, _, _| async move { b.get("/api/v1/namespaces/default/configmaps?labelSelector=bench%3Dlist").await.map(|_| ()) })
+        .load(16, dur, |b, _, _| async move {
+            b.get("/api/v1/namespaces/default/configmaps?labelSelector=bench%3Dlist")
+                .await
+                .map(|_| ())
+        })
         .await;
     let (c_rps, c_p99) = b
         .load(16, dur, |b, c, i| async move {

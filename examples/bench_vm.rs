@@ -21,7 +21,10 @@ fn minik_bin() -> PathBuf {
         return p.into();
     }
     let exe = std::env::current_exe().expect("exe");
-    exe.parent().and_then(Path::parent).map(|d| d.join("minik")).expect("minik beside examples/")
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("minik"))
+        .expect("minik beside examples/")
 }
 
 struct Run {
@@ -58,15 +61,38 @@ impl Run {
     /// (start, +hello via NodePort, +DNS) in seconds from the start command.
     fn time_to_k8s(&self, iso_url: &str, name: &str) -> Option<(f64, f64, f64)> {
         let t0 = Instant::now();
-        let out = self.minik(&["start", "--driver=qemu", "--accel=tcg", "--iso-url", iso_url]);
+        let out = self.minik(&[
+            "start",
+            "--driver=qemu",
+            "--accel=tcg",
+            "--iso-url",
+            iso_url,
+        ]);
         let start = t0.elapsed().as_secs_f64();
         if !out.status.success() {
-            eprintln!("{name}: start failed: {}", String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "{name}: start failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             return None;
         }
-        self.kubectl(&["create", "deployment", "hello", "--image=minik/hello", "--port=80"]);
-        self.kubectl(&["expose", "deployment", "hello", "--type=NodePort", "--port=80"]);
-        let url = String::from_utf8_lossy(&self.minik(&["service", "hello", "--url"]).stdout).trim().to_string();
+        self.kubectl(&[
+            "create",
+            "deployment",
+            "hello",
+            "--image=minik/hello",
+            "--port=80",
+        ]);
+        self.kubectl(&[
+            "expose",
+            "deployment",
+            "hello",
+            "--type=NodePort",
+            "--port=80",
+        ]);
+        let url = String::from_utf8_lossy(&self.minik(&["service", "hello", "--url"]).stdout)
+            .trim()
+            .to_string();
         let served = self.until(Duration::from_secs(180), || {
             Command::new("curl")
                 .args(["-sf", "--max-time", "2", &url])
@@ -75,7 +101,15 @@ impl Run {
                 .unwrap_or(false)
         });
         let hello = t0.elapsed().as_secs_f64();
-        self.kubectl(&["run", "dns", "--image=minik/busybox", "--restart=Never", "--", "nslookup", "hello.default.svc.cluster.local"]);
+        self.kubectl(&[
+            "run",
+            "dns",
+            "--image=minik/busybox",
+            "--restart=Never",
+            "--",
+            "nslookup",
+            "hello.default.svc.cluster.local",
+        ]);
         let dns_ok = self.until(Duration::from_secs(180), || {
             self.kubectl(&["get", "pod", "dns", "-o", "jsonpath={.status.phase}"]) == "Succeeded"
         });
@@ -106,8 +140,16 @@ fn floor(iso: &Path, work: &Path) -> Option<f64> {
     let tree = work.join("floor-tree");
     let _ = std::fs::create_dir_all(tree.join("bin"));
     std::fs::copy("/bin/busybox", tree.join("bin/busybox")).ok()?;
-    std::fs::write(tree.join("init"), "#!/bin/busybox sh\n/bin/busybox poweroff -f\n").ok()?;
-    Command::new("chmod").args(["+x"]).arg(tree.join("init")).status().ok()?;
+    std::fs::write(
+        tree.join("init"),
+        "#!/bin/busybox sh\n/bin/busybox poweroff -f\n",
+    )
+    .ok()?;
+    Command::new("chmod")
+        .args(["+x"])
+        .arg(tree.join("init"))
+        .status()
+        .ok()?;
     let initrd = work.join("floor.cpio.gz");
     let sh = format!(
         "cd {} && find . | cpio -o -H newc 2>/dev/null | gzip > {}",
@@ -131,7 +173,15 @@ fn floor(iso: &Path, work: &Path) -> Option<f64> {
     }
     let t = Instant::now();
     let st = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "512", "-nographic", "-no-reboot", "-kernel"])
+        .args([
+            "-accel",
+            "tcg",
+            "-m",
+            "512",
+            "-nographic",
+            "-no-reboot",
+            "-kernel",
+        ])
         .arg(&kernel)
         .arg("-initrd")
         .arg(&initrd)
@@ -153,21 +203,40 @@ fn main() {
     let work = std::env::temp_dir().join(format!("minik-bench-vm-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     println!("minik VM benchmark (TCG), {}", minik_bin().display());
-    println!("ISO size: {:.1} MiB (budget 80 MiB; minikube's ~300 MiB)", std::fs::metadata(&iso).unwrap().len() as f64 / 1048576.0);
+    println!(
+        "ISO size: {:.1} MiB (budget 80 MiB; minikube's ~300 MiB)",
+        std::fs::metadata(&iso).unwrap().len() as f64 / 1048576.0
+    );
 
     // A local HTTP server for the cold download.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut http = Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
         .arg(iso.parent().unwrap())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("python3 http.server");
     std::thread::sleep(Duration::from_millis(500));
-    let http_url = format!("http://127.0.0.1:{port}/{}", iso.file_name().unwrap().to_string_lossy());
+    let http_url = format!(
+        "http://127.0.0.1:{port}/{}",
+        iso.file_name().unwrap().to_string_lossy()
+    );
 
-    let run = Run { home: work.join("home") };
+    let run = Run {
+        home: work.join("home"),
+    };
     let cold = run.time_to_k8s(&http_url, "cold");
     let mem = run.vm_memory_mb();
     let _ = run.minik(&["delete"]);
@@ -178,12 +247,14 @@ fn main() {
     let _ = http.wait();
     let floor = floor(&iso, &work);
 
-    let show = |name: &str, r: Option<(f64, f64, f64)>| match r {
+    let show = |name: &str, r: Option<(f64, f64, f64)>| {
+        match r {
         Some((s, h, d)) => println!(
             "{name}: start {s:.1} s, hello via NodePort {h:.1} s, DNS {d:.1} s (total; targets start ≤ 15 s, total ≤ 20 s; minikube 50.8 s → {:.1}x faster)",
             50.8 / d
         ),
         None => println!("{name}: failed"),
+    }
     };
     show("cold (ISO over HTTP)", cold);
     show("warm (ISO cached)", warm);
@@ -192,7 +263,11 @@ fn main() {
         Some(f) => {
             println!("floor, same kernel + init that powers off: {f:.1} s");
             if let Some((s, _, d)) = warm {
-                println!("warm start / floor: {:.1}x; total / floor: {:.1}x", s / f, d / f);
+                println!(
+                    "warm start / floor: {:.1}x; total / floor: {:.1}x",
+                    s / f,
+                    d / f
+                );
             }
         }
         None => println!("floor: could not be measured"),

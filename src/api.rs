@@ -33,7 +33,11 @@ impl ApiClient {
 
     /// GET a path; Ok(None) on 404.
     pub async fn get(&self, path: &str) -> Result<Option<Value>> {
-        let resp = self.http.get(format!("{}{}", self.base, path)).send().await?;
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -50,7 +54,10 @@ impl ApiClient {
     /// `application/apply-patch+yaml`, JSON being YAML); creates it when
     /// missing. Returns the object as stored.
     pub async fn apply(&self, path: &str, obj: &Value, field_manager: &str) -> Result<Value> {
-        let url = format!("{}{}?fieldManager={field_manager}&force=true", self.base, path);
+        let url = format!(
+            "{}{}?fieldManager={field_manager}&force=true",
+            self.base, path
+        );
         let resp = self
             .http
             .patch(url)
@@ -119,9 +126,10 @@ impl ApiClient {
 }
 
 pub fn node_is_ready(node: &Value) -> bool {
-    node["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    node["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 #[cfg(test)]

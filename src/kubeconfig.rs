@@ -82,7 +82,13 @@ pub fn merge(path: &Path, entry: &Entry) -> Result<()> {
     let mut cluster = Mapping::new();
     cluster.insert("server".into(), entry.server.into());
     cluster.insert("certificate-authority".into(), s(entry.ca));
-    upsert(&mut doc, "clusters", entry.name, "cluster", Value::Mapping(cluster));
+    upsert(
+        &mut doc,
+        "clusters",
+        entry.name,
+        "cluster",
+        Value::Mapping(cluster),
+    );
     let mut user = Mapping::new();
     user.insert("client-certificate".into(), s(entry.client_cert));
     user.insert("client-key".into(), s(entry.client_key));
@@ -91,7 +97,13 @@ pub fn merge(path: &Path, entry: &Entry) -> Result<()> {
     ctx.insert("cluster".into(), entry.name.into());
     ctx.insert("user".into(), entry.name.into());
     ctx.insert("namespace".into(), "default".into());
-    upsert(&mut doc, "contexts", entry.name, "context", Value::Mapping(ctx));
+    upsert(
+        &mut doc,
+        "contexts",
+        entry.name,
+        "context",
+        Value::Mapping(ctx),
+    );
     if let Some(m) = doc.as_mapping_mut() {
         m.insert("current-context".into(), entry.name.into());
     }
@@ -122,12 +134,23 @@ pub fn is_configured(path: &Path, name: &str, server: &str) -> bool {
     let has_ctx = doc
         .get("contexts")
         .and_then(Value::as_sequence)
-        .is_some_and(|s| s.iter().any(|e| e.get("name").and_then(Value::as_str) == Some(name)));
+        .is_some_and(|s| {
+            s.iter()
+                .any(|e| e.get("name").and_then(Value::as_str) == Some(name))
+        });
     let server_ok = doc
         .get("clusters")
         .and_then(Value::as_sequence)
-        .and_then(|s| s.iter().find(|e| e.get("name").and_then(Value::as_str) == Some(name)))
-        .and_then(|c| c.get("cluster")?.get("server")?.as_str().map(|x| x == server))
+        .and_then(|s| {
+            s.iter()
+                .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
+        })
+        .and_then(|c| {
+            c.get("cluster")?
+                .get("server")?
+                .as_str()
+                .map(|x| x == server)
+        })
         .unwrap_or(false);
     has_ctx && server_ok
 }

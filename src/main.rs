@@ -15,10 +15,20 @@ mod ui;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "minik", version, about = "A local single-node Kubernetes cluster: `minik start`, then kubectl.")]
+#[command(
+    name = "minik",
+    version,
+    about = "A local single-node Kubernetes cluster: `minik start`, then kubectl."
+)]
 struct Cli {
     /// The cluster (profile) to act on.
-    #[arg(short = 'p', long = "profile", global = true, default_value = "minik", env = "MINIK_PROFILE")]
+    #[arg(
+        short = 'p',
+        long = "profile",
+        global = true,
+        default_value = "minik",
+        env = "MINIK_PROFILE"
+    )]
     profile: String,
     #[command(subcommand)]
     command: Command,

@@ -128,7 +128,11 @@ async fn run_async(args: NodeArgs) -> Result<()> {
                 args.listen
             )
         })?;
-    tracing::info!("apiserver listening on {} after {:?}", args.listen, started.elapsed());
+    tracing::info!(
+        "apiserver listening on {} after {:?}",
+        args.listen,
+        started.elapsed()
+    );
 
     let client = kube::Client::new(api.router(), "default");
     let kubelet_cfg = kubelet_config(&args);

@@ -99,7 +99,10 @@ impl Profile {
 
     pub fn save(&self, cfg: &ProfileConfig) -> Result<()> {
         fs::create_dir_all(&self.dir)?;
-        write_atomic(&self.config_path(), serde_json::to_string_pretty(cfg)?.as_bytes())
+        write_atomic(
+            &self.config_path(),
+            serde_json::to_string_pretty(cfg)?.as_bytes(),
+        )
     }
 
     /// Every profile that has a config.

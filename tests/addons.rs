@@ -25,19 +25,31 @@ fn listed(env: &Env, name: &str) -> String {
     let row = lines
         .find(|l| l.split_whitespace().next() == Some(name))
         .unwrap_or_else(|| panic!("no {name} row in:\n{out}"));
-    row.split_whitespace().nth(1).unwrap_or_default().to_string()
+    row.split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The dashboard pod's name once it is Running and Ready.
 fn wait_dashboard_running(env: &Env) -> String {
-    wait_for("the dashboard pod Running 1/1", Duration::from_secs(120), || {
-        let out = env.k(&["get", "pods", "-n", NS, "--no-headers"]);
-        let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
-        match rows.as_slice() {
-            [r] if r.get(1) == Some(&"1/1") && r.get(2) == Some(&"Running") => Ok(r[0].to_string()),
-            _ => Err(out),
-        }
-    })
+    wait_for(
+        "the dashboard pod Running 1/1",
+        Duration::from_secs(120),
+        || {
+            let out = env.k(&["get", "pods", "-n", NS, "--no-headers"]);
+            let rows: Vec<Vec<&str>> = out
+                .lines()
+                .map(|l| l.split_whitespace().collect())
+                .collect();
+            match rows.as_slice() {
+                [r] if r.get(1) == Some(&"1/1") && r.get(2) == Some(&"Running") => {
+                    Ok(r[0].to_string())
+                }
+                _ => Err(out),
+            }
+        },
+    )
 }
 
 /// Resident memory of the dashboard server process(es) on this host, in KiB.
@@ -62,7 +74,16 @@ fn dashboard_rss_kib() -> Option<u64> {
 
 fn http_status(url: &str) -> String {
     let out = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", url])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            url,
+        ])
         .output()
         .expect("curl");
     text(&out.stdout)
@@ -83,38 +104,85 @@ fn addons_and_the_in_cluster_dashboard() {
     // Unknown names are refused before anything starts.
     let bad = env.minik(&["start", "--driver=none", "--addons=nope"]);
     assert!(!bad.status.success());
-    assert!(text(&bad.stderr).contains("unknown addon \"nope\"") && text(&bad.stderr).contains("dashboard"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("unknown addon \"nope\"")
+            && text(&bad.stderr).contains("dashboard"),
+        "{}",
+        text(&bad.stderr)
+    );
     assert!(!env.dir.join("minik/profiles/minik/agent.pid").exists());
 
     let t0 = Instant::now();
     let out = env.minik(&["start", "--driver=none"]);
-    assert!(out.status.success(), "minik start failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "minik start failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     eprintln!("minik start: {:?}", t0.elapsed());
 
     // --- list: disabled; unknown addon ---------------------------------------
     assert_eq!(listed(&env, "dashboard"), "disabled");
     let unknown = env.minik(&["addons", "enable", "nope"]);
     assert!(!unknown.status.success());
-    assert!(text(&unknown.stderr).contains("the addons are dashboard"), "{}", text(&unknown.stderr));
+    assert!(
+        text(&unknown.stderr).contains("the addons are dashboard"),
+        "{}",
+        text(&unknown.stderr)
+    );
 
     // --- enable, twice --------------------------------------------------------
     let t0 = Instant::now();
     let out = env.minik(&["addons", "enable", "dashboard"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("🌟  The 'dashboard' addon is enabled"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("🌟  The 'dashboard' addon is enabled"),
+        "{}",
+        text(&out.stderr)
+    );
     let pod = wait_dashboard_running(&env);
     eprintln!("addons enable dashboard → pod Ready: {:?}", t0.elapsed());
-    let node_port = env.k(&["get", "svc", "-n", NS, "minik-dashboard", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    let node_port = env.k(&[
+        "get",
+        "svc",
+        "-n",
+        NS,
+        "minik-dashboard",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
     let out = env.minik(&["addons", "enable", "dashboard"]);
     assert!(out.status.success(), "second enable: {}", text(&out.stderr));
     assert!(text(&out.stderr).contains("addon is enabled"));
-    assert_eq!(wait_dashboard_running(&env), pod, "re-enabling must not replace the pod");
     assert_eq!(
-        env.k(&["get", "svc", "-n", NS, "minik-dashboard", "-o", "jsonpath={.spec.ports[0].nodePort}"]),
+        wait_dashboard_running(&env),
+        pod,
+        "re-enabling must not replace the pod"
+    );
+    assert_eq!(
+        env.k(&[
+            "get",
+            "svc",
+            "-n",
+            NS,
+            "minik-dashboard",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}"
+        ]),
         node_port,
         "re-enabling must keep the NodePort"
     );
-    let labelled = env.k(&["get", "deploy,svc,sa", "-n", NS, "-l", "addonmanager.minik.io/addon=dashboard", "-o", "name"]);
+    let labelled = env.k(&[
+        "get",
+        "deploy,svc,sa",
+        "-n",
+        NS,
+        "-l",
+        "addonmanager.minik.io/addon=dashboard",
+        "-o",
+        "name",
+    ]);
     assert_eq!(labelled.lines().count(), 3, "{labelled}");
     env.k(&["get", "clusterrole,clusterrolebinding", "minik-dashboard"]);
     assert_eq!(listed(&env, "dashboard"), "enabled");
@@ -125,12 +193,17 @@ fn addons_and_the_in_cluster_dashboard() {
     assert_eq!(url, format!("http://127.0.0.1:{node_port}/"));
     let page = curl(&url).expect("the dashboard page");
     assert!(page.contains("<title>minik dashboard</title>"), "{page}");
-    let pods = curl(&format!("{url}k8s/api/v1/namespaces/default/pods")).expect("pods through the dashboard");
+    let pods = curl(&format!("{url}k8s/api/v1/namespaces/default/pods"))
+        .expect("pods through the dashboard");
     assert!(pods.contains("\"name\":\"addons-probe\""), "{pods}");
     // Outside its ClusterRole: the API server says who asked.
-    let denied = curl(&format!("{url}k8s/apis/rbac.authorization.k8s.io/v1/clusterroles")).unwrap_or_default();
+    let denied = curl(&format!(
+        "{url}k8s/apis/rbac.authorization.k8s.io/v1/clusterroles"
+    ))
+    .unwrap_or_default();
     assert!(
-        denied.contains("Forbidden") && denied.contains("system:serviceaccount:minik-dashboard:minik-dashboard"),
+        denied.contains("Forbidden")
+            && denied.contains("system:serviceaccount:minik-dashboard:minik-dashboard"),
         "RBAC should refuse the dashboard's ServiceAccount: {denied}"
     );
     assert_eq!(http_status(&format!("{url}healthz")), "200");
@@ -141,15 +214,37 @@ fn addons_and_the_in_cluster_dashboard() {
     // --- disable: the objects are gone --------------------------------------
     let out = env.minik(&["addons", "disable", "dashboard"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("The 'dashboard' addon is disabled"), "{}", text(&out.stderr));
-    assert!(!env.kubectl(&["get", "ns", NS]).status.success(), "namespace still there");
-    assert!(!env.kubectl(&["get", "clusterrole", "minik-dashboard"]).status.success());
-    assert!(!env.kubectl(&["get", "clusterrolebinding", "minik-dashboard"]).status.success());
+    assert!(
+        text(&out.stderr).contains("The 'dashboard' addon is disabled"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !env.kubectl(&["get", "ns", NS]).status.success(),
+        "namespace still there"
+    );
+    assert!(!env
+        .kubectl(&["get", "clusterrole", "minik-dashboard"])
+        .status
+        .success());
+    assert!(!env
+        .kubectl(&["get", "clusterrolebinding", "minik-dashboard"])
+        .status
+        .success());
     let left = env.k(&["get", "deploy,rs,pods,svc", "-n", NS, "--no-headers"]);
     assert!(left.trim().is_empty(), "left behind: {left}");
     assert_eq!(listed(&env, "dashboard"), "disabled");
-    assert!(env.minik(&["addons", "disable", "dashboard"]).status.success(), "disable is idempotent");
-    assert_eq!(http_status(&url), "000", "nothing answers on the old NodePort");
+    assert!(
+        env.minik(&["addons", "disable", "dashboard"])
+            .status
+            .success(),
+        "disable is idempotent"
+    );
+    assert_eq!(
+        http_status(&url),
+        "000",
+        "nothing answers on the old NodePort"
+    );
 
     // --- enable / disable / enable -------------------------------------------
     env.m(&["addons", "enable", "dashboard"]);
@@ -163,7 +258,11 @@ fn addons_and_the_in_cluster_dashboard() {
 
     // --- remembered across stop/start; --addons at start ---------------------
     env.m(&["stop"]);
-    assert_eq!(listed(&env, "dashboard"), "enabled", "the recorded state while stopped");
+    assert_eq!(
+        listed(&env, "dashboard"),
+        "enabled",
+        "the recorded state while stopped"
+    );
     env.m(&["start", "--driver=none"]);
     wait_dashboard_running(&env);
     assert_eq!(listed(&env, "dashboard"), "enabled");
@@ -171,7 +270,11 @@ fn addons_and_the_in_cluster_dashboard() {
     env.m(&["stop"]);
     let out = env.minik(&["start", "--driver=none", "--addons=dashboard"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("The 'dashboard' addon is enabled"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("The 'dashboard' addon is enabled"),
+        "{}",
+        text(&out.stderr)
+    );
     wait_dashboard_running(&env);
     assert_eq!(listed(&env, "dashboard"), "enabled");
     let cfg = std::fs::read_to_string(env.dir.join("minik/profiles/minik/config.json")).unwrap();

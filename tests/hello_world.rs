@@ -41,7 +41,11 @@ fn pods_of(env: &Env, selector: &str) -> Vec<(String, String, String)> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].to_string(), f.get(1).unwrap_or(&"").to_string(), f.get(2).unwrap_or(&"").to_string())
+            (
+                f[0].to_string(),
+                f.get(1).unwrap_or(&"").to_string(),
+                f.get(2).unwrap_or(&"").to_string(),
+            )
         })
         .collect()
 }
@@ -68,7 +72,10 @@ fn wait_running(env: &Env, selector: &str, n: usize) -> Vec<String> {
 
 fn service_url(env: &Env, name: &str) -> String {
     let url = env.m(&["service", name, "--url"]).trim().to_string();
-    assert!(url.starts_with("http://127.0.0.1:3"), "unexpected URL {url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:3"),
+        "unexpected URL {url}"
+    );
     url
 }
 
@@ -79,7 +86,12 @@ fn hello_world_on_the_none_driver() {
 
     // --- start -------------------------------------------------------------
     let out = env.minik(&["start", "--driver=none"]);
-    assert!(out.status.success(), "minik start failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "minik start failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(text(&out.stderr).contains("kubectl is now configured to use \"minik\""));
 
     let nodes = env.k(&["get", "nodes"]);
@@ -104,7 +116,11 @@ fn hello_world_on_the_none_driver() {
     assert_eq!(hostname.trim(), "hw");
     {
         use std::io::BufRead;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut cmd = std::process::Command::new("kubectl");
         cmd.args(["port-forward", "pod/hw", &format!("{port}:80")])
             .env("HOME", env.dir.join("home"))
@@ -118,23 +134,48 @@ fn hello_world_on_the_none_driver() {
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
         let url = format!("http://127.0.0.1:{port}/");
-        let page = wait_for("the page through port-forward", Duration::from_secs(20), || curl(&url));
+        let page = wait_for(
+            "the page through port-forward",
+            Duration::from_secs(20),
+            || curl(&url),
+        );
         let _ = child.kill();
         let _ = child.wait();
         assert!(line.contains("Forwarding from"), "{line}");
-        assert!(page.contains("served by pod hw"), "port-forward page: {page}");
+        assert!(
+            page.contains("served by pod hw"),
+            "port-forward page: {page}"
+        );
     }
 
     // --- create deployment (protobuf body) ----------------------------------
-    env.k(&["create", "deployment", "hello", "--image=minik/hello", "--port=80"]);
+    env.k(&[
+        "create",
+        "deployment",
+        "hello",
+        "--image=minik/hello",
+        "--port=80",
+    ]);
     wait_running(&env, "app=hello", 1);
     let all = env.k(&["get", "deployments,rs,pods"]);
-    assert!(all.contains("UP-TO-DATE"), "server-side table columns missing:\n{all}");
-    let deploy_line = all.lines().find(|l| l.starts_with("deployment.apps/hello")).expect(&all);
+    assert!(
+        all.contains("UP-TO-DATE"),
+        "server-side table columns missing:\n{all}"
+    );
+    let deploy_line = all
+        .lines()
+        .find(|l| l.starts_with("deployment.apps/hello"))
+        .expect(&all);
     assert_eq!(deploy_line.split_whitespace().nth(1), Some("1/1"), "{all}");
 
     // --- expose + service URL ----------------------------------------------
-    env.k(&["expose", "deployment", "hello", "--type=NodePort", "--port=80"]);
+    env.k(&[
+        "expose",
+        "deployment",
+        "hello",
+        "--type=NodePort",
+        "--port=80",
+    ]);
     let svcs = env.k(&["get", "services"]);
     let row = svcs.lines().find(|l| l.starts_with("hello ")).expect(&svcs);
     let f: Vec<&str> = row.split_whitespace().collect();
@@ -147,7 +188,10 @@ fn hello_world_on_the_none_driver() {
     let url = service_url(&env, "hello");
     let page = wait_for("the hello page", Duration::from_secs(30), || curl(&url));
     let pod = &pods_of(&env, "app=hello")[0].0;
-    assert!(page.contains("Hello") && page.contains(pod.as_str()), "page {page:?} should name pod {pod}");
+    assert!(
+        page.contains("Hello") && page.contains(pod.as_str()),
+        "page {page:?} should name pod {pod}"
+    );
 
     // --- scale: requests reach all three pods -------------------------------
     env.k(&["scale", "deployment", "hello", "--replicas=3"]);
@@ -160,7 +204,11 @@ fn hello_world_on_the_none_driver() {
                 seen.insert(p.clone());
             }
         }
-        if seen == pods { Ok(seen) } else { Err(format!("seen {seen:?} of {pods:?}")) }
+        if seen == pods {
+            Ok(seen)
+        } else {
+            Err(format!("seen {seen:?} of {pods:?}"))
+        }
     });
     assert_eq!(seen.len(), 3);
 
@@ -176,7 +224,9 @@ fn hello_world_on_the_none_driver() {
             .stderr(std::process::Stdio::null());
         let mut child = cmd.spawn().expect("minik dashboard");
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let dash = line.trim().to_string();
         assert!(dash.starts_with("http://127.0.0.1:"), "{dash}");
         let html = curl(&dash);
@@ -185,7 +235,10 @@ fn hello_world_on_the_none_driver() {
         let _ = child.wait();
         assert!(html.unwrap_or_default().contains("minik"), "dashboard page");
         let pods = pods.unwrap_or_default();
-        assert!(seen.iter().all(|p| pods.contains(p.as_str())), "dashboard proxy lists the pods: {pods}");
+        assert!(
+            seen.iter().all(|p| pods.contains(p.as_str())),
+            "dashboard proxy lists the pods: {pods}"
+        );
     }
 
     // --- cluster DNS and ClusterIP from inside a pod ------------------------
@@ -197,79 +250,162 @@ fn hello_world_on_the_none_driver() {
     ]);
     let probe = wait_for("the probe pod to finish", Duration::from_secs(60), || {
         let phase = env.k(&["get", "pod", "probe", "-o", "jsonpath={.status.phase}"]);
-        if phase == "Succeeded" { Ok(env.k(&["logs", "probe"])) } else { Err(phase) }
+        if phase == "Succeeded" {
+            Ok(env.k(&["logs", "probe"]))
+        } else {
+            Err(phase)
+        }
     });
-    assert!(probe.contains("Name:\thello.default.svc.cluster.local") || probe.contains("hello.default.svc.cluster.local"), "{probe}");
-    assert!(probe.contains(&format!("Address: {cluster_ip}")), "nslookup should answer the ClusterIP {cluster_ip}:\n{probe}");
-    assert_eq!(probe.matches("This page is served by pod hello-").count(), 2, "{probe}");
+    assert!(
+        probe.contains("Name:\thello.default.svc.cluster.local")
+            || probe.contains("hello.default.svc.cluster.local"),
+        "{probe}"
+    );
+    assert!(
+        probe.contains(&format!("Address: {cluster_ip}")),
+        "nslookup should answer the ClusterIP {cluster_ip}:\n{probe}"
+    );
+    assert_eq!(
+        probe.matches("This page is served by pod hello-").count(),
+        2,
+        "{probe}"
+    );
 
     // --- apply twice: rolling update ----------------------------------------
     env.kubectl_stdin(&["apply", "-f", "-"], HELLO_V1);
     let first = wait_running(&env, "app=web", 2);
-    let out = env.kubectl_stdin(&["apply", "-f", "-"], &HELLO_V1.replace("value: one", "value: two"));
+    let out = env.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &HELLO_V1.replace("value: one", "value: two"),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("deployment.apps/web configured"));
     let rollout = env.kubectl(&["rollout", "status", "deployment/web", "--timeout=90s"]);
-    assert!(rollout.status.success(), "{}{}", text(&rollout.stdout), text(&rollout.stderr));
+    assert!(
+        rollout.status.success(),
+        "{}{}",
+        text(&rollout.stdout),
+        text(&rollout.stderr)
+    );
     let second = wait_running(&env, "app=web", 2);
-    assert!(second.iter().all(|p| !first.contains(p)), "pods were not replaced: {first:?} -> {second:?}");
+    assert!(
+        second.iter().all(|p| !first.contains(p)),
+        "pods were not replaced: {first:?} -> {second:?}"
+    );
     let rs = env.k(&["get", "rs", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision} {end}"]);
     assert!(rs.contains('2'), "revision 2 missing: {rs}");
 
     // --- logs ----------------------------------------------------------------
     let logs = wait_for("request lines in the log", Duration::from_secs(20), || {
         let l = text(&env.kubectl(&["logs", "deploy/hello"]).stdout);
-        if l.contains("url:/") && l.contains("response:200") { Ok(l) } else { Err(l) }
+        if l.contains("url:/") && l.contains("response:200") {
+            Ok(l)
+        } else {
+            Err(l)
+        }
     });
     assert!(!logs.is_empty());
 
     // --- bad input: 4xx with a message, nothing stored ----------------------
-    let bad = env.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: broken\n");
+    let bad = env.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: broken\n",
+    );
     assert!(!bad.status.success());
-    assert!(text(&bad.stderr).to_lowercase().contains("yaml"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).to_lowercase().contains("yaml"),
+        "{}",
+        text(&bad.stderr)
+    );
     let unknown = env.kubectl_stdin(
         &["create", "-f", "-"],
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: strict}\ndata: {a: b}\nbogus: 1\n",
     );
     assert!(!unknown.status.success());
-    assert!(text(&unknown.stderr).contains("unknown field"), "{}", text(&unknown.stderr));
-    assert!(!env.kubectl(&["get", "configmap", "strict"]).status.success(), "strict cm must not be stored");
+    assert!(
+        text(&unknown.stderr).contains("unknown field"),
+        "{}",
+        text(&unknown.stderr)
+    );
+    assert!(
+        !env.kubectl(&["get", "configmap", "strict"])
+            .status
+            .success(),
+        "strict cm must not be stored"
+    );
     let invalid = env.kubectl(&["create", "configmap", "Bad_Name"]);
     assert!(!invalid.status.success());
-    assert!(text(&invalid.stderr).contains("Invalid value"), "{}", text(&invalid.stderr));
+    assert!(
+        text(&invalid.stderr).contains("Invalid value"),
+        "{}",
+        text(&invalid.stderr)
+    );
     env.k(&["create", "configmap", "cas", "--from-literal=k=v1"]);
     let stale = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cas","resourceVersion":"1"},"data":{"k":"v2"}}"#;
     let conflict = env.kubectl_stdin(&["replace", "-f", "-"], stale);
     assert!(!conflict.status.success());
-    assert!(text(&conflict.stderr).contains("the object has been modified"), "{}", text(&conflict.stderr));
-    assert_eq!(env.k(&["get", "cm", "cas", "-o", "jsonpath={.data.k}"]), "v1");
+    assert!(
+        text(&conflict.stderr).contains("the object has been modified"),
+        "{}",
+        text(&conflict.stderr)
+    );
+    assert_eq!(
+        env.k(&["get", "cm", "cas", "-o", "jsonpath={.data.k}"]),
+        "v1"
+    );
 
     // --- delete deployment: its ReplicaSet and pods go too ------------------
     env.k(&["delete", "deployment", "hello"]);
-    wait_for("hello's ReplicaSets and pods gone", Duration::from_secs(60), || {
-        let rs = env.k(&["get", "rs", "-l", "app=hello", "--no-headers"]);
-        let pods = env.k(&["get", "pods", "-l", "app=hello", "--no-headers"]);
-        if rs.trim().is_empty() && pods.trim().is_empty() { Ok(()) } else { Err(format!("{rs}{pods}")) }
-    });
+    wait_for(
+        "hello's ReplicaSets and pods gone",
+        Duration::from_secs(60),
+        || {
+            let rs = env.k(&["get", "rs", "-l", "app=hello", "--no-headers"]);
+            let pods = env.k(&["get", "pods", "-l", "app=hello", "--no-headers"]);
+            if rs.trim().is_empty() && pods.trim().is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{rs}{pods}"))
+            }
+        },
+    );
 
     // --- stop / start: everything is back and serving -----------------------
-    env.k(&["expose", "deployment", "web", "--type=NodePort", "--port=80"]);
+    env.k(&[
+        "expose",
+        "deployment",
+        "web",
+        "--type=NodePort",
+        "--port=80",
+    ]);
     env.m(&["stop"]);
     let st = env.minik(&["status"]);
     assert_eq!(st.status.code(), Some(7), "{}", text(&st.stdout));
     let out = env.minik(&["start", "--driver=none"]);
-    assert!(out.status.success(), "restart failed: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "restart failed: {}",
+        text(&out.stderr)
+    );
     wait_running(&env, "app=web", 2);
     wait_running(&env, "run=hw", 1);
-    assert_eq!(env.k(&["get", "cm", "cas", "-o", "jsonpath={.data.k}"]), "v1");
+    assert_eq!(
+        env.k(&["get", "cm", "cas", "-o", "jsonpath={.data.k}"]),
+        "v1"
+    );
     let url = service_url(&env, "web");
-    let page = wait_for("web serving after restart", Duration::from_secs(30), || curl(&url));
+    let page = wait_for("web serving after restart", Duration::from_secs(30), || {
+        curl(&url)
+    });
     assert!(page.contains("Hello"), "{page}");
 
     // --- delete: the host is left as it was found ---------------------------
     env.m(&["delete"]);
     let kc = std::fs::read_to_string(env.kubeconfig()).unwrap_or_default();
-    assert!(!kc.contains("name: minik"), "kubeconfig still has minik:\n{kc}");
+    assert!(
+        !kc.contains("name: minik"),
+        "kubeconfig still has minik:\n{kc}"
+    );
     assert_eq!(host_snapshot(), before, "host state differs after delete");
     assert!(!env.dir.join("minik/profiles/minik").exists());
     let _ = std::fs::remove_dir_all(&env.dir);

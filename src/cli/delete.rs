@@ -17,7 +17,11 @@ pub struct DeleteArgs {
 }
 
 pub async fn run(profile: &Profile, args: DeleteArgs) -> Result<()> {
-    let profiles = if args.all { Profile::all()? } else { vec![profile.clone()] };
+    let profiles = if args.all {
+        Profile::all()?
+    } else {
+        vec![profile.clone()]
+    };
     for p in profiles {
         delete_one(&p).await?;
     }
@@ -34,6 +38,9 @@ async fn delete_one(profile: &Profile) -> Result<()> {
         std::fs::remove_dir_all(&profile.dir)?;
     }
     spin.finish();
-    ui::step("💀", format!("Removed all traces of the \"{}\" cluster.", profile.name));
+    ui::step(
+        "💀",
+        format!("Removed all traces of the \"{}\" cluster.", profile.name),
+    );
     Ok(())
 }

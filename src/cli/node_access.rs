@@ -43,7 +43,10 @@ pub fn logs(profile: &Profile, args: LogsArgs) -> Result<i32> {
     let cfg = profile.load()?;
     let path = crate::driver::agent_log(profile, &cfg);
     let Ok(mut f) = std::fs::File::open(&path) else {
-        bail!("no log yet at {}: start the cluster with `minik start`", path.display());
+        bail!(
+            "no log yet at {}: start the cluster with `minik start`",
+            path.display()
+        );
     };
     let mut text = String::new();
     f.read_to_string(&mut text)?;

@@ -27,7 +27,10 @@ pub async fn run(profile: &Profile, args: ServiceArgs) -> Result<()> {
         &crate::driver::api_server_url(&cfg),
     )?;
     let Some(svc) = client
-        .get(&format!("/api/v1/namespaces/{}/services/{}", args.namespace, args.name))
+        .get(&format!(
+            "/api/v1/namespaces/{}/services/{}",
+            args.namespace, args.name
+        ))
         .await?
     else {
         bail!(
@@ -53,7 +56,13 @@ pub async fn run(profile: &Profile, args: ServiceArgs) -> Result<()> {
         return Ok(());
     }
     for u in &urls {
-        ui::step("🎉", format!("Opening service {}/{} in the default browser: {u}", args.namespace, args.name));
+        ui::step(
+            "🎉",
+            format!(
+                "Opening service {}/{} in the default browser: {u}",
+                args.namespace, args.name
+            ),
+        );
         if open::that(u).is_err() {
             ui::info(format!("no browser could be opened; the service is at {u}"));
         }

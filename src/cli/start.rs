@@ -72,7 +72,10 @@ fn resolve_config(profile: &Profile, args: &StartArgs) -> Result<ProfileConfig> 
         }
         return Ok(cfg);
     }
-    let driver = args.driver.clone().unwrap_or_else(|| driver::DEFAULT_DRIVER.into());
+    let driver = args
+        .driver
+        .clone()
+        .unwrap_or_else(|| driver::DEFAULT_DRIVER.into());
     driver::validate(&driver)?;
     let none = driver == "none";
     Ok(ProfileConfig {
@@ -80,7 +83,11 @@ fn resolve_config(profile: &Profile, args: &StartArgs) -> Result<ProfileConfig> 
         api_port: args.apiserver_port.unwrap_or(if none { 8443 } else { 0 }),
         // qemu's user-mode network always gives the guest 10.0.2.15; libvirt's
         // address is reserved in `run`.
-        node_ip: if none { none::default_node_ip() } else { "10.0.2.15".into() },
+        node_ip: if none {
+            none::default_node_ip()
+        } else {
+            "10.0.2.15".into()
+        },
         driver,
         cpus: args.cpus,
         memory_mb: args.memory,
@@ -97,7 +104,10 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
     if let Some(d) = &args.driver {
         driver::validate(d)?;
     }
-    ui::step("😄", format!("minik v{} on {}", env!("CARGO_PKG_VERSION"), os_name()));
+    ui::step(
+        "😄",
+        format!("minik v{} on {}", env!("CARGO_PKG_VERSION"), os_name()),
+    );
     crate::cli::addons::validate(&args.addons)?;
     let new_profile = !profile.exists();
     let mut cfg = resolve_config(profile, &args)?;
@@ -128,9 +138,18 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
             }
             profile.save(&cfg)?;
             if none::agent_pid(profile).is_some() {
-                ui::info(format!("the \"{}\" cluster is already running", profile.name));
+                ui::info(format!(
+                    "the \"{}\" cluster is already running",
+                    profile.name
+                ));
             } else {
-                ui::step("🤹", format!("Running on this host (driver none), node IP {}", cfg.node_ip));
+                ui::step(
+                    "🤹",
+                    format!(
+                        "Running on this host (driver none), node IP {}",
+                        cfg.node_ip
+                    ),
+                );
                 none::spawn_agent(profile, &cfg)?;
             }
         }
@@ -198,7 +217,8 @@ pub async fn run(profile: &Profile, args: StartArgs) -> Result<()> {
             client_key: &paths.admin_key,
         },
     )?;
-    crate::cli::addons::enable_at_start(profile, &mut cfg, &client, &args.addons, new_profile).await?;
+    crate::cli::addons::enable_at_start(profile, &mut cfg, &client, &args.addons, new_profile)
+        .await?;
     ui::success(format!(
         "Done in {:.1}s! kubectl is now configured to use \"{}\" cluster and \"default\" namespace by default",
         started.elapsed().as_secs_f64(),

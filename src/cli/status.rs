@@ -33,6 +33,9 @@ pub async fn run(profile: &Profile) -> Result<i32> {
     }
     println!("kubelet: {}", word(kubelet));
     println!("apiserver: {}", word(apiserver));
-    println!("kubeconfig: {}", if kc { "Configured" } else { "Misconfigured" });
+    println!(
+        "kubeconfig: {}",
+        if kc { "Configured" } else { "Misconfigured" }
+    );
     Ok(i32::from(!host) | (i32::from(!kubelet) << 1) | (i32::from(!apiserver) << 2))
 }

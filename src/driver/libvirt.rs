@@ -29,7 +29,10 @@ pub async fn start(profile: &Profile, cfg: &ProfileConfig) -> Result<String> {
             return Ok(info.host_ip);
         }
     }
-    let url = cfg.iso_url.clone().unwrap_or_else(super::qemu::default_iso_url);
+    let url = cfg
+        .iso_url
+        .clone()
+        .unwrap_or_else(super::qemu::default_iso_url);
     ui::step("💿", format!("Getting the minik ISO ({url}) ..."));
     let iso = minik_vm::ensure_iso(&url, &minik_home()?.join("cache/iso"))
         .await
@@ -59,7 +62,10 @@ pub async fn start(profile: &Profile, cfg: &ProfileConfig) -> Result<String> {
     if info.kvm_fallback.is_some() {
         ui::warn("KVM did not start a guest; using software emulation (slower)");
     }
-    ui::step("🐳", "Installed the minik agent in the VM; starting Kubernetes ...");
+    ui::step(
+        "🐳",
+        "Installed the minik agent in the VM; starting Kubernetes ...",
+    );
     Ok(info.host_ip)
 }
 

@@ -101,7 +101,11 @@ pub async fn delete(profile: &Profile, cfg: &ProfileConfig) -> Result<()> {
 }
 
 /// `http://host:port` URLs a NodePort is reachable at from this host.
-pub async fn node_port_url(profile: &Profile, cfg: &ProfileConfig, node_port: u16) -> Result<String> {
+pub async fn node_port_url(
+    profile: &Profile,
+    cfg: &ProfileConfig,
+    node_port: u16,
+) -> Result<String> {
     match cfg.driver.as_str() {
         "none" => Ok(format!("http://127.0.0.1:{node_port}")),
         "libvirt" => Ok(format!("http://{}:{node_port}", cfg.node_ip)),
@@ -124,7 +128,9 @@ pub fn api_server_url(cfg: &ProfileConfig) -> String {
 /// `minik ssh`.
 pub fn ssh(profile: &Profile, cfg: &ProfileConfig, args: &[String]) -> Result<i32> {
     match cfg.driver.as_str() {
-        "none" => bail!("the none driver runs on this host: there is no VM to ssh into (run the command here)"),
+        "none" => bail!(
+            "the none driver runs on this host: there is no VM to ssh into (run the command here)"
+        ),
         #[cfg(feature = "libvirt")]
         "libvirt" => libvirt::ssh(profile, args),
         _ => qemu::ssh(profile, args),

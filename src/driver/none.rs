@@ -99,7 +99,11 @@ pub fn spawn_agent(profile: &Profile, cfg: &ProfileConfig) -> Result<Pid> {
         .arg(&cfg.node_ip)
         .arg("--runtime")
         .arg(which("runc").unwrap_or_else(|| "runc".into()))
-        .args(cfg.datastore.iter().flat_map(|d| ["--datastore", d.as_str()]))
+        .args(
+            cfg.datastore
+                .iter()
+                .flat_map(|d| ["--datastore", d.as_str()]),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -140,7 +144,13 @@ pub async fn stop_agent(profile: &Profile, timeout: Duration) -> Result<bool> {
 
 fn is_zombie(pid: Pid) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(true)
 }
 
@@ -153,7 +163,12 @@ pub fn running_agent_roots() -> Vec<String> {
         return roots;
     };
     for e in entries.flatten() {
-        if !e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
             continue;
         }
         let Ok(raw) = fs::read(e.path().join("cmdline")) else {
@@ -165,7 +180,11 @@ pub fn running_agent_roots() -> Vec<String> {
             .collect();
         let is_agent = args.first().is_some_and(|a| a.ends_with("minik"))
             && args.get(1).is_some_and(|a| a == "node");
-        if is_agent && !is_zombie(Pid::from_raw(e.file_name().to_string_lossy().parse().unwrap_or(0))) {
+        if is_agent
+            && !is_zombie(Pid::from_raw(
+                e.file_name().to_string_lossy().parse().unwrap_or(0),
+            ))
+        {
             if let Some(i) = args.iter().position(|a| a == "--root") {
                 if let Some(root) = args.get(i + 1) {
                     roots.push(root.clone());
@@ -182,7 +201,9 @@ pub fn running_agent_roots() -> Vec<String> {
 pub fn teardown(profile: &Profile, cfg: &ProfileConfig) -> Result<()> {
     let ours = profile.node_root().display().to_string();
     if let Some(other) = running_agent_roots().into_iter().find(|r| *r != ours) {
-        crate::ui::info(format!("another minik cluster runs on this host ({other}); its bridge and service rules stay"));
+        crate::ui::info(format!(
+            "another minik cluster runs on this host ({other}); its bridge and service rules stay"
+        ));
         return Ok(());
     }
     let args = node::NodeArgs {
@@ -195,7 +216,8 @@ pub fn teardown(profile: &Profile, cfg: &ProfileConfig) -> Result<()> {
         kubelet_port: 10250,
         datastore: None,
     };
-    minik_kubelet::teardown(&node::kubelet_config(&args)).context("removing containers and pod networks")?;
+    minik_kubelet::teardown(&node::kubelet_config(&args))
+        .context("removing containers and pod networks")?;
     minik_proxy::teardown(&node::proxy_config(&cfg.node_ip)).context("removing service rules")?;
     Ok(())
 }

@@ -85,7 +85,10 @@ pub async fn start(profile: &Profile, cfg: &ProfileConfig) -> Result<u16> {
     if info.kvm_fallback.is_some() {
         ui::warn("KVM did not start a guest; using software emulation (slower)");
     }
-    ui::step("🐳", "Installed the minik agent in the VM; starting Kubernetes ...");
+    ui::step(
+        "🐳",
+        "Installed the minik agent in the VM; starting Kubernetes ...",
+    );
     Ok(info.api_port)
 }
 

@@ -148,7 +148,16 @@ pub fn host_snapshot() -> String {
     };
     let links: Vec<String> = run(&["ip", "-o", "link", "show"])
         .lines()
-        .map(|l| l.split(':').nth(1).unwrap_or("").trim().split('@').next().unwrap_or("").to_string())
+        .map(|l| {
+            l.split(':')
+                .nth(1)
+                .unwrap_or("")
+                .trim()
+                .split('@')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
         .filter(|l| l == "minik0" || (l.starts_with("veth") && l.len() == 12))
         .collect();
     let netns: Vec<String> = run(&["ip", "netns", "list"])
