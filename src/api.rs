@@ -22,8 +22,10 @@ impl ApiClient {
         let http = reqwest::Client::builder()
             .tls_certs_only([ca])
             .identity(id)
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
+            // A VM under software emulation on a busy host can be slow to
+            // accept; readiness polls still return quickly once it answers.
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
             .build()?;
         Ok(ApiClient {
             http,

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::HostState;
-use crate::profile::{minik_home, Profile, ProfileConfig};
+use crate::profile::{Profile, ProfileConfig};
 use crate::ui;
 
 pub fn driver(profile: &Profile) -> minik_vm::LibvirtDriver {
@@ -29,26 +29,7 @@ pub async fn start(profile: &Profile, cfg: &ProfileConfig) -> Result<String> {
             return Ok(info.host_ip);
         }
     }
-    let url = cfg
-        .iso_url
-        .clone()
-        .unwrap_or_else(super::qemu::default_iso_url);
-    ui::step("💿", format!("Getting the minik ISO ({url}) ..."));
-    let iso = minik_vm::ensure_iso(&url, &minik_home()?.join("cache/iso"))
-        .await
-        .with_context(|| format!("getting the minik ISO from {url} (check --iso-url; a .sha256 file must sit beside the ISO)"))?;
-    let agent = super::agent_binary()?;
-    let payload = minik_vm::AgentPayload::minik_agent(&agent, &profile.certs_dir(), &cfg.name)?;
-    let mut spec = minik_vm::VmSpec::new(iso, payload);
-    spec.cpus = cfg.cpus;
-    spec.memory_mb = u32::try_from(cfg.memory_mb).unwrap_or(u32::MAX);
-    spec.disk_mb = cfg.disk_mb;
-    spec.accel = cfg
-        .accel
-        .as_deref()
-        .unwrap_or("auto")
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let spec = super::vm_spec(profile, cfg).await?;
     let spin = ui::spinner(
         "🔥",
         format!(
@@ -70,11 +51,7 @@ pub async fn start(profile: &Profile, cfg: &ProfileConfig) -> Result<String> {
 }
 
 pub async fn host_state(profile: &Profile) -> Result<HostState> {
-    Ok(match driver(profile).status().await? {
-        minik_vm::VmState::Running => HostState::Running,
-        minik_vm::VmState::Died { console_tail } => HostState::Died(console_tail),
-        _ => HostState::Stopped,
-    })
+    Ok(super::vm_host_state(driver(profile).status().await?))
 }
 
 pub async fn stop(profile: &Profile) -> Result<bool> {

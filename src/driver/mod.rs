@@ -55,6 +55,41 @@ pub fn agent_binary() -> Result<PathBuf> {
     )
 }
 
+/// What both VM drivers boot: the ISO (downloaded and cached if needed),
+/// the agent payload (agent binary + the profile's certificates) and the
+/// profile's CPUs, memory, disk and accelerator.
+pub async fn vm_spec(profile: &Profile, cfg: &ProfileConfig) -> Result<minik_vm::VmSpec> {
+    let url = cfg.iso_url.clone().unwrap_or_else(qemu::default_iso_url);
+    crate::ui::step("💿", format!("Getting the minik ISO ({url}) ..."));
+    let iso = minik_vm::ensure_iso(&url, &crate::profile::minik_home()?.join("cache/iso"))
+        .await
+        .with_context(|| {
+            format!("getting the minik ISO from {url} (check --iso-url; a .sha256 file must sit beside the ISO)")
+        })?;
+    let agent = agent_binary()?;
+    let payload = minik_vm::AgentPayload::minik_agent(&agent, &profile.certs_dir(), &cfg.name)?;
+    let mut spec = minik_vm::VmSpec::new(iso, payload);
+    spec.cpus = cfg.cpus;
+    spec.memory_mb = u32::try_from(cfg.memory_mb).unwrap_or(u32::MAX);
+    spec.disk_mb = cfg.disk_mb;
+    spec.accel = cfg
+        .accel
+        .as_deref()
+        .unwrap_or("auto")
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    Ok(spec)
+}
+
+/// A VM driver's state as `minik status` reports it.
+pub fn vm_host_state(state: minik_vm::VmState) -> HostState {
+    match state {
+        minik_vm::VmState::Running => HostState::Running,
+        minik_vm::VmState::Died { console_tail } => HostState::Died(console_tail),
+        _ => HostState::Stopped,
+    }
+}
+
 /// The host part of `minik status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostState {

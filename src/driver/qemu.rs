@@ -6,10 +6,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::HostState;
-use crate::profile::{minik_home, Profile, ProfileConfig};
+use crate::profile::{Profile, ProfileConfig};
 use crate::ui;
 
 /// Where `minik start` gets its ISO when `--iso-url` is not given: an ISO
@@ -42,23 +42,7 @@ pub async fn start(profile: &Profile, cfg: &ProfileConfig) -> Result<u16> {
     if which_qemu().is_none() {
         anyhow::bail!("qemu is not installed: `apt-get install -y qemu-system-x86 qemu-utils` (or use --driver=none)");
     }
-    let url = cfg.iso_url.clone().unwrap_or_else(default_iso_url);
-    ui::step("💿", format!("Getting the minik ISO ({url}) ..."));
-    let iso = minik_vm::ensure_iso(&url, &minik_home()?.join("cache/iso"))
-        .await
-        .with_context(|| format!("getting the minik ISO from {url} (check --iso-url; a .sha256 file must sit beside the ISO)"))?;
-    let agent = super::agent_binary()?;
-    let payload = minik_vm::AgentPayload::minik_agent(&agent, &profile.certs_dir(), &cfg.name)?;
-    let mut spec = minik_vm::VmSpec::new(iso, payload);
-    spec.cpus = cfg.cpus;
-    spec.memory_mb = u32::try_from(cfg.memory_mb).unwrap_or(u32::MAX);
-    spec.disk_mb = cfg.disk_mb;
-    spec.accel = cfg
-        .accel
-        .as_deref()
-        .unwrap_or("auto")
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let mut spec = super::vm_spec(profile, cfg).await?;
     // Keep the API port stable across restarts so the kubeconfig stays valid.
     spec.api_port = (cfg.api_port != 0).then_some(cfg.api_port);
     let spin = ui::spinner(
@@ -93,11 +77,7 @@ pub async fn start(profile: &Profile, cfg: &ProfileConfig) -> Result<u16> {
 }
 
 pub async fn host_state(profile: &Profile) -> Result<HostState> {
-    Ok(match driver(profile).status().await? {
-        minik_vm::VmState::Running => HostState::Running,
-        minik_vm::VmState::Died { console_tail } => HostState::Died(console_tail),
-        _ => HostState::Stopped,
-    })
+    Ok(super::vm_host_state(driver(profile).status().await?))
 }
 
 pub async fn stop(profile: &Profile) -> Result<bool> {

@@ -1203,9 +1203,17 @@ fn port_forward_through_the_kubelet() {
     std::thread::spawn(move || {
         for s in app.incoming() {
             let Ok(mut s) = s else { break };
-            let mut req = [0u8; 1024];
-            let n = s.read(&mut req).unwrap_or(0);
-            let line = String::from_utf8_lossy(&req[..n])
+            // The request may arrive in several pieces: read up to the
+            // blank line that ends it.
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&req)
                 .lines()
                 .next()
                 .unwrap_or("")
@@ -1281,7 +1289,8 @@ fn port_forward_through_the_kubelet() {
     let fetch = |path: &str| -> String {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out

@@ -24,6 +24,9 @@ pub struct Pki {
 }
 
 pub fn pki() -> Pki {
+    // With every crate of the workspace built together, rustls has two
+    // crypto providers enabled and picks none by itself: choose one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
