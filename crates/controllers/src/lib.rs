@@ -12,7 +12,8 @@ pub mod deployment;
 pub mod discovery;
 pub mod endpoints;
 pub mod endpointslice;
-pub mod events;
+/// The Event recorder (shared with the other API-client components).
+pub use minik_events as events;
 pub mod garbagecollector;
 pub mod namespace;
 pub mod replicaset;

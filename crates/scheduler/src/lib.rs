@@ -11,7 +11,8 @@
 //! cache sees the binding, so two pods are never placed on the same free
 //! capacity. Must not depend on the apiserver or the store crates.
 
-pub mod events;
+/// The Event recorder (shared with the other API-client components).
+pub use minik_events as events;
 pub mod predicates;
 
 use std::collections::hash_map::DefaultHasher;

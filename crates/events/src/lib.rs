@@ -1,4 +1,5 @@
-//! core/v1 Event recorder for the controllers.
+//! core/v1 Event recorder shared by the API-client components (the
+//! scheduler and the controller manager).
 //!
 //! Writes `Event` objects (involvedObject, reason, message, source component,
 //! firstTimestamp/lastTimestamp/count) the way `kubectl describe` expects.
@@ -35,7 +36,8 @@ impl EventType {
 /// (namespace, involved uid, type, reason, message)
 type EventKey = (String, String, String, String, String);
 
-/// Records Events from one component (e.g. `deployment-controller`).
+/// Records Events from one component (`default-scheduler`,
+/// `deployment-controller`, ...).
 pub struct Recorder {
     client: Client,
     component: String,
