@@ -4,10 +4,6 @@
 //! controllers run here, so these tests check what the API server alone does.
 
 use minik_apiserver::{ApiServer, ApiServerOptions, TlsFiles};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -19,56 +15,8 @@ struct Cluster {
     _rt: std::thread::JoinHandle<()>,
 }
 
-struct Pki {
-    ca_pem: String,
-    server_cert: String,
-    server_key: String,
-    admin_cert: String,
-    admin_key: String,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "minikCA");
-    ca_params.distinguished_name = dn;
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let server_key = KeyPair::generate().unwrap();
-    let mut sp = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    sp.subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "minik");
-    sp.distinguished_name = dn;
-    let server_cert = sp.signed_by(&server_key, &issuer).unwrap();
-
-    let admin_key = KeyPair::generate().unwrap();
-    let mut ap = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ap.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "minik-admin");
-    dn.push(DnType::OrganizationName, "system:masters");
-    ap.distinguished_name = dn;
-    let admin_cert = ap.signed_by(&admin_key, &issuer).unwrap();
-
-    Pki {
-        ca_pem: ca_cert.pem(),
-        server_cert: server_cert.pem(),
-        server_key: server_key.serialize_pem(),
-        admin_cert: admin_cert.pem(),
-        admin_key: admin_key.serialize_pem(),
-    }
-}
+mod support;
+use support::pki;
 
 fn b64(s: &str) -> String {
     use base64::Engine;

@@ -1,5 +1,6 @@
-//! Shared by the client-library suites (`client_library.rs`,
-//! `python_client.rs`): an API server served over real TLS on 127.0.0.1
+//! Shared by the suites in this directory: the test PKI (`pki`, also used by
+//! `kubectl.rs`), and for the client-library suites (`client_library.rs`,
+//! `python_client.rs`) an API server served over real TLS on 127.0.0.1
 //! with a fresh CA, on a temp store the test keeps a handle to (to compact
 //! it), and a kubeconfig file with the admin client certificate.
 
@@ -16,11 +17,11 @@ use rcgen::{
 use std::path::PathBuf;
 
 pub struct Pki {
-    ca_pem: String,
-    server_cert: String,
-    server_key: String,
-    admin_cert: String,
-    admin_key: String,
+    pub ca_pem: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub admin_cert: String,
+    pub admin_key: String,
 }
 
 pub fn pki() -> Pki {
