@@ -20,12 +20,8 @@ use std::borrow::Borrow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::Api;
 use thiserror::Error;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -147,9 +143,9 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> anyhow::Result<()> {
     let notify = Arc::new(Notify::new());
     // Owned here so that dropping `run` (agent shutdown) stops the watches.
     let mut watches = JoinSet::new();
-    let services = spawn_reflector::<Service>(&mut watches, &client, &notify);
-    let slices = spawn_reflector::<EndpointSlice>(&mut watches, &client, &notify);
-    let endpoints = spawn_reflector::<Endpoints>(&mut watches, &client, &notify);
+    let services = minik_informer::spawn::<Service>(&mut watches, &client, &notify, "proxy");
+    let slices = minik_informer::spawn::<EndpointSlice>(&mut watches, &client, &notify, "proxy");
+    let endpoints = minik_informer::spawn::<Endpoints>(&mut watches, &client, &notify, "proxy");
 
     // Programming before the first complete list would briefly reject every
     // service; wait for it (but not forever: a missing API must not stop
@@ -209,47 +205,6 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> anyhow::Result<()> {
         }
         tokio::time::sleep(DEBOUNCE).await;
     }
-}
-
-fn spawn_reflector<K>(
-    tasks: &mut JoinSet<()>,
-    client: &kube::Client,
-    notify: &Arc<Notify>,
-) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store::<K>();
-    let api: Api<K> = Api::all(client.clone());
-    let notify = notify.clone();
-    let kind = K::kind(&());
-    tasks.spawn(async move {
-        let mut warned = false;
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer);
-        futures::pin_mut!(stream);
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(_) => {
-                    warned = false;
-                    notify.notify_one();
-                }
-                Err(e) if !warned => {
-                    tracing::warn!(%kind, error = %e, "proxy watch failed; retrying");
-                    warned = true;
-                }
-                Err(_) => {}
-            }
-        }
-    });
-    reader
 }
 
 /// Removes the proxy table and restores the sysctls it changed (unless
