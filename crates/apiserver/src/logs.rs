@@ -66,7 +66,9 @@ pub fn pick_container(pod: &Value, requested: Option<&str>) -> Result<String, Ap
     }
 }
 
-/// The kubelet's address for a Node object: (InternalIP, port).
+/// Where to dial a Node's kubelet: (InternalIP, port). The kubelet serves on
+/// loopback only (it has no TLS or auth of its own yet), so when the node is
+/// this host the answer is 127.0.0.1.
 pub fn kubelet_address(node: &Value) -> Option<(String, u16)> {
     let addrs = node
         .pointer("/status/addresses")
@@ -81,11 +83,16 @@ pub fn kubelet_address(node: &Value) -> Option<(String, u16)> {
         .and_then(Value::as_u64)
         .filter(|p| *p > 0 && *p <= 65535)
         .unwrap_or(10250) as u16;
+    let ip = if is_local_address(ip) {
+        "127.0.0.1"
+    } else {
+        ip
+    };
     Some((ip.to_string(), port))
 }
 
 /// Whether `ip` is an address of this host (binding to it succeeds).
-pub fn is_local_address(ip: &str) -> bool {
+fn is_local_address(ip: &str) -> bool {
     match ip.parse::<std::net::IpAddr>() {
         Ok(addr) => std::net::UdpSocket::bind((addr, 0)).is_ok(),
         Err(_) => false,
@@ -149,13 +156,6 @@ impl Inner {
                 "node {node_name:?} reports no address for its kubelet yet; try again shortly"
             ))
         })?;
-        // The kubelet serves on loopback only (it has no TLS or auth of its
-        // own yet); when its node is this host, reach it there.
-        let ip = if is_local_address(&ip) {
-            "127.0.0.1".to_string()
-        } else {
-            ip
-        };
         let url = log_url(&ip, port, &ns, &name, &container, q);
         let req = http::Request::get(&url)
             .body(Empty::<bytes::Bytes>::new())

@@ -7,7 +7,7 @@
 //! byte for byte, so the channel protocol is the kubelet's business.
 
 use crate::error::ApiError;
-use crate::logs::{is_local_address, kubelet_address, pick_container};
+use crate::logs::{kubelet_address, pick_container};
 use crate::request::{Query, ResourcePath};
 use crate::Inner;
 use axum::body::Body;
@@ -104,13 +104,6 @@ impl Inner {
                 "node {node_name:?} reports no kubelet address yet; try again shortly"
             ))
         })?;
-        // The kubelet serves on loopback only; when its node is this host,
-        // reach it there (as `pods/log` does).
-        let ip = if is_local_address(&ip) {
-            "127.0.0.1".to_string()
-        } else {
-            ip
-        };
         let path =
             kubelet_path(sub, &ns, &name, &container).ok_or_else(ApiError::path_not_found)?;
         let uri = match raw_query.filter(|q| !q.is_empty()) {
