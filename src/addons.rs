@@ -132,12 +132,53 @@ fn group_version(api_version: &str) -> (&str, &str) {
     api_version.split_once('/').unwrap_or(("", api_version))
 }
 
-/// Every object of an addon, labelled, with its REST paths, in apply order.
+/// What an addon's manifests may name about the node they run on. A
+/// manifest writes `${MINIK_NODE_ROOT}` for the agent's data directory
+/// (`/var/lib/minik` in a VM, the profile's `node/` with the none driver),
+/// e.g. for a hostPath that must survive `minik stop`/`start`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vars {
+    pub node_root: String,
+}
+
+impl Default for Vars {
+    fn default() -> Self {
+        Vars {
+            node_root: "/var/lib/minik".to_string(),
+        }
+    }
+}
+
+impl Vars {
+    /// The values for a profile: its driver decides where the node root is.
+    pub fn for_profile(profile: &crate::profile::Profile, driver: &str) -> Vars {
+        if driver == "none" {
+            Vars {
+                node_root: profile.node_root().display().to_string(),
+            }
+        } else {
+            Vars::default()
+        }
+    }
+
+    fn expand(&self, text: &str) -> String {
+        text.replace("${MINIK_NODE_ROOT}", &self.node_root)
+    }
+}
+
+/// Every object of an addon, labelled, with its REST paths, in apply order
+/// (variables at their defaults: enough for names and paths).
 pub fn objects(addon: &Addon) -> Result<Vec<Object>, AddonError> {
+    objects_with(addon, &Vars::default())
+}
+
+/// Every object of an addon with the node's variables filled in.
+pub fn objects_with(addon: &Addon, vars: &Vars) -> Result<Vec<Object>, AddonError> {
     let mut out = Vec::new();
     let mut index = 0;
     for text in addon.manifests {
-        let docs = parse_documents(text).map_err(|source| AddonError::Yaml {
+        let text = vars.expand(text);
+        let docs = parse_documents(&text).map_err(|source| AddonError::Yaml {
             addon: addon.name.into(),
             source,
         })?;
@@ -202,8 +243,8 @@ pub fn label_selector_query(addon: &str) -> String {
 }
 
 /// Applies every object of the addon (idempotent: server-side apply).
-pub async fn apply(client: &ApiClient, addon: &Addon) -> Result<()> {
-    let objs = objects(addon)?;
+pub async fn apply(client: &ApiClient, addon: &Addon, vars: &Vars) -> Result<()> {
+    let objs = objects_with(addon, vars)?;
     // A namespace that is still being deleted (a disable just before)
     // refuses new objects: wait for it to be gone first.
     for o in objs.iter().filter(|o| o.kind == "Namespace") {

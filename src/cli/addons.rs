@@ -98,7 +98,8 @@ pub async fn enable(
     client: &ApiClient,
     addon: &Addon,
 ) -> Result<()> {
-    addons::apply(client, addon).await?;
+    let vars = addons::Vars::for_profile(profile, &cfg.driver);
+    addons::apply(client, addon, &vars).await?;
     record(profile, cfg, addon.name, true)?;
     ui::step("🌟", format!("The '{}' addon is enabled", addon.name));
     Ok(())

@@ -232,7 +232,7 @@ impl ImageStore {
     /// Looks an image up by any spelling of its reference.
     pub fn resolve(&self, reference: &str) -> Result<ImageRecord, ImageError> {
         let r = ImageRef::parse(reference)?;
-        if r.full() == DASHBOARD_IMAGE {
+        if r.full() == DASHBOARD_IMAGE || r.full() == MINIK_IMAGE {
             self.ensure_dashboard()?;
         }
         let path = self.record_path(&r.full());
@@ -434,6 +434,14 @@ impl ImageStore {
         };
         let mut layers = base;
         layers.push(id);
+        // `minik/minik`: the same layers with no default command, for every
+        // in-cluster component an addon runs (`/minik <component> ...`).
+        let generic = ImageConfig {
+            cmd: Vec::new(),
+            exposed_ports: BTreeMap::new(),
+            ..cfg.clone()
+        };
+        self.write_record(&make_record(MINIK_IMAGE, layers.clone(), generic))?;
         let rec = make_record(DASHBOARD_IMAGE, layers, cfg);
         self.write_record(&rec)?;
         Ok(rec)
@@ -468,6 +476,10 @@ impl ImageStore {
 
 /// The dashboard addon's image (see `ImageStore::ensure_dashboard`).
 pub const DASHBOARD_IMAGE: &str = "docker.io/minik/dashboard:latest";
+/// The image of every other in-cluster component addons run: busybox plus
+/// this minik binary at `/minik`, entrypoint `/minik`, no default command
+/// (the pod's `args` name the hidden subcommand, e.g. `ingress-controller`).
+pub const MINIK_IMAGE: &str = "docker.io/minik/minik:latest";
 
 /// Dynamic loaders to ask (`ld.so --list`) when `ldd` is missing (the VM).
 const LOADERS: &[&str] = &["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"];
@@ -767,6 +779,10 @@ mod tests {
             store.resolve("docker.io/minik/dashboard:latest").unwrap(),
             rec
         );
+        let generic = store.resolve("minik/minik").unwrap();
+        assert_eq!(generic.layers, rec.layers);
+        assert_eq!(generic.config.entrypoint, vec!["/minik".to_string()]);
+        assert!(generic.config.cmd.is_empty());
         std::fs::remove_dir_all(&root).unwrap();
     }
 
