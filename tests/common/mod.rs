@@ -9,15 +9,36 @@ use std::time::{Duration, Instant};
 
 pub struct Env {
     pub dir: PathBuf,
+    /// Held for the Env's life: one cluster test at a time on this host
+    /// (the none driver owns bridge minik0 and ports 8443/10250), also
+    /// across test binaries and engineers running tests side by side.
+    _host_lock: std::fs::File,
 }
+
+/// The host-wide lock file every integration-test cluster takes.
+pub const HOST_LOCK: &str = "/tmp/minik-integration-tests.lock";
 
 impl Env {
     /// A fresh directory holding the test's HOME, MINIK_HOME and kubeconfig.
+    /// Waits for any other integration-test cluster on this host to finish.
     pub fn new(name: &str) -> Env {
+        use std::os::fd::AsRawFd;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(HOST_LOCK)
+            .expect("open the host lock file");
+        // SAFETY: flock on a descriptor we own; released when the File drops.
+        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock {HOST_LOCK}");
         let dir = std::env::temp_dir().join(format!("minik-it-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("home")).unwrap();
-        Env { dir }
+        Env {
+            dir,
+            _host_lock: lock,
+        }
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
