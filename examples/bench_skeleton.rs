@@ -18,98 +18,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+mod support;
+use support::{agent_pid, minik, minik_bin, pct, rss_mb, Api, R};
 
-fn minik_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("MINIK_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().expect("exe");
-    // target/<profile>/examples/bench_skeleton -> target/<profile>/minik
-    exe.parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("minik"))
-        .expect("minik beside examples/")
-}
-
-struct Bench {
-    home: PathBuf,
-    http: reqwest::Client,
-    base: String,
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i]
-}
-
-fn minik(home: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(minik_bin())
-        .args(args)
-        .env("MINIK_HOME", home.join("minik"))
-        .env("KUBECONFIG", home.join("kubeconfig"))
-        .env("HOME", home)
-        .output()
-        .expect("run minik")
-}
-
-fn rss_mb(pid: &str) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|k| k.parse::<f64>().ok())
-        .map(|k| k / 1024.0)
-        .unwrap_or(f64::NAN)
-}
+type Bench = Api;
 
 impl Bench {
-    fn new(home: PathBuf) -> R<Bench> {
-        let certs = home.join("minik/profiles/minik/certs");
-        let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.crt"))?)?;
-        let mut pem = std::fs::read(certs.join("admin.crt"))?;
-        pem.extend(std::fs::read(certs.join("admin.key"))?);
-        let http = reqwest::Client::builder()
-            .tls_certs_only([ca])
-            .identity(reqwest::Identity::from_pem(&pem)?)
-            .pool_max_idle_per_host(64)
-            .build()?;
-        Ok(Bench {
-            home,
-            http,
-            base: "https://127.0.0.1:8443".into(),
-        })
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> R<Value> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await?;
-        let s = r.status();
-        let v: Value = r.json().await?;
-        if !s.is_success() {
-            return Err(format!("POST {path}: {s} {v}").into());
-        }
-        Ok(v)
-    }
-
-    async fn get(&self, path: &str) -> R<Value> {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await?;
-        let s = r.status();
-        let v: Value = r.json().await?;
-        if !s.is_success() {
-            return Err(format!("GET {path}: {s} {v}").into());
-        }
-        Ok(v)
-    }
-
     /// Creates `n` pods and returns creation→Running latencies seen via watch.
     async fn pod_latency(&self, n: usize) -> R<Vec<f64>> {
         let list = self.get("/api/v1/namespaces/default/pods").await?;
@@ -293,9 +207,7 @@ async fn main() -> R<()> {
     );
 
     let b = Arc::new(Bench::new(home.clone())?);
-    let pid = std::fs::read_to_string(home.join("minik/profiles/minik/agent.pid"))?
-        .trim()
-        .to_string();
+    let pid = agent_pid(&home)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = rss_mb(&pid);
 

@@ -348,6 +348,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn node_root_is_filled_in_before_parsing() {
+        let a = Addon {
+            name: "t",
+            description: "",
+            manifests: &["apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  root: ${MINIK_NODE_ROOT}/volumes\n"],
+            default_enabled: false,
+        };
+        let vars = Vars {
+            node_root: "/tmp/p/node".into(),
+        };
+        let objs = objects_with(&a, &vars).unwrap();
+        assert_eq!(objs[0].body["data"]["root"], "/tmp/p/node/volumes");
+        let objs = objects(&a).unwrap();
+        assert_eq!(objs[0].body["data"]["root"], "/var/lib/minik/volumes");
+    }
+
+    #[test]
     fn multi_document_yaml() {
         let docs = parse_documents(
             "# c\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata: {k: v}\n",
