@@ -9,6 +9,7 @@ apt-get update -qq
 pkgs=(runc busybox-static nftables iproute2 curl
       qemu-system-x86 qemu-utils xorriso isolinux syslinux-common cpio
       protobuf-compiler chromium etcd-server
+      docker-registry skopeo umoci apache2-utils
       libvirt-daemon-system libvirt-clients libvirt-dev pkg-config dnsmasq-base)
 for p in "${pkgs[@]}"; do
   if ! dpkg -s "$p" >/dev/null 2>&1 || ! dpkg -s "$p" | grep -q '^Status: install ok installed'; then

@@ -33,6 +33,31 @@ pub const ADDONS: &[Addon] = &[Addon {
     description: "The minik web UI: workloads, logs, scale, YAML (`minik dashboard`)",
     manifests: &[include_str!("../addons/dashboard/dashboard.yaml")],
     default_enabled: false,
+}, Addon {
+    name: "ingress",
+    description: "An ingress controller on the node's ports 80/443 (IngressClass nginx, the default)",
+    manifests: &[include_str!("../addons/ingress/ingress.yaml")],
+    default_enabled: false,
+}, Addon {
+    name: "metrics-server",
+    description: "Node and pod CPU/memory for `kubectl top` (metrics.k8s.io)",
+    manifests: &[include_str!("../addons/metrics-server/metrics-server.yaml")],
+    default_enabled: false,
+}, Addon {
+    name: "registry",
+    description: "A Docker registry on the node at localhost:5000 (pods pull `localhost:5000/<image>`)",
+    manifests: &[include_str!("../addons/registry/registry.yaml")],
+    default_enabled: false,
+}, Addon {
+    name: "storage-provisioner",
+    description: "Makes a hostPath PersistentVolume for every claim (minik.io/hostpath), kept across restarts",
+    manifests: &[include_str!("../addons/storage-provisioner/storage-provisioner.yaml")],
+    default_enabled: true,
+}, Addon {
+    name: "default-storageclass",
+    description: "StorageClass `standard`, the default for claims that name none",
+    manifests: &[include_str!("../addons/default-storageclass/storageclass.yaml")],
+    default_enabled: true,
 }];
 
 #[derive(Debug, thiserror::Error)]
@@ -415,6 +440,33 @@ mod tests {
         let c = &deploy.body["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["image"], "minik/dashboard");
         assert_eq!(c["command"][1], "dashboard-server");
+    }
+
+    #[test]
+    fn storage_addons_are_on_by_default_and_use_node_paths() {
+        let on = default_enabled();
+        assert!(on.contains(&"storage-provisioner".to_string()), "{on:?}");
+        assert!(on.contains(&"default-storageclass".to_string()), "{on:?}");
+        let vars = Vars {
+            node_root: "/srv/node".into(),
+        };
+        let objs = objects_with(find("storage-provisioner").unwrap(), &vars).unwrap();
+        let deploy = objs.iter().find(|o| o.kind == "Deployment").unwrap();
+        let pod = &deploy.body["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["image"], "minik/minik");
+        assert_eq!(
+            pod["containers"][0]["args"],
+            serde_json::json!(["storage-provisioner", "--root", "/srv/node/volumes"])
+        );
+        assert_eq!(pod["containers"][0]["volumeMounts"][0]["mountPath"], "/srv/node/volumes");
+        assert_eq!(pod["volumes"][0]["hostPath"]["path"], "/srv/node/volumes");
+        let sc = objects(find("default-storageclass").unwrap()).unwrap();
+        assert_eq!(sc[0].path, "/apis/storage.k8s.io/v1/storageclasses/standard");
+        assert_eq!(
+            sc[0].body["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"],
+            "true"
+        );
+        assert_eq!(sc[0].body["provisioner"], "minik.io/hostpath");
     }
 
     #[test]

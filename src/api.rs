@@ -110,6 +110,13 @@ impl ApiClient {
         })
     }
 
+    /// A raw request on `path` with the admin identity, for bodies and
+    /// answers that are not JSON objects (`minik image` streams archives
+    /// through `nodes/<node>/proxy`). Set a longer `.timeout()` for big bodies.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path))
+    }
+
     /// Whether `/readyz` answers ok.
     pub async fn ready(&self) -> bool {
         match self.http.get(format!("{}/readyz", self.base)).send().await {

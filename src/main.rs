@@ -52,6 +52,8 @@ enum Command {
     Dashboard(cli::dashboard::DashboardArgs),
     /// List, enable or disable addons: `minik addons enable dashboard`.
     Addons(cli::addons::AddonsArgs),
+    /// Load, list and remove images on the node: `minik image load app.tar`.
+    Image(cli::image::ImageArgs),
     /// Print the node's IP address.
     Ip,
     /// Open a shell in the VM, or run a command there: `minik ssh -- uptime`.
@@ -66,6 +68,18 @@ enum Command {
     /// Serve the dashboard inside its pod (the dashboard addon's container).
     #[command(hide = true, name = "dashboard-server")]
     DashboardServer(cli::dashboard::ServerArgs),
+    /// Serve metrics.k8s.io inside its pod (the metrics-server addon's container).
+    #[command(hide = true, name = "metrics-server")]
+    MetricsServer(cli::metrics_server::MetricsServerArgs),
+    /// Serve Ingresses on ports 80/443 (the ingress addon's container).
+    #[command(hide = true, name = "ingress-controller")]
+    IngressController(cli::ingress_controller::IngressControllerArgs),
+    /// Serve a Docker registry (the registry addon's container).
+    #[command(hide = true, name = "registry-server")]
+    RegistryServer(cli::registry_server::RegistryServerArgs),
+    /// Provision hostPath volumes (the storage-provisioner addon's container).
+    #[command(hide = true, name = "storage-provisioner")]
+    StorageProvisioner(cli::storage_provisioner::ProvisionerArgs),
 }
 
 fn main() {
@@ -82,6 +96,38 @@ fn main() {
     if let Command::DashboardServer(args) = cli.command {
         init_agent_logging();
         if let Err(e) = cli::dashboard::serve_in_cluster(args) {
+            tracing::error!("{e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Command::IngressController(args) = cli.command {
+        init_agent_logging();
+        if let Err(e) = cli::ingress_controller::run(args) {
+            tracing::error!("{e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Command::RegistryServer(args) = cli.command {
+        init_agent_logging();
+        if let Err(e) = cli::registry_server::run(args) {
+            tracing::error!("{e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Command::StorageProvisioner(args) = cli.command {
+        init_agent_logging();
+        if let Err(e) = cli::storage_provisioner::run(args) {
+            tracing::error!("{e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Command::MetricsServer(args) = cli.command {
+        init_agent_logging();
+        if let Err(e) = cli::metrics_server::serve(args) {
             tracing::error!("{e:#}");
             std::process::exit(1);
         }
@@ -111,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Kubectl(a) => cli::kubectl::run(&profile, a),
         Command::Dashboard(a) => rt.block_on(cli::dashboard::run(&profile, a)).map(|_| 0),
         Command::Addons(a) => rt.block_on(cli::addons::run(&profile, a)).map(|_| 0),
+        Command::Image(a) => rt.block_on(cli::image::run(&profile, a)).map(|_| 0),
         Command::Ip => cli::node_access::ip(&profile),
         Command::Ssh(a) => cli::node_access::ssh(&profile, a),
         Command::Logs(a) => cli::node_access::logs(&profile, a),
@@ -121,6 +168,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Node(_) => unreachable!("handled in main"),
         Command::DashboardServer(_) => unreachable!("handled in main"),
+        Command::MetricsServer(_) => unreachable!("handled in main"),
+        Command::IngressController(_) => unreachable!("handled in main"),
+        Command::StorageProvisioner(_) => unreachable!("handled in main"),
+        Command::RegistryServer(_) => unreachable!("handled in main"),
     }
 }
 

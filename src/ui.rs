@@ -62,3 +62,31 @@ impl Spinner {
         }
     }
 }
+
+/// A byte-counting progress bar (uploads): a bar when `total` is known, a
+/// byte counter when not. Hidden when stderr is not a terminal, where the
+/// step line printed here is enough.
+pub fn progress_bytes(symbol: &str, msg: impl Into<String>, total: Option<u64>) -> ProgressBar {
+    let msg = msg.into();
+    let bar = match total {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    if bar.is_hidden() {
+        step(symbol, &msg);
+        return bar;
+    }
+    let template = if total.is_some() {
+        format!("{symbol}  {{msg}} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}}")
+    } else {
+        format!("{symbol}  {{msg}} {{spinner}} {{bytes}} {{bytes_per_sec}}")
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(msg);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}

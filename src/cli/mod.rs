@@ -3,11 +3,16 @@
 pub mod addons;
 pub mod dashboard;
 pub mod delete;
+pub mod image;
+pub mod ingress_controller;
 pub mod kubectl;
+pub mod metrics_server;
 pub mod node_access;
+pub mod registry_server;
 pub mod service;
 pub mod start;
 pub mod status;
+pub mod storage_provisioner;
 pub mod stop;
 
 /// The Kubernetes version the cluster reports (the kubectl dispatcher on

@@ -1,12 +1,16 @@
 //! Pure Kubernetes API machinery: the table of built-in resources,
-//! protobuf→JSON decoding, OpenAPI v3 documents, strict field validation and
-//! the three patch types. No I/O lives here; everything is unit-tested.
+//! protobuf→JSON decoding, OpenAPI v3 documents and the OpenAPI v2 document
+//! (JSON and gnostic protobuf), strict field validation, the three patch
+//! types and server-side apply's field ownership (`fieldmanager`:
+//! managedFields, conflicts). No I/O lives here; everything is unit-tested.
 //!
 //! `schema` is the shared base: the kinds' JSON schemas (from k8s-openapi's
 //! `schemars` output) and the strategic-merge metadata of their fields, read by
-//! `validation`, `openapi` and `patch`.
+//! `validation`, `openapi`, `openapi_v2`, `patch` and `fieldmanager`.
 
+pub mod fieldmanager;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;

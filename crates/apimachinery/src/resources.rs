@@ -109,7 +109,8 @@ static BUILTIN: &[ResourceInfo] = &[
             "attach",
             "portforward",
             "eviction",
-            "ephemeralcontainers"
+            "ephemeralcontainers",
+            "proxy"
         ]
     ),
     res!(
@@ -446,6 +447,28 @@ static BUILTIN: &[ResourceInfo] = &[
         &[],
         &[]
     ),
+    res!(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        false,
+        &["crd", "crds"],
+        &["api-extensions"],
+        &["status"]
+    ),
+    res!(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        "apiservice",
+        false,
+        &[],
+        &["api-extensions"],
+        &["status"]
+    ),
 ];
 
 /// Every built-in resource, in discovery order.
@@ -467,6 +490,80 @@ pub fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static Reso
         .find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
+/// Whether `info` is a row of the built-in table (not one made at run time
+/// for a CustomResourceDefinition or an aggregated API).
+pub fn is_builtin(info: &ResourceInfo) -> bool {
+    BUILTIN.iter().any(|r| std::ptr::eq(r, info))
+}
+
+/// A resource described at run time (a CustomResourceDefinition's served
+/// version, or a resource an aggregated API server lists in discovery).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OwnedResourceInfo {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub resource: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub subresources: Vec<String>,
+    pub verbs: Vec<String>,
+}
+
+/// The `&'static ResourceInfo` for a run-time resource. Every consumer of the
+/// resource table (routing, REST, RBAC, discovery, tables) works on
+/// `&'static ResourceInfo`, so the strings of a run-time resource are leaked
+/// once; identical descriptions are interned and share one leaked row, so
+/// re-reading the same CustomResourceDefinition or discovery document leaks
+/// nothing new. The total is bounded by the distinct resource shapes a cluster
+/// ever defines (a few hundred bytes each).
+pub fn intern(owned: &OwnedResourceInfo) -> &'static ResourceInfo {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static TABLE: OnceLock<Mutex<HashMap<OwnedResourceInfo, &'static ResourceInfo>>> =
+        OnceLock::new();
+    let table = TABLE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut t = match table.lock() {
+        Ok(t) => t,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(r) = t.get(owned) {
+        return r;
+    }
+    fn leak(s: &str) -> &'static str {
+        Box::leak(s.to_string().into_boxed_str())
+    }
+    fn leak_all(v: &[String]) -> &'static [&'static str] {
+        Box::leak(
+            v.iter()
+                .map(|s| leak(s))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        )
+    }
+    let info: &'static ResourceInfo = Box::leak(Box::new(ResourceInfo {
+        group: leak(&owned.group),
+        version: leak(&owned.version),
+        kind: leak(&owned.kind),
+        resource: leak(&owned.resource),
+        singular: leak(&owned.singular),
+        namespaced: owned.namespaced,
+        short_names: leak_all(&owned.short_names),
+        categories: leak_all(&owned.categories),
+        subresources: leak_all(&owned.subresources),
+        verbs: leak_all(&owned.verbs),
+    }));
+    t.insert(owned.clone(), info);
+    info
+}
+
+/// The verbs every stored resource serves.
+pub fn read_write_verbs() -> &'static [&'static str] {
+    RW
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +576,29 @@ mod tests {
         assert_eq!(find_kind("", "v1", "Pod").unwrap().resource, "pods");
         assert_eq!(find_kind("", "v1", "Pod").unwrap().storage_group(), "core");
         assert!(find("", "v1", "nosuch").is_none());
+    }
+
+    #[test]
+    fn interned_rows_are_shared_and_not_builtin() {
+        let o = OwnedResourceInfo {
+            group: "stable.example.com".into(),
+            version: "v1".into(),
+            kind: "CronTab".into(),
+            resource: "crontabs".into(),
+            singular: "crontab".into(),
+            namespaced: true,
+            short_names: vec!["ct".into()],
+            categories: vec![],
+            subresources: vec!["status".into()],
+            verbs: RW.iter().map(|s| s.to_string()).collect(),
+        };
+        let a = intern(&o);
+        let b = intern(&o.clone());
+        assert!(std::ptr::eq(a, b));
+        assert_eq!(a.short_names, &["ct"]);
+        assert_eq!(a.api_version(), "stable.example.com/v1");
+        assert!(!is_builtin(a));
+        assert!(is_builtin(find("", "v1", "pods").unwrap()));
     }
 
     #[test]

@@ -87,6 +87,8 @@ fn build() -> Schemas {
         ("authentication.k8s.io", "v1", "TokenReview", authentication::v1::TokenReview),
         ("authentication.k8s.io", "v1", "SelfSubjectReview", authentication::v1::SelfSubjectReview),
         ("certificates.k8s.io", "v1", "CertificateSigningRequest", certificates::v1::CertificateSigningRequest),
+        ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition),
+        ("apiregistration.k8s.io", "v1", "APIService", k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService),
         ("meta.k8s.io", "v1", "Status", meta::Status),
         ("meta.k8s.io", "v1", "DeleteOptions", meta::DeleteOptions),
         ("meta.k8s.io", "v1", "APIResourceList", meta::APIResourceList),

@@ -1,8 +1,9 @@
-//! Discovery documents built from `builtin_resources()`: aggregated
+//! Discovery documents built from the served resources (the built-in table,
+//! CRD versions and the resources aggregated API servers list): aggregated
 //! discovery v2 (`APIGroupDiscoveryList`, what kubectl asks for first) and
 //! the legacy `APIVersions` / `APIGroupList` / `APIResourceList`.
 
-use minik_apimachinery::{builtin_resources, ResourceInfo};
+use minik_apimachinery::ResourceInfo;
 use serde_json::{json, Value};
 
 /// The content type kubectl recognises for aggregated discovery v2.
@@ -51,6 +52,7 @@ fn subresource_kind(info: &ResourceInfo, sub: &str) -> (String, String, String, 
             "v1".into(),
         ),
         "proxy" if info.resource == "nodes" => ("NodeProxyOptions".into(), "".into(), "v1".into()),
+        "proxy" if info.resource == "pods" => ("PodProxyOptions".into(), "".into(), "v1".into()),
         "proxy" => ("ServiceProxyOptions".into(), "".into(), "v1".into()),
         _ => same,
     };
@@ -94,10 +96,35 @@ fn agg_resource(info: &ResourceInfo) -> Value {
     r
 }
 
-/// Groups in discovery order: (group, [versions]).
-fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+/// Kubernetes' version priority: GA before beta before alpha, higher
+/// numbers first, anything else last (alphabetically).
+pub fn version_priority(v: &str) -> (u8, i64, i64, String) {
+    let parse = || -> Option<(u8, i64, i64)> {
+        let rest = v.strip_prefix('v')?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let major: i64 = digits.parse().ok()?;
+        let tail = &rest[digits.len()..];
+        if tail.is_empty() {
+            return Some((0, -major, 0));
+        }
+        for (word, rank) in [("beta", 1u8), ("alpha", 2u8)] {
+            if let Some(n) = tail.strip_prefix(word) {
+                let minor: i64 = if n.is_empty() { 0 } else { n.parse().ok()? };
+                return Some((rank, -major, -minor));
+            }
+        }
+        None
+    };
+    match parse() {
+        Some((a, b, c)) => (a, b, c, String::new()),
+        None => (3, 0, 0, v.to_string()),
+    }
+}
+
+/// Groups in discovery order: (group, [versions], preferred version first).
+fn groups(all: &[&'static ResourceInfo]) -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for r in builtin_resources() {
+    for r in all {
         match out.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, vs)) => {
                 if !vs.contains(&r.version) {
@@ -107,20 +134,24 @@ fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
             None => out.push((r.group, vec![r.version])),
         }
     }
+    for (_, vs) in &mut out {
+        vs.sort_by_key(|v| version_priority(v));
+    }
     out
 }
 
 /// `APIGroupDiscoveryList` for `/api` (core = true) or `/apis`.
-pub fn aggregated(core: bool, version: &str) -> Value {
-    let items: Vec<Value> = groups()
+pub fn aggregated(core: bool, version: &str, all: &[&'static ResourceInfo]) -> Value {
+    let items: Vec<Value> = groups(all)
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(g, versions)| {
             let vs: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = builtin_resources()
+                    let resources: Vec<Value> = all
                         .iter()
+                        .copied()
                         .filter(|r| r.group == g && r.version == *v)
                         .map(agg_resource)
                         .collect();
@@ -148,8 +179,8 @@ fn group_json(g: &str, versions: &[&str]) -> Value {
 }
 
 /// `GET /apis` (legacy).
-pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = groups()
+pub fn api_group_list(all: &[&'static ResourceInfo]) -> Value {
+    let groups: Vec<Value> = groups(all)
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| group_json(g, &vs))
@@ -158,8 +189,8 @@ pub fn api_group_list() -> Value {
 }
 
 /// `GET /apis/<group>`; None when the group is not served.
-pub fn api_group(group: &str) -> Option<Value> {
-    groups()
+pub fn api_group(group: &str, all: &[&'static ResourceInfo]) -> Option<Value> {
+    groups(all)
         .into_iter()
         .find(|(g, _)| *g == group && !g.is_empty())
         .map(|(g, vs)| {
@@ -171,9 +202,10 @@ pub fn api_group(group: &str) -> Option<Value> {
 }
 
 /// `GET /api/v1` or `/apis/<g>/<v>`; None when not served.
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&ResourceInfo> = builtin_resources()
+pub fn resource_list(group: &str, version: &str, all: &[&'static ResourceInfo]) -> Option<Value> {
+    let rs: Vec<&ResourceInfo> = all
         .iter()
+        .copied()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if rs.is_empty() {
@@ -215,6 +247,22 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
 mod tests {
     use super::*;
 
+    fn builtins() -> Vec<&'static ResourceInfo> {
+        minik_apimachinery::builtin_resources().iter().collect()
+    }
+
+    #[test]
+    fn versions_sort_by_kubernetes_priority() {
+        let mut vs = vec![
+            "v1alpha1", "v2beta1", "v1", "v1beta2", "foo", "v2", "v1beta1",
+        ];
+        vs.sort_by_key(|v| version_priority(v));
+        assert_eq!(
+            vs,
+            vec!["v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
+    }
+
     #[test]
     fn accept_negotiation() {
         let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
@@ -230,7 +278,7 @@ mod tests {
 
     #[test]
     fn aggregated_core_and_groups() {
-        let core = aggregated(true, "v2");
+        let core = aggregated(true, "v2", &builtins());
         assert_eq!(core["items"].as_array().unwrap().len(), 1);
         assert_eq!(core["items"][0]["metadata"]["name"], "");
         let pods = core["items"][0]["versions"][0]["resources"]
@@ -247,7 +295,7 @@ mod tests {
             .unwrap()
             .iter()
             .any(|s| s["subresource"] == "log"));
-        let apis = aggregated(false, "v2");
+        let apis = aggregated(false, "v2", &builtins());
         assert!(apis["items"]
             .as_array()
             .unwrap()
@@ -262,7 +310,7 @@ mod tests {
 
     #[test]
     fn legacy_documents() {
-        let l = resource_list("apps", "v1").unwrap();
+        let l = resource_list("apps", "v1", &builtins()).unwrap();
         let names: Vec<&str> = l["resources"]
             .as_array()
             .unwrap()
@@ -277,14 +325,14 @@ mod tests {
             .find(|r| r["name"] == "deployments/scale")
             .unwrap();
         assert_eq!(scale["group"], "autoscaling");
-        assert!(resource_list("nope", "v1").is_none());
-        assert!(api_group_list()["groups"]
+        assert!(resource_list("nope", "v1", &builtins()).is_none());
+        assert!(api_group_list(&builtins())["groups"]
             .as_array()
             .unwrap()
             .iter()
             .any(|g| g["name"] == "apps"));
         assert_eq!(
-            api_group("apps").unwrap()["preferredVersion"]["groupVersion"],
+            api_group("apps", &builtins()).unwrap()["preferredVersion"]["groupVersion"],
             "apps/v1"
         );
     }

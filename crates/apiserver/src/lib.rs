@@ -1,8 +1,12 @@
 //! minik-apiserver: the Kubernetes API server of minik. Serves discovery,
 //! OpenAPI, and one generic REST path over `minik-store` for every resource
-//! in `minik_apimachinery::builtin_resources()` (per-resource behaviour in
-//! `strategy`), watches, server-side Tables, and the subresources kubectl
-//! and the node components use. It owns HTTP(S) and authentication
+//! in `minik_apimachinery::builtin_resources()` and every resource a
+//! CustomResourceDefinition defines (`crd`, `crd_schema`; per-resource
+//! behaviour in `strategy`), watches, server-side Tables, and the
+//! subresources kubectl and the node components use. APIServices with a
+//! Service are proxied to their backend (`aggregator`); the `proxy`
+//! subresources of nodes, services and pods go to the kubelet, the
+//! Service's endpoint or the pod (`resource_proxy`, over `upstream`). It owns HTTP(S) and authentication
 //! (client certificates; service-account bearer tokens); it does not touch
 //! containers or the network (pod logs, exec, attach and port-forward are
 //! proxied to the kubelet).
@@ -13,15 +17,22 @@
 //! Authorization is RBAC (`rbac`) for requests over TLS; `system:masters`
 //! (the admin certificate) and in-process clients may do everything.
 
+pub mod admission;
+pub mod aggregator;
 pub mod alloc;
 pub mod convert;
+pub mod crd;
+pub mod crd_schema;
 pub mod discovery;
 pub mod error;
+pub mod impersonation;
 pub mod logs;
 pub mod names;
+pub mod openapi_v2;
 pub mod proxy;
 pub mod rbac;
 pub mod request;
+pub mod resource_proxy;
 pub mod rest;
 pub mod selector;
 pub mod serviceaccount;
@@ -31,10 +42,11 @@ pub mod subresources;
 pub mod table;
 pub mod tls;
 pub mod ttl;
+pub mod upstream;
 pub mod watch;
 
 use crate::error::ApiError;
-use crate::request::{output, route, Query, ResourcePath, Route};
+use crate::request::{output, route_in, Query, ResourcePath, Route};
 use crate::rest::{json_response, storage_key, verb_not_allowed, UpdateMode};
 use crate::tls::Authn;
 use anyhow::Context;
@@ -111,6 +123,21 @@ pub struct Inner {
     pub(crate) root_ca: std::sync::OnceLock<String>,
     /// Wakes the root-CA publisher (a namespace was created).
     pub(crate) ca_notify: Arc<tokio::sync::Notify>,
+    /// The resources CustomResourceDefinitions define.
+    pub(crate) crds: crd::Registry,
+    /// The APIServices served by other API servers.
+    pub(crate) apis: aggregator::Registry,
+}
+
+impl Inner {
+    /// Every served resource: the built-in table, then the CRD versions.
+    pub(crate) fn all_resources(&self) -> Vec<&'static resources::ResourceInfo> {
+        let mut all: Vec<&'static resources::ResourceInfo> =
+            resources::builtin_resources().iter().collect();
+        all.extend(self.crds.all().iter().map(|v| v.info));
+        all.extend(self.apis.resources());
+        all
+    }
 }
 
 /// The API server. Cheap to clone.
@@ -142,9 +169,24 @@ impl ApiServer {
                 sa_key: std::sync::OnceLock::new(),
                 root_ca: std::sync::OnceLock::new(),
                 ca_notify: Arc::new(tokio::sync::Notify::new()),
+                crds: crd::Registry::default(),
+                apis: aggregator::Registry::default(),
             }),
         };
         server.bootstrap().await?;
+        server.inner.reload_crds();
+        server.inner.reload_apiservices();
+        aggregator::spawn_checker(Arc::downgrade(&server.inner));
+        // CRDs deleted while the server was down still need their cleanup
+        for c in server.inner.stored_crds() {
+            if c.pointer("/metadata/deletionTimestamp")
+                .is_some_and(|t| !t.is_null())
+            {
+                if let Some(n) = c.pointer("/metadata/name").and_then(Value::as_str) {
+                    server.inner.after_crd_write(n).await;
+                }
+            }
+        }
         ttl::spawn_event_sweeper(Arc::downgrade(&server.inner));
         Ok(server)
     }
@@ -275,6 +317,20 @@ impl ApiServer {
             )
             .await?;
         }
+        // Local APIServices for the built-in group-versions, as kube-aggregator
+        // registers them (`kubectl get apiservices`)
+        let apiservices = resources::find(aggregator::GROUP, "v1", "apiservices")
+            .context("apiservices missing from the resource table")?;
+        for (i, (group, version)) in aggregator::builtin_group_versions().into_iter().enumerate() {
+            self.ensure(
+                apiservices,
+                None,
+                json!({"metadata": {"name": format!("{version}.{group}"), "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
+                       "spec": {"group": group, "version": version,
+                                "groupPriorityMinimum": 18000 - 100 * i as i64, "versionPriority": 15}}),
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -358,7 +414,7 @@ impl ApiServer {
 }
 
 /// The groups of a user as kube reports them (plus `system:authenticated`).
-fn user_groups(user: &UserInfo) -> Vec<String> {
+pub(crate) fn user_groups(user: &UserInfo) -> Vec<String> {
     let mut g = user.groups.clone();
     if !g.iter().any(|x| x == "system:authenticated") {
         g.push("system:authenticated".into());
@@ -488,7 +544,7 @@ fn version_json() -> Value {
 
 async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
-    let r = route(parts.uri.path());
+    let r = route_in(parts.uri.path(), &|g, v, res| inner.crds.find(g, v, res));
     let user = match parts.extensions.get::<Authn>() {
         Some(Authn::User(u)) => u.clone(),
         Some(Authn::Anonymous) => match inner.authenticate_bearer(&parts.headers).await {
@@ -505,7 +561,41 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
             groups: vec!["system:masters".into()],
         },
     };
+    let user = match inner.impersonate(user, &parts.headers) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
     let q = Query::parse(parts.uri.query());
+    // an aggregated group-version: authorize here, then the backend serves it
+    let segs: Vec<&str> = parts
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let ["apis", g, v, rest @ ..] = segs.as_slice() {
+        if let Some(remote) = inner.apis.remote_for(g, v) {
+            if !user.is_admin() {
+                let attrs = aggregator::attributes(&parts.method, g, rest, &q, parts.uri.path());
+                if !inner.authorize(&user, &attrs) {
+                    return ApiError::forbidden(rbac::forbidden_message(&user, &attrs))
+                        .into_response();
+                }
+            }
+            let pq = parts
+                .uri
+                .path_and_query()
+                .map(|pq| pq.as_str().to_string())
+                .unwrap_or_else(|| parts.uri.path().to_string());
+            return match inner
+                .proxy_aggregated(&remote, parts.method, &pq, &parts.headers, body, &user)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            };
+        }
+    }
     if !user.is_admin() && !matches!(r, Route::Version | Route::Health) {
         let attrs = request_attributes(&parts.method, &r, parts.uri.path(), &q);
         if !inner.authorize(&user, &attrs) {
@@ -519,6 +609,22 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         }
     }
     if let Route::Resource(p) = &r {
+        if p.subresource.as_deref() == Some("proxy") && p.name.is_some() {
+            return match inner
+                .resource_proxy(
+                    p,
+                    parts.method.clone(),
+                    parts.uri.path(),
+                    parts.uri.query(),
+                    &parts.headers,
+                    body,
+                )
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            };
+        }
         if p.info.group.is_empty()
             && p.info.resource == "pods"
             && p.name.is_some()
@@ -612,7 +718,8 @@ async fn handle(
             get_only(&method)?;
             let core = r == Route::ApiRoot;
             if let Some(v) = discovery::wants_aggregated(accept) {
-                let mut resp = json_response(StatusCode::OK, &discovery::aggregated(core, v));
+                let all = inner.all_resources();
+                let mut resp = json_response(StatusCode::OK, &discovery::aggregated(core, v, &all));
                 let ct = if v == "v2" {
                     discovery::AGG_V2
                 } else {
@@ -630,7 +737,7 @@ async fn handle(
                     inner.opts.advertise_address, inner.opts.secure_port
                 ))
             } else {
-                discovery::api_group_list()
+                discovery::api_group_list(&inner.all_resources())
             };
             let mut resp = json_response(StatusCode::OK, &body);
             resp.headers_mut()
@@ -639,28 +746,42 @@ async fn handle(
         }
         Route::Group(g) => {
             get_only(&method)?;
-            discovery::api_group(&g)
+            discovery::api_group(&g, &inner.all_resources())
                 .map(|v| json_response(StatusCode::OK, &v))
                 .ok_or_else(ApiError::path_not_found)
         }
         Route::GroupVersion(g, v) => {
             get_only(&method)?;
-            discovery::resource_list(&g, &v)
+            discovery::resource_list(&g, &v, &inner.all_resources())
                 .map(|v| json_response(StatusCode::OK, &v))
                 .ok_or_else(ApiError::path_not_found)
         }
         Route::OpenApiV3Index => {
             get_only(&method)?;
-            Ok(json_response(
-                StatusCode::OK,
-                &minik_apimachinery::openapi::v3_index(),
-            ))
+            let mut index = minik_apimachinery::openapi::v3_index();
+            for (path, _, hash) in inner.crd_openapi_docs() {
+                index["paths"][path.as_str()] =
+                    json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")});
+            }
+            Ok(json_response(StatusCode::OK, &index))
         }
         Route::OpenApiV3(gv) => {
             get_only(&method)?;
-            let doc = minik_apimachinery::openapi::v3_group_version(&gv)
-                .ok_or_else(ApiError::path_not_found)?;
-            let current = minik_apimachinery::openapi::v3_hash(&gv).unwrap_or_default();
+            let (doc, current) = match minik_apimachinery::openapi::v3_group_version(&gv) {
+                Some(doc) => (
+                    doc,
+                    minik_apimachinery::openapi::v3_hash(&gv)
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+                None => inner
+                    .crd_openapi_docs()
+                    .into_iter()
+                    .find(|(p, _, _)| *p == gv)
+                    .map(|(_, d, h)| (Arc::new(d), h))
+                    .ok_or_else(ApiError::path_not_found)?,
+            };
+            let current = current.as_str();
             match q.get("hash") {
                 // a stale hash: send the client to the current document, as kube does
                 Some(h) if !current.is_empty() && h != current => {
@@ -705,8 +826,64 @@ async fn handle(
             };
             Ok(json_response(StatusCode::CREATED, &answer))
         }
-        Route::OpenApiV2 | Route::NotFound => Err(ApiError::path_not_found()),
-        Route::Resource(p) => resource(inner, method, &p, &q, headers, body, output(accept)).await,
+        Route::OpenApiV2 => openapi_v2::serve(&method, headers, &inner.crd_openapi_docs()),
+        Route::NotFound => Err(ApiError::path_not_found()),
+        Route::Resource(p) => {
+            let write = method != Method::GET && method != Method::HEAD;
+            let fut = resource(inner.clone(), method, &p, &q, headers, body, output(accept));
+            let res = ssa::with_writer(&p, &q, headers, fut).await;
+            if write && aggregator::is_apiservice_resource(p.info) {
+                inner.reload_apiservices();
+            }
+            if write
+                && p.info.group.is_empty()
+                && matches!(p.info.resource, "services" | "endpoints")
+                || write && p.info.resource == "endpointslices"
+            {
+                inner.apis.wake.notify_one();
+            }
+            if write && crd::is_crd_resource(p.info) {
+                match &p.name {
+                    Some(n) => inner.after_crd_write(n).await,
+                    None => {
+                        for c in inner.stored_crds() {
+                            if let Some(n) = c.pointer("/metadata/name").and_then(Value::as_str) {
+                                inner.after_crd_write(n).await;
+                            }
+                        }
+                    }
+                }
+            }
+            res
+        }
+    }
+}
+
+impl Inner {
+    /// The OpenAPI v3 documents of the CRD group-versions: (path, doc, hash).
+    fn crd_openapi_docs(&self) -> Vec<(String, Value, String)> {
+        use sha2::Digest;
+        let all = self.crds.all();
+        let mut gvs: Vec<(&str, &str)> = Vec::new();
+        for v in &all {
+            if !gvs.contains(&(v.info.group, v.info.version)) {
+                gvs.push((v.info.group, v.info.version));
+            }
+        }
+        gvs.into_iter()
+            .map(|(g, ver)| {
+                let these: Vec<Arc<crd::CrdVersion>> = all
+                    .iter()
+                    .filter(|v| v.info.group == g && v.info.version == ver)
+                    .cloned()
+                    .collect();
+                let doc = crd::openapi_doc(&these);
+                let hash = hex::encode_upper(sha2::Sha512::digest(
+                    serde_json::to_vec(&doc).unwrap_or_default(),
+                ));
+                (minik_apimachinery::openapi::gv_path(g, ver), doc, hash)
+            })
+            .collect()
     }
 }
 
@@ -755,9 +932,6 @@ async fn resource(
         (&Method::PATCH, Some(_), _) => inner.patch(p, q, headers, body).await,
         (&Method::DELETE, Some(_), None) => inner.delete(p, q, body).await,
         (&Method::DELETE, None, None) => inner.delete_collection(p, q, body).await,
-        (_, Some(_), Some(s @ "proxy")) => Err(ApiError::bad_request(format!(
-            "{s} is not supported by this minik API server yet"
-        ))),
         _ => Err(verb_not_allowed(method.as_str(), p.info)),
     }
 }

@@ -40,8 +40,16 @@ pub enum Route {
     NotFound,
 }
 
-/// Parses a URL path into a route.
+/// Looks up a resource that is not built in (a CRD's), by group, version, plural.
+pub type Extra<'a> = &'a dyn Fn(&str, &str, &str) -> Option<&'static ResourceInfo>;
+
+/// Parses a URL path into a route (built-in resources only).
 pub fn route(path: &str) -> Route {
+    route_in(path, &|_, _, _| None)
+}
+
+/// Parses a URL path into a route; `extra` finds the resources defined at run time.
+pub fn route_in(path: &str, extra: Extra) -> Route {
     let segs: Vec<&str> = path
         .trim_matches('/')
         .split('/')
@@ -56,7 +64,7 @@ pub fn route(path: &str) -> Route {
         ["openapi", "v2"] | ["swagger.json"] => Route::OpenApiV2,
         ["api"] => Route::ApiRoot,
         ["api", v] => Route::GroupVersion(String::new(), v.to_string()),
-        ["api", v, rest @ ..] => resource_route("", v, rest),
+        ["api", v, rest @ ..] => resource_route("", v, rest, extra),
         ["apis"] => Route::ApisRoot,
         ["apis", g] => Route::Group(g.to_string()),
         ["apis", g, v] => Route::GroupVersion(g.to_string(), v.to_string()),
@@ -64,12 +72,12 @@ pub fn route(path: &str) -> Route {
             Route::SelfSubjectAccessReview
         }
         ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => Route::SelfSubjectReview,
-        ["apis", g, v, rest @ ..] => resource_route(g, v, rest),
+        ["apis", g, v, rest @ ..] => resource_route(g, v, rest, extra),
         _ => Route::NotFound,
     }
 }
 
-fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
+fn resource_route(group: &str, version: &str, rest: &[&str], extra: Extra) -> Route {
     let (watch_prefix, rest) = match rest {
         ["watch", r @ ..] => (true, r),
         r => (false, r),
@@ -85,7 +93,7 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
     };
     let info = match rest
         .first()
-        .and_then(|r| resources::find(group, version, r))
+        .and_then(|r| resources::find(group, version, r).or_else(|| extra(group, version, r)))
     {
         Some(i) => i,
         None => return Route::NotFound,
@@ -95,7 +103,8 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
     }
     let name = rest.get(1).map(|s| s.to_string());
     let subresource = rest.get(2).map(|s| s.to_string());
-    if rest.len() > 3 {
+    // `<resource>/<name>/proxy/<path...>`: the proxied path stays in the URL
+    if rest.len() > 3 && subresource.as_deref() != Some("proxy") {
         return Route::NotFound;
     }
     if let Some(sub) = &subresource {

@@ -75,6 +75,13 @@ pub fn from_kv(info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
     })?;
     let mut v = crate::convert::from_storage(info, v);
     set_rv(&mut v, kv.mod_revision);
+    // a custom resource is served in every version from one storage
+    // (conversion strategy None): only apiVersion changes
+    if !minik_apimachinery::resources::is_builtin(info) {
+        if let Some(m) = v.as_object_mut() {
+            m.insert("apiVersion".into(), json!(info.api_version()));
+        }
+    }
     if let Some(m) = v.as_object_mut() {
         m.entry("apiVersion")
             .or_insert_with(|| json!(info.api_version()));
@@ -163,8 +170,29 @@ fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
 
 /// Converts one object to the form the client asked for.
 pub fn render_object(info: &ResourceInfo, obj: &Value, output: Output) -> Value {
+    render_object_with(info, None, obj, output)
+}
+
+/// `render_object` for a resource that may be a CRD's (its printer columns).
+pub fn render_object_with(
+    info: &ResourceInfo,
+    custom: Option<&crate::crd::CrdVersion>,
+    obj: &Value,
+    output: Output,
+) -> Value {
     match output {
         Output::Json => obj.clone(),
+        Output::Table(include) if custom.is_some() => {
+            let rv = meta_str(obj, "resourceVersion").to_string();
+            let cols = custom.map(|c| c.table_columns()).unwrap_or_default();
+            table::custom_table(
+                &cols,
+                std::slice::from_ref(obj),
+                json!({"resourceVersion": rv}),
+                include,
+                Utc::now(),
+            )
+        }
         Output::Table(include) => {
             let rv = meta_str(obj, "resourceVersion").to_string();
             table::table(
@@ -181,6 +209,7 @@ pub fn render_object(info: &ResourceInfo, obj: &Value, output: Output) -> Value 
 
 /// Which `fieldValidation` the request asked for.
 fn unknown_field_check(
+    inner: &Inner,
     info: &ResourceInfo,
     obj: &mut Value,
     q: &Query,
@@ -193,8 +222,12 @@ fn unknown_field_check(
             "fieldValidation parameter {mode:?} is not valid: use Strict, Warn or Ignore"
         )));
     }
-    let unknown =
-        minik_apimachinery::validation::unknown_fields(&info.api_version(), info.kind, obj);
+    // a custom resource's unknown fields are pruned by its structural schema
+    let mut pruned_copy = obj.clone();
+    let unknown = match inner.prune_custom(info, &mut pruned_copy) {
+        Some(paths) => paths,
+        None => minik_apimachinery::validation::unknown_fields(&info.api_version(), info.kind, obj),
+    };
     if unknown.is_empty() {
         return Ok(Vec::new());
     }
@@ -213,6 +246,128 @@ fn unknown_field_check(
         prune_path(obj, path);
     }
     Ok(if warn { msgs } else { Vec::new() })
+}
+
+/// The keys a JSON document repeats inside one object, as paths
+/// (`spec.replicas`); serde_json keeps only the last value of each.
+pub fn duplicate_fields(body: &[u8], yaml: bool) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    struct Dups<'a> {
+        path: String,
+        out: &'a mut Vec<String>,
+    }
+    fn join(path: &str, key: &str) -> String {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Dups<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Dups<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let out = self.out;
+            let mut seen = std::collections::HashSet::new();
+            while let Some(k) = map.next_key::<String>()? {
+                let path = join(&self.path, &k);
+                if !seen.insert(k) {
+                    out.push(path.clone());
+                }
+                map.next_value_seed(Dups {
+                    path,
+                    out: &mut *out,
+                })?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let out = self.out;
+            let mut i = 0;
+            while seq
+                .next_element_seed(Dups {
+                    path: format!("{}[{i}]", self.path),
+                    out: &mut *out,
+                })?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+    let mut out = Vec::new();
+    let seed = Dups {
+        path: String::new(),
+        out: &mut out,
+    };
+    if yaml {
+        if let Some(doc) = serde_yaml::Deserializer::from_slice(body).next() {
+            let _ = seed.deserialize(doc);
+        }
+    } else {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let _ = seed.deserialize(&mut de);
+    }
+    out
+}
+
+/// `fieldValidation` for fields a JSON body repeats: Strict refuses them,
+/// Warn warns (the last value is kept), Ignore says nothing.
+fn duplicate_field_check(body: &[u8], ty: BodyType, q: &Query) -> Result<Vec<String>, ApiError> {
+    let yaml = match ty {
+        BodyType::Json => false,
+        BodyType::Yaml | BodyType::Apply => true,
+        _ => return Ok(Vec::new()),
+    };
+    let dups = duplicate_fields(body, yaml);
+    if dups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let msgs: Vec<String> = dups
+        .iter()
+        .map(|f| {
+            if yaml {
+                format!("yaml: duplicate field {f:?}")
+            } else {
+                format!("json: duplicate field {f:?}")
+            }
+        })
+        .collect();
+    match q.get("fieldValidation").unwrap_or("Warn") {
+        m if m.eq_ignore_ascii_case("Strict") => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            msgs.join(", ")
+        ))),
+        m if m.eq_ignore_ascii_case("Warn") => Ok(msgs),
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// Removes the field at a path such as `spec.template.spec.containers[0].foo`.
@@ -429,6 +584,19 @@ impl Selectors {
 }
 
 impl Inner {
+    /// The bytes stored for an object: a custom resource is stored in its
+    /// CRD's storage version (conversion None: only apiVersion changes).
+    fn stored_bytes(&self, info: &ResourceInfo, v: &Value) -> Vec<u8> {
+        if let Some(c) = self.crds.get(info) {
+            if !c.storage_version.is_empty() && c.storage_version != info.version {
+                let mut v = v.clone();
+                v["apiVersion"] = json!(format!("{}/{}", info.group, c.storage_version));
+                return to_bytes(info, &v);
+            }
+        }
+        to_bytes(info, v)
+    }
+
     fn not_found(&self, info: &ResourceInfo, name: &str) -> ApiError {
         ApiError::not_found(info, name)
     }
@@ -444,15 +612,20 @@ impl Inner {
             .store
             .get(&storage_key(info, ns, name))
             .ok_or_else(|| self.not_found(info, name))?;
-        Ok((from_kv(info, &kv)?, kv))
+        let mut obj = from_kv(info, &kv)?;
+        if let Some(c) = self.crds.get(info) {
+            c.default_on_read(&mut obj);
+        }
+        Ok((obj, kv))
     }
 
     pub async fn get(&self, p: &ResourcePath, output: Output) -> Result<Response, ApiError> {
         let name = p.name.as_deref().unwrap_or_default();
         let (obj, _) = self.read(p.info, p.namespace.as_deref(), name)?;
+        let custom = self.crds.get(p.info);
         Ok(json_response(
             StatusCode::OK,
-            &render_object(p.info, &obj, output),
+            &render_object_with(p.info, custom.as_deref(), &obj, output),
         ))
     }
 
@@ -472,7 +645,10 @@ impl Inner {
                 let rev = self.store.revision();
                 let items = match self.store.get(&storage_key(info, ns, name)) {
                     Some(kv) => {
-                        let o = from_kv(info, &kv)?;
+                        let mut o = from_kv(info, &kv)?;
+                        if let Some(c) = self.crds.get(info) {
+                            c.default_on_read(&mut o);
+                        }
                         if sel.matches(&o) {
                             vec![o]
                         } else {
@@ -493,6 +669,7 @@ impl Inner {
             None => None,
         };
         let mut items = Vec::new();
+        let custom = self.crds.get(info);
         let mut start_after = start;
         let mut rev;
         let mut next = None;
@@ -508,7 +685,10 @@ impl Inner {
                     break 'scan;
                 }
                 // a cluster-wide prefix of a namespaced resource also holds nested keys: fine.
-                let o = from_kv(info, kv)?;
+                let mut o = from_kv(info, kv)?;
+                if let Some(c) = &custom {
+                    c.default_on_read(&mut o);
+                }
                 if sel.matches(&o) {
                     items.push(o);
                 }
@@ -545,7 +725,12 @@ impl Inner {
             meta["continue"] = json!(c);
         }
         let body = match output {
-            Output::Table(include) => table::table(p.info, &items, meta, include, Utc::now()),
+            Output::Table(include) => match self.crds.get(p.info) {
+                Some(c) => {
+                    table::custom_table(&c.table_columns(), &items, meta, include, Utc::now())
+                }
+                None => table::table(p.info, &items, meta, include, Utc::now()),
+            },
             Output::PartialMetadata => json!({
                 "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
                 "items": items.iter().map(table::partial_object).collect::<Vec<_>>(),
@@ -661,6 +846,7 @@ impl Inner {
         ] {
             meta.remove(f);
         }
+        let track = managed_fields.is_none();
         if let Some(mf) = managed_fields {
             meta.insert("managedFields".into(), mf);
         }
@@ -672,9 +858,18 @@ impl Inner {
         if info.group.is_empty() && info.resource == "pods" {
             self.admit_service_account(&mut obj);
         }
+        if crate::crd::is_crd_resource(info) {
+            self.prepare_crd(&mut obj, None)?;
+        } else {
+            self.prepare_custom(info, &mut obj, true)?;
+        }
         let causes = strategy::validate(info, &obj, None);
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
+        }
+        self.admit_create(info, &mut obj, dry_run).await?;
+        if track {
+            crate::ssa::track_update(None, &mut obj);
         }
         let key = storage_key(info, ns, &name);
         let is_service = info.group.is_empty() && info.resource == "services";
@@ -692,7 +887,7 @@ impl Inner {
             }
             return Ok(obj);
         }
-        match self.store.create(&key, to_bytes(info, &obj)).await {
+        match self.store.create(&key, self.stored_bytes(info, &obj)).await {
             Ok(kv) => {
                 if info.group.is_empty() && info.resource == "namespaces" {
                     self.ca_notify.notify_one();
@@ -770,7 +965,8 @@ impl Inner {
         let ty = body_type(content_type(headers))?;
         let mut obj = decode_object(body, ty)?;
         check_type(p.info, &mut obj)?;
-        let warnings = unknown_field_check(p.info, &mut obj, q)?;
+        let mut warnings = duplicate_field_check(body, ty, q)?;
+        warnings.extend(unknown_field_check(self, p.info, &mut obj, q)?);
         let created = self
             .create_object(p.info, p.namespace.as_deref(), obj, q.dry_run()?)
             .await?;
@@ -790,7 +986,11 @@ impl Inner {
     ) -> Result<Value, ApiError> {
         let name = meta_str(old, "name").to_string();
         let mut new = match mode {
-            UpdateMode::Status => strategy::prepare_for_status_update(&new, old),
+            UpdateMode::Status => {
+                let mut new = strategy::prepare_for_status_update(&new, old);
+                self.prepare_custom(info, &mut new, false)?;
+                new
+            }
             UpdateMode::Finalize => {
                 let mut out = old.clone();
                 let f = new
@@ -854,8 +1054,13 @@ impl Inner {
                             None => m.remove(f),
                         };
                     }
-                    // managedFields: only server-side apply changes them
-                    if mode != UpdateMode::Apply {
+                    // managedFields: server-side apply sets them; a client may
+                    // replace them on the main resource (`[{}]` clears them)
+                    let sent = mode == UpdateMode::Main
+                        && m.get("managedFields")
+                            .and_then(Value::as_array)
+                            .is_some_and(|a| !a.is_empty());
+                    if mode != UpdateMode::Apply && !sent {
                         match old_meta.get("managedFields") {
                             Some(v) => m.insert("managedFields".into(), v.clone()),
                             None => m.remove("managedFields"),
@@ -870,6 +1075,11 @@ impl Inner {
                 }
                 strategy::apply_defaults(info, &mut new);
                 strategy::prepare_for_update(info, &mut new, old);
+                if crate::crd::is_crd_resource(info) {
+                    self.prepare_crd(&mut new, Some(old))?;
+                } else {
+                    self.prepare_custom(info, &mut new, false)?;
+                }
                 let causes = strategy::validate(info, &new, Some(old));
                 if !causes.is_empty() {
                     return Err(ApiError::invalid(info, &name, causes));
@@ -877,6 +1087,9 @@ impl Inner {
                 new
             }
         };
+        if matches!(mode, UpdateMode::Main | UpdateMode::Status) {
+            crate::ssa::track_update(Some(old), &mut new);
+        }
         if info.group.is_empty()
             && info.resource == "services"
             && matches!(mode, UpdateMode::Main | UpdateMode::Apply)
@@ -930,6 +1143,9 @@ impl Inner {
             if without_rv(&new) == without_rv(&old) {
                 return Ok(old);
             }
+            if matches!(mode, UpdateMode::Main | UpdateMode::Apply) {
+                self.admit_update(info, &new, &old, dry_run).await?;
+            }
             let deleting = new
                 .pointer("/metadata/deletionTimestamp")
                 .is_some_and(|v| !v.is_null());
@@ -953,7 +1169,7 @@ impl Inner {
                 self.store.delete(&key, Some(kv.mod_revision)).await
             } else {
                 self.store
-                    .update(&key, to_bytes(info, &new), Some(kv.mod_revision))
+                    .update(&key, self.stored_bytes(info, &new), Some(kv.mod_revision))
                     .await
             };
             match res {
@@ -999,7 +1215,8 @@ impl Inner {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        let warnings = unknown_field_check(p.info, &mut obj, q)?;
+        let mut warnings = duplicate_field_check(body, ty, q)?;
+        warnings.extend(unknown_field_check(self, p.info, &mut obj, q)?);
         let updated = self
             .update_with(
                 p.info,
@@ -1041,6 +1258,16 @@ impl Inner {
                 ),
             ));
         }
+        if ty == BodyType::StrategicMerge && self.crds.get(p.info).is_some() {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (strategic merge patch is not supported for custom resources such as {}; use --type=merge or --type=json)",
+                    crate::error::qualified_resource(p.info)
+                ),
+            ));
+        }
         let patch = decode_json_or_yaml(body, false)?;
         if ty == BodyType::JsonPatch && !patch.is_array() {
             return Err(ApiError::bad_request(
@@ -1073,7 +1300,7 @@ impl Inner {
                 |old| {
                     let new = apply_patch(info, old, &patch, ty)?;
                     let mut new = new;
-                    warnings = unknown_field_check(info, &mut new, q)?;
+                    warnings = unknown_field_check(self, info, &mut new, q)?;
                     Ok(new)
                 },
             )
@@ -1086,9 +1313,9 @@ impl Inner {
 
     /// Server-side apply (`application/apply-patch+yaml`). Creates the object
     /// when missing, otherwise merges the applied configuration into it
-    /// with strategic-merge semantics and removes the fields this manager
-    /// applied last time but not now (see `ssa`). Conflicts between
-    /// managers (`force`) and Update-manager ownership are not tracked yet.
+    /// with the schema's list semantics, removes the fields this manager
+    /// applied last time but not now, and refuses (409) to change fields
+    /// other managers own unless `force=true` (see `ssa`).
     async fn apply(&self, p: &ResourcePath, q: &Query, body: &[u8]) -> Result<Response, ApiError> {
         let name = p.name.clone().unwrap_or_default();
         let manager = q
@@ -1125,7 +1352,8 @@ impl Inner {
             m.remove("managedFields");
             m.remove("resourceVersion");
         }
-        let warnings = unknown_field_check(p.info, &mut applied, q)?;
+        let mut warnings = duplicate_field_check(body, BodyType::Apply, q)?;
+        warnings.extend(unknown_field_check(self, p.info, &mut applied, q)?);
         let dry_run = q.dry_run()?;
         let info = p.info;
         let api_version = info.api_version();
@@ -1170,28 +1398,10 @@ impl Inner {
         };
         let updated = self
             .update_with(info, p.namespace.as_deref(), &name, mode, dry_run, |old| {
-                let mut merged = minik_apimachinery::patch::strategic_merge(
-                    old,
-                    &applied,
-                    &api_version,
-                    info.kind,
-                )
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                // what this manager applied before and dropped now goes away
-                if let Some(prev) = crate::ssa::applied_fields(old, &manager) {
-                    for path in crate::ssa::removed(&prev, &fields) {
-                        crate::ssa::remove(&mut merged, &path);
-                    }
-                }
-                let entries = crate::ssa::with_entry(
-                    old.pointer("/metadata/managedFields"),
-                    &manager,
-                    &api_version,
-                    fields.clone(),
-                    &now_rfc3339(),
-                );
-                meta_mut(&mut merged).insert("managedFields".into(), entries);
-                Ok(merged)
+                // merge by the schema's list semantics, prune what this manager
+                // dropped, 409 on another manager's fields unless force (see ssa)
+                let sub = p.subresource.as_deref().unwrap_or("");
+                crate::ssa::apply(old, &applied, &manager, q.flag("force"), sub)
             })
             .await?;
         Ok(with_warnings(
@@ -1331,7 +1541,7 @@ impl Inner {
             let res = match graceful {
                 Some(_) => {
                     self.store
-                        .update(&key, to_bytes(info, &new), Some(kv.mod_revision))
+                        .update(&key, self.stored_bytes(info, &new), Some(kv.mod_revision))
                         .await
                 }
                 None => self.store.delete(&key, Some(kv.mod_revision)).await,
@@ -1574,6 +1784,43 @@ mod tests {
             .contains("Pod"));
         let mut av = json!({"kind": "Deployment", "apiVersion": "apps/v1beta1"});
         assert!(check_type(d, &mut av).is_err());
+    }
+
+    #[test]
+    fn duplicate_json_fields_are_found() {
+        let body = br#"{"metadata": {"name": "a", "name": "b"}, "spec": {"items": [{"x": 1, "x": 2}], "y": 1}, "spec": {}}"#;
+        assert_eq!(
+            duplicate_fields(body, false),
+            vec!["metadata.name", "spec.items[0].x", "spec"]
+        );
+        assert!(duplicate_fields(br#"{"a": {"b": 1}, "b": [1, 2]}"#, false).is_empty());
+        assert_eq!(
+            duplicate_fields(
+                b"spec:\n  a: 1\n  list:\n  - x: 1\n    x: 2\n  a: 2\n",
+                true
+            ),
+            vec!["spec.list[0].x", "spec.a"]
+        );
+        let strict = Query::parse(Some("fieldValidation=Strict"));
+        let e = duplicate_field_check(body, BodyType::Json, &strict).unwrap_err();
+        assert!(
+            e.message
+                .contains("json: duplicate field \"metadata.name\""),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            duplicate_field_check(body, BodyType::Json, &Query::default())
+                .unwrap()
+                .len(),
+            3
+        );
+        let e = duplicate_field_check(b"a: 1\na: 2\n", BodyType::Apply, &strict).unwrap_err();
+        assert!(
+            e.message.contains("yaml: duplicate field \"a\""),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

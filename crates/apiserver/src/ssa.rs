@@ -1,13 +1,132 @@
-//! Server-side apply field ownership, simplified: each Apply manager's
-//! managedFields entry records the fields of the configuration it last
-//! applied (`fieldsV1`), so that when it applies again without a field,
-//! that field is removed from the object, as kube does. List elements are
-//! identified by their merge key (`name`, `containerPort`+`protocol`,
-//! `port`+`protocol`); other lists are owned whole. Not modelled: fields
-//! owned by Update managers (PUT/PATCH), shared ownership and conflicts
-//! (`force`). Pure and unit-tested.
+//! Server-side apply and managedFields for the REST handlers; the logic is
+//! `minik_apimachinery::fieldmanager` (pure, unit-tested there).
+//!
+//! - [`with_writer`] wraps a resource request: it names the writer (the
+//!   `fieldManager` query parameter, else the User-Agent's product, as kube
+//!   does) and the subresource, for the duration of the request.
+//! - [`track_update`]: called by every non-apply write (create, PUT, PATCH,
+//!   status/scale) with the stored and the new object; records the writer's
+//!   Update entry in the new object's managedFields.
+//! - [`apply`]: the merge of an applied configuration, with conflicts (409,
+//!   Kubernetes' message and causes) unless `force`.
+//!
+//! The older helpers below ([`fields_v1`], [`paths`], [`removed`], [`remove`],
+//! [`applied_fields`], [`with_entry`]) are kept for callers that build an
+//! Apply entry themselves; `fields_v1` uses the schema's list semantics.
 
+use crate::error::ApiError;
+use crate::request::{Query, ResourcePath};
+use axum::http::{header, HeaderMap};
+use minik_apimachinery::fieldmanager;
 use serde_json::{json, Map, Value};
+use std::future::Future;
+
+/// Who is writing, for the managedFields of the objects a request changes.
+#[derive(Debug, Default)]
+pub struct Writer {
+    pub manager: String,
+    /// `""` for the main resource, else `status`, `scale`, …
+    pub subresource: String,
+    /// The managedFields an apply to a subresource computed: the subresource
+    /// update that stores it keeps them instead of recording an Update.
+    applied: std::sync::Mutex<Option<Value>>,
+}
+
+tokio::task_local! {
+    static WRITER: Writer;
+}
+
+/// The writer of a request: `fieldManager`, else the User-Agent's product.
+pub fn writer_of(p: &ResourcePath, q: &Query, headers: &HeaderMap) -> Writer {
+    let manager = match q.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(m) => m.to_string(),
+        None => fieldmanager::manager_from_user_agent(
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        ),
+    };
+    Writer {
+        manager,
+        subresource: p.subresource.clone().unwrap_or_default(),
+        applied: Default::default(),
+    }
+}
+
+/// Runs a resource request with its writer known to [`track_update`].
+pub async fn with_writer<F: Future>(
+    p: &ResourcePath,
+    q: &Query,
+    headers: &HeaderMap,
+    fut: F,
+) -> F::Output {
+    WRITER.scope(writer_of(p, q, headers), fut).await
+}
+
+/// Records a non-apply write in `new`'s managedFields (`old`: the stored
+/// object, `None` on create). Outside a request (the server's own
+/// bookkeeping) the stored managedFields are kept as they are.
+pub fn track_update(old: Option<&Value>, new: &mut Value) {
+    let _ = WRITER.try_with(|w| {
+        let applied = w.applied.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match applied {
+            // an apply to a subresource: its Apply entry, not an Update
+            Some(mf) => {
+                if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                    match mf {
+                        Value::Array(a) if !a.is_empty() => {
+                            meta.insert("managedFields".into(), Value::Array(a));
+                        }
+                        _ => {
+                            meta.remove("managedFields");
+                        }
+                    }
+                }
+            }
+            None => fieldmanager::update(
+                old,
+                new,
+                &w.manager,
+                &w.subresource,
+                &crate::rest::now_rfc3339(),
+            ),
+        }
+    });
+}
+
+/// Server-side apply of `applied` by `manager` onto the stored `old`.
+/// Another manager's field changed without `force` is a 409 Conflict with
+/// Kubernetes' message and `details.causes`.
+pub fn apply(
+    old: &Value,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    subresource: &str,
+) -> Result<Value, ApiError> {
+    let merged = fieldmanager::apply(
+        Some(old),
+        applied,
+        manager,
+        subresource,
+        force,
+        &crate::rest::now_rfc3339(),
+    )
+    .map_err(|c| {
+        ApiError::new(409, "Conflict", c.message()).with_details(json!({ "causes": c.causes() }))
+    })?;
+    if !subresource.is_empty() {
+        let mf = merged
+            .pointer("/metadata/managedFields")
+            .cloned()
+            .unwrap_or(json!([]));
+        let _ = WRITER.try_with(|w| {
+            *w.applied.lock().unwrap_or_else(|e| e.into_inner()) = Some(mf);
+        });
+    }
+    Ok(merged)
+}
 
 /// One step of a field path.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,84 +136,10 @@ pub enum Seg {
     Key(Map<String, Value>),
 }
 
-/// The merge key of a list element, when it has one.
-fn element_key(e: &Value) -> Option<Map<String, Value>> {
-    let o = e.as_object()?;
-    let proto = || o.get("protocol").cloned().unwrap_or_else(|| json!("TCP"));
-    let mut k = Map::new();
-    if let Some(n) = o.get("name").filter(|v| v.is_string()) {
-        k.insert("name".into(), n.clone());
-    } else if let Some(p) = o.get("containerPort").filter(|v| v.is_number()) {
-        k.insert("containerPort".into(), p.clone());
-        k.insert("protocol".into(), proto());
-    } else if let Some(p) = o.get("port").filter(|v| v.is_number()) {
-        k.insert("port".into(), p.clone());
-        k.insert("protocol".into(), proto());
-    } else {
-        return None;
-    }
-    Some(k)
-}
-
-fn list_keys(a: &[Value]) -> Option<Vec<Map<String, Value>>> {
-    let keys: Option<Vec<_>> = a.iter().map(element_key).collect();
-    let keys = keys?;
-    let same_shape = keys.windows(2).all(|w| w[0].keys().eq(w[1].keys()));
-    (!keys.is_empty() && same_shape).then_some(keys)
-}
-
-fn fields_of(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut out = Map::new();
-            for (k, val) in m {
-                out.insert(format!("f:{k}"), fields_of(val));
-            }
-            Value::Object(out)
-        }
-        Value::Array(a) => match list_keys(a) {
-            Some(keys) => {
-                let mut out = Map::new();
-                for (key, e) in keys.into_iter().zip(a) {
-                    let mut inner = match fields_of(e) {
-                        Value::Object(m) => m,
-                        _ => Map::new(),
-                    };
-                    inner.insert(".".into(), json!({}));
-                    out.insert(format!("k:{}", Value::Object(key)), Value::Object(inner));
-                }
-                Value::Object(out)
-            }
-            None => json!({}),
-        },
-        _ => json!({}),
-    }
-}
-
-/// The `fieldsV1` of an applied configuration (identity fields left out).
+/// The `fieldsV1` of an applied configuration (identity fields left out),
+/// with the list semantics of its kind's schema.
 pub fn fields_v1(cfg: &Value) -> Value {
-    let mut c = cfg.clone();
-    if let Some(m) = c.as_object_mut() {
-        m.remove("apiVersion");
-        m.remove("kind");
-        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            for f in [
-                "name",
-                "namespace",
-                "uid",
-                "resourceVersion",
-                "generation",
-                "creationTimestamp",
-                "managedFields",
-            ] {
-                meta.remove(f);
-            }
-            if meta.is_empty() {
-                m.remove("metadata");
-            }
-        }
-    }
-    fields_of(&c)
+    fieldmanager::applied_fields_v1(cfg)
 }
 
 fn parse_seg(k: &str) -> Option<Seg> {
@@ -250,10 +295,10 @@ mod tests {
 
     #[test]
     fn fields_no_longer_applied_are_removed() {
-        let v1 = json!({"metadata": {"labels": {"app": "web", "tier": "fe"}}, "spec": {"template": {"spec": {"containers": [
+        let v1 = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"labels": {"app": "web", "tier": "fe"}}, "spec": {"template": {"spec": {"containers": [
             {"name": "web", "image": "a", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
             {"name": "side", "image": "s"}]}}}});
-        let v2 = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"template": {"spec": {"containers": [
+        let v2 = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"labels": {"app": "web"}}, "spec": {"template": {"spec": {"containers": [
             {"name": "web", "image": "a", "env": [{"name": "A", "value": "1"}]}]}}}});
         let gone = removed(&fields_v1(&v1), &fields_v1(&v2));
         let mut live = v1.clone();

@@ -16,6 +16,8 @@ pub fn name_rule(info: &ResourceInfo) -> NameRule {
         ("", "namespaces") => NameRule::Label,
         ("", "services") => NameRule::Dns1035,
         ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+        // `v1.` names the core group's APIService
+        ("apiregistration.k8s.io", "apiservices") => NameRule::PathSegment,
         _ => NameRule::Subdomain,
     }
 }
@@ -27,16 +29,22 @@ pub fn has_status_subresource(info: &ResourceInfo) -> bool {
 
 /// Whether `metadata.generation` is bumped when the spec changes.
 fn tracks_generation(info: &ResourceInfo) -> bool {
-    matches!(
-        (info.group, info.resource),
-        (
-            "apps",
-            "deployments" | "replicasets" | "statefulsets" | "daemonsets"
-        ) | ("batch", _)
-            | ("", "pods")
-            | ("policy", "poddisruptionbudgets")
-            | ("networking.k8s.io", "ingresses")
-    )
+    // custom resources, CRDs and APIServices count spec changes too
+    !minik_apimachinery::resources::is_builtin(info)
+        || matches!(
+            (info.group, info.resource),
+            ("apiextensions.k8s.io", _) | ("apiregistration.k8s.io", _)
+        )
+        || matches!(
+            (info.group, info.resource),
+            (
+                "apps",
+                "deployments" | "replicasets" | "statefulsets" | "daemonsets"
+            ) | ("batch", _)
+                | ("", "pods")
+                | ("policy", "poddisruptionbudgets")
+                | ("networking.k8s.io", "ingresses")
+        )
 }
 
 /// Workloads whose status only their controller writes (reset on create).
@@ -787,6 +795,9 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
     let mut causes = Vec::new();
     validate_meta(obj, &mut causes);
     match (info.group, info.resource) {
+        ("apiregistration.k8s.io", "apiservices") => {
+            causes.extend(crate::aggregator::validate_apiservice(obj));
+        }
         ("", "pods") => {
             match obj.get("spec") {
                 Some(spec) => validate_containers(spec, "spec", &mut causes),

@@ -20,8 +20,47 @@ fn meta_str<'a>(v: &'a Value, field: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// Sets the value at a JSON pointer, making the objects on the way.
+fn set_pointer(obj: &mut Value, ptr: &str, value: Value) {
+    let mut cur = obj;
+    let parts: Vec<&str> = ptr.trim_start_matches('/').split('/').collect();
+    for (i, p) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let Some(m) = cur.as_object_mut() else { return };
+        if i + 1 == parts.len() {
+            m.insert(p.to_string(), value);
+            return;
+        }
+        cur = m.entry(p.to_string()).or_insert_with(|| json!({}));
+    }
+}
+
 impl Inner {
     fn scale_of(&self, info: &ResourceInfo, obj: &Value) -> Value {
+        if let Some(paths) = self.crds.get(info).and_then(|c| c.scale.clone()) {
+            let at = |p: &str| obj.pointer(&crate::crd::json_pointer(p)).cloned();
+            let sel = paths
+                .label_selector
+                .as_deref()
+                .and_then(at)
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            return json!({
+                "kind": "Scale",
+                "apiVersion": "autoscaling/v1",
+                "metadata": {
+                    "name": meta_str(obj, "name"),
+                    "namespace": meta_str(obj, "namespace"),
+                    "uid": meta_str(obj, "uid"),
+                    "resourceVersion": meta_str(obj, "resourceVersion"),
+                    "creationTimestamp": meta_str(obj, "creationTimestamp"),
+                },
+                "spec": {"replicas": at(&paths.spec_replicas).and_then(|v| v.as_i64()).unwrap_or(0)},
+                "status": {"replicas": at(&paths.status_replicas).and_then(|v| v.as_i64()).unwrap_or(0), "selector": sel},
+            });
+        }
         let sel = obj
             .pointer("/spec/selector")
             .map(|s| LabelSelector::from_json(s).to_string())
@@ -82,7 +121,13 @@ impl Inner {
                     )));
                 }
                 let mut new = old.clone();
-                new["spec"]["replicas"] = json!(replicas);
+                let spec_path = self
+                    .crds
+                    .get(info)
+                    .and_then(|c| c.scale.clone())
+                    .map(|s| crate::crd::json_pointer(&s.spec_replicas))
+                    .unwrap_or_else(|| "/spec/replicas".into());
+                set_pointer(&mut new, &spec_path, json!(replicas));
                 Ok(new)
             })
             .await?;

@@ -279,11 +279,73 @@ pub fn columns(info: &ResourceInfo) -> Vec<Value> {
             age_col(),
             col("Preemption Policy", "string", 1, "preemptionPolicy is the Policy for preempting pods with lower priority."),
         ],
+        ("autoscaling", "horizontalpodautoscalers") => vec![
+            name_col(),
+            col("Reference", "string", 0, "reference to the target resource"),
+            col("Targets", "string", 0, "the target metrics and their current values"),
+            col("MinPods", "string", 0, "minimum number of replicas the autoscaler may scale down to"),
+            col("MaxPods", "integer", 0, "maximum number of replicas the autoscaler may scale up to"),
+            col("Replicas", "integer", 0, "current number of replicas of the target"),
+            age_col(),
+        ],
+        ("", "limitranges") | ("apiextensions.k8s.io", "customresourcedefinitions") => vec![
+            name_col(),
+            col("Created At", "date", 0, AGE_DESC),
+        ],
+        ("networking.k8s.io", "ingressclasses") => vec![
+            name_col(),
+            col("Controller", "string", 0, "Controller that is responsible for handling this class"),
+            col("Parameters", "string", 0, "A reference to a resource with additional parameters"),
+            age_col(),
+        ],
+        ("networking.k8s.io", "networkpolicies") => vec![
+            name_col(),
+            col("Pod-Selector", "string", 0, "Select pods this policy applies to"),
+            age_col(),
+        ],
+        ("apiregistration.k8s.io", "apiservices") => vec![
+            name_col(),
+            col("Service", "string", 0, "The reference to the service that hosts this API endpoint."),
+            col("Available", "string", 0, "Whether this service is available."),
+            age_col(),
+        ],
         ("", "resourcequotas") => vec![
             name_col(),
             age_col(),
             col("Request", "string", 0, "Request represents a minimum amount of cpu/memory that a container may consume."),
             col("Limit", "string", 0, "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
+        ],
+        ("", "persistentvolumes") => vec![
+            name_col(),
+            col("Capacity", "string", 0, "capacity is the description of the persistent volume's resources and capacity."),
+            col("Access Modes", "string", 0, "accessModes contains all ways the volume can be mounted."),
+            col("Reclaim Policy", "string", 0, "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim."),
+            col("Status", "string", 0, "phase indicates if a volume is available, bound to a claim, or released by a claim."),
+            col("Claim", "string", 0, "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim."),
+            col("StorageClass", "string", 0, "StorageClass of the pv"),
+            col("VolumeAttributesClass", "string", 0, "VolumeAttributesClass of the pv"),
+            col("Reason", "string", 0, "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI."),
+            age_col(),
+            col("VolumeMode", "string", 1, "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state."),
+        ],
+        ("", "persistentvolumeclaims") => vec![
+            name_col(),
+            col("Status", "string", 0, "phase represents the current phase of PersistentVolumeClaim."),
+            col("Volume", "string", 0, "volumeName is the binding reference to the PersistentVolume backing this claim."),
+            col("Capacity", "string", 0, "capacity represents the actual resources of the underlying volume."),
+            col("Access Modes", "string", 0, "accessModes contains the actual access modes the volume backing the PVC has."),
+            col("StorageClass", "string", 0, "StorageClass of the pvc"),
+            col("VolumeAttributesClass", "string", 0, "VolumeAttributesClass of the pvc"),
+            age_col(),
+            col("VolumeMode", "string", 1, "volumeMode defines what type of volume is required by the claim."),
+        ],
+        ("storage.k8s.io", "storageclasses") => vec![
+            name_col(),
+            col("Provisioner", "string", 0, "provisioner indicates the type of the provisioner."),
+            col("ReclaimPolicy", "string", 0, "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class. Defaults to Delete."),
+            col("VolumeBindingMode", "string", 0, "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound. When unset, VolumeBindingImmediate is used."),
+            col("AllowVolumeExpansion", "string", 0, "allowVolumeExpansion shows whether the storage class allow volume expand."),
+            age_col(),
         ],
         _ => vec![name_col(), age_col()],
     }
@@ -849,6 +911,47 @@ fn event_cells(ev: &Value, now: DateTime<Utc>, new_api: bool) -> Vec<Value> {
     ]
 }
 
+/// kube's `GetAccessModesAsString`: RWO, ROX, RWX, RWOP in that order.
+fn access_modes(modes: &[Value]) -> String {
+    let has = |m: &str| modes.iter().any(|v| v.as_str() == Some(m));
+    [
+        ("ReadWriteOnce", "RWO"),
+        ("ReadOnlyMany", "ROX"),
+        ("ReadWriteMany", "RWX"),
+        ("ReadWriteOncePod", "RWOP"),
+    ]
+    .iter()
+    .filter(|(m, _)| has(m))
+    .map(|(_, short)| *short)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// A storage quantity as kube prints it (`0` when absent).
+fn storage_quantity(v: Option<&Value>) -> String {
+    v.map(quantity).unwrap_or_else(|| "0".into())
+}
+
+/// PV/PVC phase, `Terminating` while being deleted.
+fn storage_phase(obj: &Value) -> String {
+    if obj
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+    {
+        "Terminating".into()
+    } else {
+        s(obj, "/status/phase").to_string()
+    }
+}
+
+/// An optional string field, `<unset>` when absent.
+fn unset(v: &str, raw: Option<&Value>) -> String {
+    match raw {
+        Some(Value::String(_)) => v.to_string(),
+        _ => "<unset>".into(),
+    }
+}
+
 fn quantity(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -1189,6 +1292,72 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
             age,
             json!(s(obj, "/preemptionPolicy")),
         ],
+        ("autoscaling", "horizontalpodautoscalers") => {
+            let reference = format!(
+                "{}/{}",
+                s(obj, "/spec/scaleTargetRef/kind"),
+                s(obj, "/spec/scaleTargetRef/name")
+            );
+            let min = match obj.pointer("/spec/minReplicas").and_then(Value::as_i64) {
+                Some(m) => m.to_string(),
+                None => "<unset>".into(),
+            };
+            vec![
+                name,
+                json!(reference),
+                json!(hpa_targets(obj)),
+                json!(min),
+                json!(i(obj, "/spec/maxReplicas")),
+                json!(i(obj, "/status/currentReplicas")),
+                age,
+            ]
+        }
+        ("", "limitranges") | ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            vec![name, json!(s(obj, "/metadata/creationTimestamp"))]
+        }
+        ("networking.k8s.io", "ingressclasses") => {
+            let params = match obj.pointer("/spec/parameters") {
+                Some(p) if p.is_object() => {
+                    let mut kind = s(p, "/kind").to_string();
+                    if !s(p, "/apiGroup").is_empty() {
+                        kind = format!("{kind}.{}", s(p, "/apiGroup"));
+                    }
+                    format!("{kind}/{}", s(p, "/name"))
+                }
+                _ => "<none>".into(),
+            };
+            vec![name, json!(s(obj, "/spec/controller")), json!(params), age]
+        }
+        ("networking.k8s.io", "networkpolicies") => {
+            let sel = obj
+                .pointer("/spec/podSelector")
+                .map(|p| LabelSelector::from_json(p).to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "<none>".into());
+            vec![name, json!(sel), age]
+        }
+        ("apiregistration.k8s.io", "apiservices") => {
+            let service = match obj.pointer("/spec/service") {
+                Some(svc) if svc.is_object() => {
+                    format!("{}/{}", s(svc, "/namespace"), s(svc, "/name"))
+                }
+                _ => "Local".into(),
+            };
+            let available = arr(obj, "/status/conditions")
+                .iter()
+                .find(|c| s(c, "/type") == "Available")
+                .map(|c| {
+                    let st = s(c, "/status");
+                    let reason = s(c, "/reason");
+                    if st != "True" && !reason.is_empty() {
+                        format!("{st} ({reason})")
+                    } else {
+                        st.to_string()
+                    }
+                })
+                .unwrap_or_else(|| "Unknown".into());
+            vec![name, json!(service), json!(available), age]
+        }
         ("", "resourcequotas") => {
             let hard = obj
                 .pointer("/status/hard")
@@ -1215,8 +1384,162 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
             }
             vec![name, age, json!(req.join(", ")), json!(lim.join(", "))]
         }
+        ("", "persistentvolumes") => {
+            let claim = match obj.pointer("/spec/claimRef") {
+                Some(r) if r.is_object() => {
+                    format!("{}/{}", s(r, "/namespace"), s(r, "/name"))
+                }
+                _ => String::new(),
+            };
+            let beta = s(obj, "/metadata/annotations/volume.beta.kubernetes.io~1storage-class");
+            let class = if beta.is_empty() {
+                s(obj, "/spec/storageClassName")
+            } else {
+                beta
+            };
+            vec![
+                name,
+                json!(storage_quantity(obj.pointer("/spec/capacity/storage"))),
+                json!(access_modes(arr(obj, "/spec/accessModes"))),
+                json!(s(obj, "/spec/persistentVolumeReclaimPolicy")),
+                json!(storage_phase(obj)),
+                json!(claim),
+                json!(class),
+                json!(unset(s(obj, "/spec/volumeAttributesClassName"), obj.pointer("/spec/volumeAttributesClassName"))),
+                json!(s(obj, "/status/reason")),
+                age,
+                json!(unset(s(obj, "/spec/volumeMode"), obj.pointer("/spec/volumeMode"))),
+            ]
+        }
+        ("", "persistentvolumeclaims") => {
+            let volume = s(obj, "/spec/volumeName");
+            let (capacity, modes) = if volume.is_empty() {
+                (String::new(), String::new())
+            } else {
+                (
+                    storage_quantity(obj.pointer("/status/capacity/storage")),
+                    access_modes(arr(obj, "/status/accessModes")),
+                )
+            };
+            let beta = s(obj, "/metadata/annotations/volume.beta.kubernetes.io~1storage-class");
+            let class = if beta.is_empty() {
+                s(obj, "/spec/storageClassName")
+            } else {
+                beta
+            };
+            vec![
+                name,
+                json!(storage_phase(obj)),
+                json!(volume),
+                json!(capacity),
+                json!(modes),
+                json!(class),
+                json!(unset(s(obj, "/spec/volumeAttributesClassName"), obj.pointer("/spec/volumeAttributesClassName"))),
+                age,
+                json!(unset(s(obj, "/spec/volumeMode"), obj.pointer("/spec/volumeMode"))),
+            ]
+        }
+        ("storage.k8s.io", "storageclasses") => {
+            let default = ["storageclass.kubernetes.io~1is-default-class", "storageclass.beta.kubernetes.io~1is-default-class"]
+                .iter()
+                .any(|k| s(obj, &format!("/metadata/annotations/{k}")) == "true");
+            let mut shown = s(obj, "/metadata/name").to_string();
+            if default {
+                shown.push_str(" (default)");
+            }
+            let or = |v: &str, d: &str| if v.is_empty() { d.to_string() } else { v.to_string() };
+            vec![
+                json!(shown),
+                json!(s(obj, "/provisioner")),
+                json!(or(s(obj, "/reclaimPolicy"), "Delete")),
+                json!(or(s(obj, "/volumeBindingMode"), "Immediate")),
+                json!(obj.get("allowVolumeExpansion").and_then(Value::as_bool).unwrap_or(false)),
+                age,
+            ]
+        }
         _ => vec![name, age],
     }
+}
+
+/// kubectl's HPA `TARGETS`: `cpu: 20%/50%` per metric (`<unknown>` when not
+/// measured yet), at most three then `+ N more...`, `<none>` without metrics.
+fn hpa_targets(hpa: &Value) -> String {
+    let specs = arr(hpa, "/spec/metrics");
+    if specs.is_empty() {
+        return "<none>".into();
+    }
+    let current = arr(hpa, "/status/currentMetrics");
+    let mut out = Vec::new();
+    for (n, m) in specs.iter().enumerate() {
+        let ty = s(m, "/type");
+        let cur = current.get(n);
+        let item = match ty {
+            "Resource" | "ContainerResource" => {
+                let key = if ty == "Resource" {
+                    "resource"
+                } else {
+                    "containerResource"
+                };
+                let res = s(m, &format!("/{key}/name"));
+                let target = m
+                    .pointer(&format!("/{key}/target"))
+                    .cloned()
+                    .unwrap_or_default();
+                let cur = cur.and_then(|c| c.get(key)).and_then(|c| c.get("current"));
+                if let Some(u) = target.get("averageUtilization").and_then(Value::as_i64) {
+                    let c = cur
+                        .and_then(|c| c.get("averageUtilization"))
+                        .and_then(Value::as_i64)
+                        .map(|c| format!("{c}%"))
+                        .unwrap_or_else(|| "<unknown>".into());
+                    format!("{res}: {c}/{u}%")
+                } else {
+                    let t = target.get("averageValue").map(quantity).unwrap_or_default();
+                    let c = cur
+                        .and_then(|c| c.get("averageValue"))
+                        .map(quantity)
+                        .unwrap_or_else(|| "<unknown>".into());
+                    format!("{res}: {c}/{t}")
+                }
+            }
+            other => {
+                let key = match other {
+                    "Pods" => "pods",
+                    "Object" => "object",
+                    "External" => "external",
+                    _ => "",
+                };
+                let target = m
+                    .pointer(&format!("/{key}/target"))
+                    .cloned()
+                    .unwrap_or_default();
+                let t = target
+                    .get("averageValue")
+                    .or_else(|| target.get("value"))
+                    .map(quantity)
+                    .unwrap_or_default();
+                let c = cur
+                    .and_then(|c| c.get(key))
+                    .and_then(|c| c.get("current"))
+                    .and_then(|c| c.get("averageValue").or_else(|| c.get("value")))
+                    .map(quantity)
+                    .unwrap_or_else(|| "<unknown>".into());
+                let avg = if target.get("averageValue").is_some() && other != "Pods" {
+                    " (avg)"
+                } else {
+                    ""
+                };
+                format!("{c}/{t}{avg}")
+            }
+        };
+        out.push(item);
+    }
+    if out.len() > 3 {
+        let more = out.len() - 3;
+        out.truncate(3);
+        return format!("{} + {more} more...", out.join(", "));
+    }
+    out.join(", ")
 }
 
 /// `PartialObjectMetadata` for `rows[].object` (managedFields dropped).
@@ -1257,6 +1580,39 @@ pub fn table(
         "metadata": list_meta,
         "columnDefinitions": columns(info),
         "rows": objs.iter().map(|o| row(info, o, include, now)).collect::<Vec<_>>(),
+    })
+}
+
+/// A Table of custom resources: Name, then the CRD version's printer columns.
+pub fn custom_table(
+    cols: &[crate::crd_schema::PrinterColumn],
+    objs: &[Value],
+    list_meta: Value,
+    include: Include,
+    now: DateTime<Utc>,
+) -> Value {
+    let mut defs = vec![name_col()];
+    defs.extend(cols.iter().map(|c| c.definition()));
+    let rows: Vec<Value> = objs
+        .iter()
+        .map(|o| {
+            let mut cells = vec![json!(s(o, "/metadata/name"))];
+            cells.extend(cols.iter().map(|c| c.cell(o, now)));
+            let mut r = json!({"cells": cells});
+            match include {
+                Include::Metadata => r["object"] = partial_object(o),
+                Include::Object => r["object"] = o.clone(),
+                Include::None => {}
+            }
+            r
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": defs,
+        "rows": rows,
     })
 }
 
@@ -1397,6 +1753,45 @@ mod tests {
     }
 
     #[test]
+    fn storage_rows_like_kubectl() {
+        let find = |g: &str, r: &str| {
+            minik_apimachinery::builtin_resources()
+                .iter()
+                .find(|i| i.group == g && i.resource == r)
+                .copied()
+                .unwrap()
+        };
+        let pv = json!({"metadata": {"name": "pvc-1", "creationTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany", "ReadWriteOnce"],
+                     "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "standard",
+                     "claimRef": {"namespace": "default", "name": "data"}, "volumeMode": "Filesystem"},
+            "status": {"phase": "Bound"}});
+        let c = cells(&find("", "persistentvolumes"), &pv, now());
+        assert_eq!(
+            c[..9],
+            [json!("pvc-1"), json!("1Gi"), json!("RWO,RWX"), json!("Delete"), json!("Bound"),
+             json!("default/data"), json!("standard"), json!("<unset>"), json!("")]
+        );
+        assert_eq!(c[10], json!("Filesystem"));
+        let pending = json!({"metadata": {"name": "data"}, "spec": {"storageClassName": "standard",
+            "resources": {"requests": {"storage": "1Gi"}}}, "status": {"phase": "Pending"}});
+        let c = cells(&find("", "persistentvolumeclaims"), &pending, now());
+        assert_eq!(c[1..7], [json!("Pending"), json!(""), json!(""), json!(""), json!("standard"), json!("<unset>")]);
+        let bound = json!({"metadata": {"name": "data", "deletionTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"volumeName": "pvc-1", "storageClassName": "standard"},
+            "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}});
+        let c = cells(&find("", "persistentvolumeclaims"), &bound, now());
+        assert_eq!(c[1..5], [json!("Terminating"), json!("pvc-1"), json!("1Gi"), json!("RWO")]);
+        let sc = json!({"metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "minik.io/hostpath"});
+        let c = cells(&find("storage.k8s.io", "storageclasses"), &sc, now());
+        assert_eq!(
+            c[..5],
+            [json!("standard (default)"), json!("minik.io/hostpath"), json!("Delete"), json!("Immediate"), json!(false)]
+        );
+    }
+
+    #[test]
     fn every_resource_has_matching_cells_and_columns() {
         for info in minik_apimachinery::builtin_resources() {
             let obj = json!({"metadata": {"name": "x"}});
@@ -1407,6 +1802,68 @@ mod tests {
                 info.resource
             );
         }
+    }
+
+    #[test]
+    fn extension_and_policy_rows() {
+        let hpa = json!({"metadata": {"name": "web", "creationTimestamp": "2026-01-10T11:00:00Z"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 5,
+                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]},
+            "status": {"currentReplicas": 2, "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 12}}}]}});
+        let info = find("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        assert_eq!(
+            cells(info, &hpa, now()),
+            vec![
+                json!("web"),
+                json!("Deployment/web"),
+                json!("cpu: 12%/50%"),
+                json!("1"),
+                json!(5),
+                json!(2),
+                json!("60m")
+            ]
+        );
+        let mut fresh = hpa.clone();
+        fresh["status"] = json!({});
+        fresh["spec"].as_object_mut().unwrap().remove("minReplicas");
+        let c = cells(info, &fresh, now());
+        assert_eq!(
+            (c[2].as_str(), c[3].as_str()),
+            (Some("cpu: <unknown>/50%"), Some("<unset>"))
+        );
+        let svc = json!({"metadata": {"name": "v1beta1.metrics.k8s.io", "creationTimestamp": "2026-01-10T11:00:00Z"},
+            "spec": {"service": {"namespace": "kube-system", "name": "metrics-server"}},
+            "status": {"conditions": [{"type": "Available", "status": "False", "reason": "MissingEndpoints"}]}});
+        let info = find("apiregistration.k8s.io", "v1", "apiservices").unwrap();
+        assert_eq!(
+            cells(info, &svc, now()),
+            vec![
+                json!("v1beta1.metrics.k8s.io"),
+                json!("kube-system/metrics-server"),
+                json!("False (MissingEndpoints)"),
+                json!("60m")
+            ]
+        );
+        let np = json!({"metadata": {"name": "deny"}, "spec": {"podSelector": {"matchLabels": {"app": "web"}}}});
+        let info = find("networking.k8s.io", "v1", "networkpolicies").unwrap();
+        assert_eq!(cells(info, &np, now())[1], "app=web");
+        let np_all = json!({"metadata": {"name": "deny"}, "spec": {"podSelector": {}}});
+        assert_eq!(cells(info, &np_all, now())[1], "<none>");
+        let ic = json!({"metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx",
+            "parameters": {"apiGroup": "k8s.example.com", "kind": "IngressParameters", "name": "external-lb"}}});
+        let info = find("networking.k8s.io", "v1", "ingressclasses").unwrap();
+        assert_eq!(
+            cells(info, &ic, now())[2],
+            "IngressParameters.k8s.example.com/external-lb"
+        );
+        let lr =
+            json!({"metadata": {"name": "limits", "creationTimestamp": "2026-01-10T11:00:00Z"}});
+        let info = find("", "v1", "limitranges").unwrap();
+        assert_eq!(
+            cells(info, &lr, now()),
+            vec![json!("limits"), json!("2026-01-10T11:00:00Z")]
+        );
+        assert_eq!(columns(info)[1]["name"], "Created At");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use crate::error::ApiError;
 use crate::request::{Output, Query, ResourcePath};
-use crate::rest::{from_kv, render_object, storage_prefix, Selectors};
+use crate::rest::{from_kv, storage_prefix, Selectors};
 use crate::Inner;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -140,7 +140,16 @@ pub async fn watch(
 
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
     let prefix = storage_prefix(info, ns.as_deref());
-    let render = move |obj: &Value| render_object(info, obj, output);
+    let custom = inner.crds.get(info);
+    let render = move |obj: &Value| match custom.as_deref() {
+        Some(c) => {
+            // schema defaults apply to what is read from storage too
+            let mut o = obj.clone();
+            c.default_on_read(&mut o);
+            crate::rest::render_object_with(info, Some(c), &o, output)
+        }
+        None => crate::rest::render_object(info, obj, output),
+    };
     let store_watch = inner.store.watch(&prefix, start_rev);
     let counter = WatchCount::new(inner.active_watches.clone());
     tokio::spawn(async move {

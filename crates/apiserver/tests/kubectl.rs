@@ -371,9 +371,11 @@ fn apply_twice_patches_with_strategic_merge() {
         managed["metadata"]["managedFields"][0]["operation"],
         "Apply"
     );
-    // server-side apply over an object made by client-side apply
+    // server-side apply over an object made by client-side apply: another
+    // replicas value conflicts with kubectl-client-side-apply (as in kube;
+    // tests/ssa_openapi.rs checks the conflict), --force-conflicts takes it
     let f6 = c.file("web6.yaml", &v2.replace("replicas: 2", "replicas: 3"));
-    c.ok(&["apply", "--server-side", "-f", &f6]);
+    c.ok(&["apply", "--server-side", "--force-conflicts", "-f", &f6]);
     assert_eq!(c.json(&["get", "deployment", "web"])["spec"]["replicas"], 3);
 }
 

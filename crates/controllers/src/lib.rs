@@ -8,6 +8,8 @@
 //!
 //! One module per controller; `events`, `discovery` and `util` are shared.
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
 pub mod endpoints;
@@ -15,9 +17,13 @@ pub mod endpointslice;
 /// The Event recorder (shared with the other API-client components).
 pub use minik_events as events;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
+pub mod persistentvolume;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod util;
 
 /// Runs every controller concurrently until the task is dropped (or one of
@@ -30,7 +36,13 @@ pub async fn run(client: kube::Client) -> anyhow::Result<()> {
         endpointslice::run(client.clone()),
         serviceaccount::run(client.clone()),
         namespace::run(client.clone()),
+        persistentvolume::run(client.clone()),
         garbagecollector::run(client.clone()),
+        resourcequota::run(client.clone()),
+        statefulset::run(client.clone()),
+        job::run(client.clone()),
+        daemonset::run(client.clone()),
+        cronjob::run(client.clone()),
     )?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! through `PUT /api/v1/namespaces/{name}/finalize` so the apiserver can
 //! delete the Namespace. Active namespaces are not touched.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +60,102 @@ pub fn deletable_namespaced(types: &[ResourceType]) -> Vec<&ResourceType> {
         .collect()
 }
 
+/// kube's namespace deletion conditions (type, status, reason, message)
+/// for what is left: objects by resource (`configmaps`, `deployments.apps`)
+/// and the finalizers they hold.
+pub fn deletion_conditions(
+    left: &BTreeMap<String, usize>,
+    finalizers: &BTreeMap<String, usize>,
+) -> Vec<(&'static str, &'static str, &'static str, String)> {
+    let mut out = vec![
+        (
+            "NamespaceDeletionDiscoveryFailure",
+            "False",
+            "ResourcesDiscovered",
+            "All resources successfully discovered".to_string(),
+        ),
+        (
+            "NamespaceDeletionGroupVersionParsingFailure",
+            "False",
+            "ParsedGroupVersions",
+            "All legacy kube types successfully parsed".to_string(),
+        ),
+        (
+            "NamespaceDeletionContentFailure",
+            "False",
+            "ContentDeleted",
+            "All content successfully deleted, may be waiting on finalization".to_string(),
+        ),
+    ];
+    if left.is_empty() {
+        out.push((
+            "NamespaceContentRemaining",
+            "False",
+            "ContentRemoved",
+            "All content successfully removed".to_string(),
+        ));
+    } else {
+        let parts: Vec<String> = left
+            .iter()
+            .map(|(r, n)| format!("{r} has {n} resource instances"))
+            .collect();
+        out.push((
+            "NamespaceContentRemaining",
+            "True",
+            "SomeResourcesRemain",
+            format!("Some resources are remaining: {}", parts.join(", ")),
+        ));
+    }
+    if finalizers.is_empty() {
+        out.push((
+            "NamespaceFinalizersRemaining",
+            "False",
+            "ContentHasNoFinalizers",
+            "All content-preserving finalizers finished".to_string(),
+        ));
+    } else {
+        let parts: Vec<String> = finalizers
+            .iter()
+            .map(|(f, n)| format!("{f} in {n} resource instances"))
+            .collect();
+        out.push((
+            "NamespaceFinalizersRemaining",
+            "True",
+            "SomeFinalizersRemain",
+            format!(
+                "Some content in the namespace has finalizers remaining: {}",
+                parts.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+fn same_conditions(
+    ns: &Namespace,
+    want: &[(&'static str, &'static str, &'static str, String)],
+) -> bool {
+    let have: Vec<(String, String, String)> = ns
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c.type_.clone(),
+                c.status.clone(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(t, s, _, m)| (t.to_string(), s.to_string(), m.clone()))
+        .collect();
+    have == want
+}
+
 /// Runs the Namespace controller until the task is dropped.
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let ctx = Arc::new(Ctx {
@@ -97,6 +194,9 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     let types = discover(&ctx.client).await;
     let mut remaining = 0usize;
+    // what is left, for the status conditions kubectl describe shows
+    let mut left_by_resource: BTreeMap<String, usize> = BTreeMap::new();
+    let mut left_finalizers: BTreeMap<String, usize> = BTreeMap::new();
     for t in deletable_namespaced(&types) {
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &name, &t.ar);
         let list = match api.list(&ListParams::default()).await {
@@ -112,6 +212,15 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         };
         for obj in list.items {
             remaining += 1;
+            let gr = if t.ar.group.is_empty() {
+                t.ar.plural.clone()
+            } else {
+                format!("{}.{}", t.ar.plural, t.ar.group)
+            };
+            *left_by_resource.entry(gr).or_default() += 1;
+            for f in obj.metadata.finalizers.iter().flatten() {
+                *left_finalizers.entry(f.clone()).or_default() += 1;
+            }
             if obj.metadata.deletion_timestamp.is_some() {
                 continue;
             }
@@ -125,6 +234,24 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                     tracing::debug!(kind = %t.ar.kind, name = %obj.name_any(), error = %e, "could not delete")
                 }
             }
+        }
+    }
+    let conditions = deletion_conditions(&left_by_resource, &left_finalizers);
+    if !same_conditions(&ns, &conditions) {
+        let now = crate::util::now_time();
+        let conds: Vec<serde_json::Value> = conditions
+            .iter()
+            .map(|(ty, status, reason, message)| {
+                serde_json::json!({"type": ty, "status": status, "reason": reason,
+                    "message": message, "lastTransitionTime": now})
+            })
+            .collect();
+        let patch = serde_json::json!({"status": {"conditions": conds}});
+        if let Err(e) = ns_api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::debug!(namespace = %name, error = %e, "could not set deletion conditions");
         }
     }
     if remaining > 0 {
@@ -187,6 +314,32 @@ mod tests {
             f.spec.and_then(|s| s.finalizers),
             Some(vec!["example.com/x".to_string()])
         );
+    }
+
+    #[test]
+    fn deletion_conditions_name_what_is_left() {
+        let left = BTreeMap::from([("configmaps".to_string(), 1)]);
+        let fins = BTreeMap::from([("example.com/hold".to_string(), 1)]);
+        let c = deletion_conditions(&left, &fins);
+        let remaining = c
+            .iter()
+            .find(|c| c.0 == "NamespaceContentRemaining")
+            .unwrap();
+        assert_eq!(remaining.1, "True");
+        assert_eq!(
+            remaining.3,
+            "Some resources are remaining: configmaps has 1 resource instances"
+        );
+        let f = c
+            .iter()
+            .find(|c| c.0 == "NamespaceFinalizersRemaining")
+            .unwrap();
+        assert_eq!(
+            f.3,
+            "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"
+        );
+        let done = deletion_conditions(&BTreeMap::new(), &BTreeMap::new());
+        assert!(done.iter().all(|c| c.1 == "False"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Pure helpers shared by the controllers: label selectors, pod readiness and
-//! availability, owner references, int-or-percent resolution, timestamps.
+//! availability, owner references, int-or-percent resolution, timestamps,
+//! ControllerRevision hashing and data (StatefulSet, DaemonSet).
 //!
 //! Owns no I/O: everything here is a function of typed objects and is unit
 //! tested below.
@@ -212,6 +213,144 @@ pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
+/// FNV-1a 32-bit (kube hashes templates and revisions with it).
+pub fn fnv32a(data: &[u8], mut h: u32) -> u32 {
+    for b in data {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// kube's `rand.SafeEncodeString`: each character mapped onto an alphabet
+/// without vowels and look-alike characters.
+pub fn safe_encode(s: &str) -> String {
+    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    s.bytes()
+        .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
+        .collect()
+}
+
+/// The hash of a ControllerRevision's data (and collisionCount), as kube's
+/// `history.HashControllerRevision`: FNV-1a over the JSON, safe-encoded.
+pub fn revision_hash(data: &serde_json::Value, collision_count: Option<i32>) -> String {
+    let bytes = serde_json::to_vec(data).unwrap_or_default();
+    let mut h = fnv32a(&bytes, 0x811c_9dc5);
+    if let Some(c) = collision_count.filter(|c| *c != 0) {
+        h = fnv32a(&(c as u32).to_le_bytes(), h);
+    }
+    safe_encode(&h.to_string())
+}
+
+/// The data of a StatefulSet/DaemonSet ControllerRevision: a strategic merge
+/// patch that puts `template` back (`kubectl rollout undo` applies it as is).
+pub fn template_revision_data(
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+) -> serde_json::Value {
+    let mut t = serde_json::to_value(template).unwrap_or_default();
+    if let Some(m) = t.as_object_mut() {
+        m.insert("$patch".into(), serde_json::json!("replace"));
+    }
+    serde_json::json!({ "spec": { "template": t } })
+}
+
+/// The pod template stored in a revision's data (inverse of [`template_revision_data`]).
+pub fn template_from_revision_data(
+    data: &serde_json::Value,
+) -> Option<k8s_openapi::api::core::v1::PodTemplateSpec> {
+    let mut t = data.pointer("/spec/template")?.clone();
+    if let Some(m) = t.as_object_mut() {
+        m.remove("$patch");
+    }
+    serde_json::from_value(t).ok()
+}
+
+/// A ControllerRevision name: `<parent>-<hash>`, the parent truncated so the
+/// whole fits kube's 253 character limit (as `history.ControllerRevisionName`).
+pub fn revision_name(parent: &str, hash: &str) -> String {
+    let parent = if parent.len() > 223 {
+        &parent[..223]
+    } else {
+        parent
+    };
+    format!("{parent}-{hash}")
+}
+
+/// Sum of container (and init container) restarts of a pod.
+pub fn pod_restarts(pod: &Pod) -> i32 {
+    let Some(st) = pod.status.as_ref() else {
+        return 0;
+    };
+    st.container_statuses
+        .iter()
+        .chain(st.init_container_statuses.iter())
+        .flatten()
+        .map(|c| c.restart_count)
+        .sum()
+}
+
+/// The pod's node: `spec.nodeName`, else the node named by a required node
+/// affinity `matchFields metadata.name In [node]` (kube's `GetTargetNodeName`).
+pub fn pod_target_node(pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    if let Some(n) = spec.node_name.as_ref().filter(|n| !n.is_empty()) {
+        return Some(n.clone());
+    }
+    let terms = &spec
+        .affinity
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?
+        .node_selector_terms;
+    terms
+        .iter()
+        .flat_map(|t| t.match_fields.iter().flatten())
+        .find(|r| r.key == "metadata.name" && r.operator == "In")
+        .and_then(|r| r.values.as_ref()?.first().cloned())
+}
+
+/// The objects of kind `K` a pod event should wake: its controller if that
+/// is a `K`, or, for an orphan, every `K` in its namespace whose (non-empty)
+/// selector matches it, so it can be adopted (kube's `getPodJobs`,
+/// `getPodStatefulSets`, `getPodDaemonSets`).
+pub fn pod_owner_refs<K>(
+    pod: &Pod,
+    owners: &[std::sync::Arc<K>],
+    selector: impl Fn(&K) -> Option<&LabelSelector>,
+) -> Vec<kube::runtime::reflector::ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    use kube::runtime::reflector::ObjectRef;
+    let ns = pod.metadata.namespace.as_deref();
+    if let Some(c) = controller_ref(&pod.metadata) {
+        if c.kind != K::kind(&()) {
+            return vec![];
+        }
+        let r = ObjectRef::new(&c.name);
+        return vec![match ns {
+            Some(ns) => r.within(ns),
+            None => r,
+        }];
+    }
+    let empty = BTreeMap::new();
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    owners
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == ns)
+        .filter(|o| {
+            selector(o).is_some_and(|s| {
+                let selective = s.match_labels.as_ref().is_some_and(|m| !m.is_empty())
+                    || s.match_expressions.as_ref().is_some_and(|e| !e.is_empty());
+                selective && selector_matches(s, labels)
+            })
+        })
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     use super::*;
@@ -344,6 +483,116 @@ mod tests {
         assert!(is_pod_available(&p, 10, ts(110)));
         let not_ready = pod("b", "Running", None, Some("n"), 0);
         assert!(!is_pod_available(&not_ready, 0, ts(100)));
+    }
+
+    #[test]
+    fn revision_data_round_trips_and_hash_depends_on_collisions() {
+        let t = k8s_openapi::api::core::v1::PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(labels(&[("app", "web")])),
+                ..Default::default()
+            }),
+            spec: None,
+        };
+        let data = template_revision_data(&t);
+        assert_eq!(data["spec"]["template"]["$patch"], "replace");
+        assert_eq!(template_from_revision_data(&data), Some(t.clone()));
+        let h0 = revision_hash(&data, None);
+        assert_eq!(h0, revision_hash(&data, Some(0)));
+        assert_ne!(h0, revision_hash(&data, Some(1)));
+        assert!(h0
+            .chars()
+            .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
+        let mut t2 = t;
+        t2.metadata.as_mut().unwrap().labels = Some(labels(&[("app", "db")]));
+        assert_ne!(h0, revision_hash(&template_revision_data(&t2), None));
+        assert_eq!(revision_name("web", &h0), format!("web-{h0}"));
+        assert_eq!(revision_name(&"x".repeat(300), "h").len(), 225);
+    }
+
+    #[test]
+    fn target_node_from_name_or_affinity() {
+        use k8s_openapi::api::core::v1::{
+            Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+        };
+        let mut p = pod("a", "Pending", None, None, 0);
+        assert_eq!(pod_target_node(&p), None);
+        p.spec.as_mut().unwrap().affinity = Some(Affinity {
+            node_affinity: Some(NodeAffinity {
+                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                    node_selector_terms: vec![NodeSelectorTerm {
+                        match_fields: Some(vec![NodeSelectorRequirement {
+                            key: "metadata.name".into(),
+                            operator: "In".into(),
+                            values: Some(vec!["n1".into()]),
+                        }]),
+                        match_expressions: None,
+                    }],
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(pod_target_node(&p).as_deref(), Some("n1"));
+        p.spec.as_mut().unwrap().node_name = Some("n2".into());
+        assert_eq!(pod_target_node(&p).as_deref(), Some("n2"));
+    }
+
+    #[test]
+    fn pod_events_wake_controller_or_matching_owners() {
+        use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+        let sts = |name: &str, ns: &str, app: &str| {
+            std::sync::Arc::new(StatefulSet {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    namespace: Some(ns.into()),
+                    ..Default::default()
+                },
+                spec: Some(StatefulSetSpec {
+                    selector: LabelSelector {
+                        match_labels: (!app.is_empty()).then(|| labels(&[("app", app)])),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }),
+                status: None,
+            })
+        };
+        let owners = vec![
+            sts("a", "default", "web"),
+            sts("b", "other", "web"),
+            sts("c", "default", "db"),
+            sts("d", "default", ""),
+        ];
+        fn sel(s: &StatefulSet) -> Option<&LabelSelector> {
+            s.spec.as_ref().map(|s| &s.selector)
+        }
+        let mut p = pod("x", "Running", None, None, 0);
+        p.metadata.labels = Some(labels(&[("app", "web")]));
+        let names: Vec<String> = pod_owner_refs(&p, &owners, sel)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(
+            names,
+            vec!["a"],
+            "same namespace, matching, non-empty selector"
+        );
+        p.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "StatefulSet".into(),
+            name: "c".into(),
+            uid: "u".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }]);
+        let refs = pod_owner_refs(&p, &owners, sel);
+        assert_eq!(
+            (refs[0].name.as_str(), refs[0].namespace.as_deref()),
+            ("c", Some("default"))
+        );
+        p.metadata.owner_references.as_mut().unwrap()[0].kind = "ReplicaSet".into();
+        assert!(pod_owner_refs(&p, &owners, sel).is_empty());
     }
 
     #[test]

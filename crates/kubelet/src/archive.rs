@@ -34,6 +34,12 @@ fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>, ImageError> {
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).map_err(io_err(path))?;
     let f = std::fs::File::open(path).map_err(io_err(path))?;
+    if n == 2 && magic == [0x28, 0xb5] {
+        return Err(bad(
+            path,
+            "zstd-compressed layers are not supported; use tar or tar+gzip layers (e.g. skopeo copy --dest-compress-format gzip)",
+        ));
+    }
     if n == 2 && magic == [0x1f, 0x8b] {
         Ok(Box::new(flate2::read::GzDecoder::new(BufReader::new(f))))
     } else {
@@ -280,7 +286,11 @@ impl ImageStore {
         archive: &Path,
         fallback_name: &str,
     ) -> Result<Vec<ImageRecord>, ImageError> {
-        let work = self.dir().join(format!(".import-{}", std::process::id()));
+        let work = self.dir().join(format!(
+            ".import-{}-{}",
+            std::process::id(),
+            crate::images::next_seq()
+        ));
         let _ = std::fs::remove_dir_all(&work);
         let src = if archive.is_dir() {
             archive.to_path_buf()
@@ -304,7 +314,11 @@ impl ImageStore {
                 let id = sha256_file(blob)?;
                 let dest = self.layer_dir(&id);
                 if !dest.is_dir() {
-                    let tmp = self.layer_dir(&format!(".tmp-{id}-{}", std::process::id()));
+                    let tmp = self.layer_dir(&format!(
+                        ".tmp-{id}-{}-{}",
+                        std::process::id(),
+                        crate::images::next_seq()
+                    ));
                     let _ = std::fs::remove_dir_all(&tmp);
                     unpack_layer(blob, &tmp)?;
                     if std::fs::rename(&tmp, &dest).is_err() && !dest.is_dir() {
@@ -333,6 +347,7 @@ impl ImageStore {
                     id: id.clone(),
                     layers: layer_ids.clone(),
                     config: cfg.config.clone().unwrap_or_default(),
+                    repo_digest: None,
                 };
                 self.save_record(&rec)?;
                 recs.push(rec);

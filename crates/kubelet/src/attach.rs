@@ -1,13 +1,22 @@
 //! `kubectl attach` on the kubelet side: owns `GET|POST
 //! /attach/{namespace}/{pod}/{container}` (WebSocket, `v5.channel.k8s.io` /
-//! `v4.channel.k8s.io`, the same channel framing as [`crate::exec`]).
+//! `v4.channel.k8s.io`, the same channel framing as [`crate::exec`]) and the
+//! write ends of containers' stdin pipes.
 //!
-//! What attaches: the container's stdout (channel 1) and stderr (channel 2)
-//! from the moment of attaching, followed from its current CRI log file (the
+//! Output: the container's stdout (channel 1) and stderr (channel 2) from
+//! the moment of attaching, followed from its current CRI log file (the
 //! runtime's pipes already feed it), until the container exits; then a
 //! `Success` status on channel 3. With `tty=true` both go to channel 1.
-//! Not yet: stdin. Containers are started with stdin on /dev/null, so input
-//! sent by `kubectl attach -i` is dropped and a note says so on stderr.
+//!
+//! Input: a container with `stdin: true` gets the read end of a pipe as
+//! its stdin ([`open_stdin`], called by the sandbox before `runc create`);
+//! the kubelet keeps the write end open for the container's life, so the
+//! process blocks reading until someone attaches (`kubectl run -i`,
+//! `kubectl attach -i`). Channel 0 is written to it. With `stdinOnce: true`
+//! the pipe is closed (the process sees EOF) when the first attached client
+//! closes its stdin (v5 close frame for channel 0) or goes away. Containers
+//! without `stdin: true` read `/dev/null`; input sent to them is dropped
+//! with a note on stderr. Not yet: `tty: true` (a console for attach).
 
 use crate::exec::{parse_exec_query, ExecState};
 use crate::logs::{log_files, parse_line};
@@ -18,13 +27,64 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-/// Said on stderr when the client asks for stdin.
+/// Said on stderr when the client sends input to a container whose stdin is not open.
 pub const NO_STDIN_NOTE: &str =
-    "minik: attaching stdin is not supported yet (containers run with stdin on /dev/null); showing output only\n";
+    "minik: this container was not started with stdin: true (its stdin is /dev/null); input is dropped, showing output only\n";
+
+/// The kubelet's end of one container's stdin pipe.
+struct StdinPipe {
+    writer: Option<tokio::net::unix::pipe::Sender>,
+    once: bool,
+}
+
+type SharedPipe = Arc<tokio::sync::Mutex<StdinPipe>>;
+
+/// Open stdin pipes by container directory (`<pods>/<uid>/containers/<name>`).
+static STDIN_PIPES: LazyLock<Mutex<HashMap<PathBuf, SharedPipe>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// For a container with `stdin: true`: makes the pipe, keeps its write end
+/// for attach (replacing the one of an earlier run of the same container)
+/// and returns the read end for the runtime to hand to the container.
+/// `None` (stdin on /dev/null) otherwise. Must run inside a tokio runtime.
+pub fn open_stdin(
+    container_dir: &Path,
+    stdin: bool,
+    once: bool,
+) -> std::io::Result<Option<OwnedFd>> {
+    let mut map = STDIN_PIPES.lock().unwrap_or_else(|p| p.into_inner());
+    // Pipes of containers whose pod is gone.
+    map.retain(|dir, _| dir.is_dir());
+    map.remove(container_dir);
+    if !stdin {
+        return Ok(None);
+    }
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    let sender = tokio::net::unix::pipe::Sender::from_owned_fd(w)?;
+    map.insert(
+        container_dir.to_path_buf(),
+        Arc::new(tokio::sync::Mutex::new(StdinPipe {
+            writer: Some(sender),
+            once,
+        })),
+    );
+    Ok(Some(r))
+}
+
+fn stdin_pipe(container_dir: &Path) -> Option<SharedPipe> {
+    STDIN_PIPES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(container_dir)
+        .cloned()
+}
 
 fn ws_msg(channel: u8, data: &[u8]) -> Message {
     let mut v = Vec::with_capacity(data.len() + 1);
@@ -64,14 +124,61 @@ pub fn lines_to_channels(
 }
 
 /// The container's directory and current log file, when it is running.
-fn running_log(st: &ExecState, ns: &str, pod: &str, container: &str) -> Option<PathBuf> {
+fn running_log(st: &ExecState, ns: &str, pod: &str, container: &str) -> Option<(PathBuf, PathBuf)> {
     let uid = st.registry.pod_uid(ns, pod)?;
     let dir = st.pods_dir.join(uid).join("containers").join(container);
     let f: ContainerFile = read_json(&dir.join("container.json"))?;
     if !pid_alive(f.pid) {
         return None;
     }
-    log_files(&dir).last().map(|(_, p)| p.clone())
+    let log = log_files(&dir).last().map(|(_, p)| p.clone())?;
+    Some((dir, log))
+}
+
+/// Client → container stdin, until the client goes away. Closes the pipe
+/// at the client's stdin EOF (or departure) when the container is `stdinOnce`.
+async fn pump_stdin(
+    mut stream: futures::stream::SplitStream<axum::extract::ws::WebSocket>,
+    pipe: Option<SharedPipe>,
+) {
+    let close = |pipe: &Option<SharedPipe>| {
+        let pipe = pipe.clone();
+        async move {
+            if let Some(p) = pipe {
+                let mut g = p.lock().await;
+                if g.once {
+                    g.writer = None;
+                }
+            }
+        }
+    };
+    while let Some(Ok(m)) = stream.next().await {
+        let data = match m {
+            Message::Binary(b) => b.to_vec(),
+            Message::Text(t) => t.as_bytes().to_vec(),
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let Some((&ch, rest)) = data.split_first() else {
+            continue;
+        };
+        match ch {
+            0 if !rest.is_empty() => {
+                if let Some(p) = &pipe {
+                    let mut g = p.lock().await;
+                    if let Some(w) = g.writer.as_mut() {
+                        if w.write_all(rest).await.is_err() {
+                            // The process closed its stdin (or exited).
+                            g.writer = None;
+                        }
+                    }
+                }
+            }
+            255 if rest.first() == Some(&0) => close(&pipe).await,
+            _ => {}
+        }
+    }
+    close(&pipe).await;
 }
 
 pub async fn attach_handler(
@@ -88,7 +195,7 @@ pub async fn attach_handler(
         )
             .into_response();
     };
-    let Some(path) = running_log(&st, &ns, &pod, &container) else {
+    let Some((cdir, path)) = running_log(&st, &ns, &pod, &container) else {
         return (
             StatusCode::NOT_FOUND,
             format!("container {container:?} in pod {pod:?} (namespace {ns:?}) is not running\n"),
@@ -98,24 +205,23 @@ pub async fn attach_handler(
     let registry = st.registry.clone();
     ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
         .on_upgrade(move |socket| async move {
-            let (mut sink, mut stream) = socket.split();
-            // Input is read (and dropped) so that close frames are seen.
-            let (closed_tx, mut closed_rx) = tokio::sync::oneshot::channel::<()>();
-            let input = tokio::spawn(async move {
-                while let Some(Ok(m)) = stream.next().await {
-                    if matches!(m, Message::Close(_)) {
-                        break;
-                    }
-                }
-                let _ = closed_tx.send(());
-            });
-            if opts.stdin && opts.stderr && !opts.tty {
-                let _ = sink.send(ws_msg(2, NO_STDIN_NOTE.as_bytes())).await;
-            }
+            // Output from this point on (before any input can produce some).
             let mut offset = tokio::fs::metadata(&path)
                 .await
                 .map(|m| m.len())
                 .unwrap_or(0);
+            let (mut sink, stream) = socket.split();
+            // Input goes to the container's stdin pipe when it has one;
+            // it is read either way so that close frames are seen.
+            let pipe = if opts.stdin { stdin_pipe(&cdir) } else { None };
+            if opts.stdin && pipe.is_none() && opts.stderr && !opts.tty {
+                let _ = sink.send(ws_msg(2, NO_STDIN_NOTE.as_bytes())).await;
+            }
+            let (closed_tx, mut closed_rx) = tokio::sync::oneshot::channel::<()>();
+            let input = tokio::spawn(async move {
+                pump_stdin(stream, pipe).await;
+                let _ = closed_tx.send(());
+            });
             let mut carry: Vec<u8> = Vec::new();
             let mut client_gone = false;
             loop {

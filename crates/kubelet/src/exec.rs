@@ -143,6 +143,61 @@ fn ws_msg(channel: u8, data: &[u8]) -> Message {
     Message::Binary(Bytes::from(v))
 }
 
+/// Waits for runc to connect to the console socket and receives the pty
+/// master it sends (SCM_RIGHTS); an error says why runc did not.
+async fn receive_console(
+    listener: &tokio::net::UnixListener,
+    child: &mut tokio::process::Child,
+) -> Result<OwnedFd, String> {
+    let stream = tokio::select! {
+        r = listener.accept() => r.map_err(|e| format!("accepting runc's terminal: {e}"))?.0,
+        st = child.wait() => {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err).await;
+            }
+            return Err(format!("runc exec failed ({}) before handing over the terminal: {}",
+                st.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()), err.trim()));
+        }
+    };
+    let stream = stream
+        .into_std()
+        .map_err(|e| format!("runc's terminal socket: {e}"))?;
+    tokio::task::spawn_blocking(move || {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+        use std::os::fd::FromRawFd;
+        stream
+            .set_nonblocking(false)
+            .map_err(|e| format!("runc's terminal socket: {e}"))?;
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+        let mut buf = [0u8; 4096];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<UnixAddr>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .map_err(|e| format!("receiving runc's terminal: {e}"))?;
+        for c in msg
+            .cmsgs()
+            .map_err(|e| format!("receiving runc's terminal: {e}"))?
+        {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                if let Some(&fd) = fds.first() {
+                    // SAFETY: SCM_RIGHTS just installed this descriptor in
+                    // our process; nothing else owns it.
+                    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+        Err("runc connected to the terminal socket but sent no terminal".to_string())
+    })
+    .await
+    .map_err(|e| format!("receiving runc's terminal: {e}"))?
+}
+
 fn set_winsize(fd: &OwnedFd, width: u16, height: u16) {
     let ws = libc::winsize {
         ws_row: height,
@@ -192,52 +247,26 @@ async fn session(socket: WebSocket, rt: Runtime, id: String, opts: ExecOptions, 
     });
     let mut cmd = tokio::process::Command::new(&rt.bin);
     cmd.arg("--root").arg(&rt.state_root).arg("exec");
-    // A foreground `runc exec` without its own terminal gives the process
-    // pipes it copies itself, so a tty we pass would not reach it. With a
-    // tty the process is started detached (stdio passed through) and, like
-    // containers, waited for as our reparented child (see `runtime`).
-    let pid_file = std::env::temp_dir().join(format!(
-        "minik-exec-{}-{}.pid",
-        std::process::id(),
-        EXEC_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
+    // With a tty, runc allocates the terminal inside the container (its own
+    // devpts, so `tty` names /dev/pts/0 there, as with kube's runtimes) and
+    // hands us the master over `--console-socket`; the process is started
+    // detached and, like containers, waited for as our reparented child
+    // (see `runtime`). Without, `runc exec` runs in the foreground on pipes.
+    let seq = EXEC_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = std::env::temp_dir();
+    let pid_file = tmp.join(format!("minik-exec-{}-{seq}.pid", std::process::id()));
+    let sock_path = tmp.join(format!("minik-exec-{}-{seq}.sock", std::process::id()));
+    let mut console: Option<tokio::net::UnixListener> = None;
     if opts.tty {
         crate::runtime::become_subreaper();
-        cmd.args(["--env", "TERM=xterm", "--detach", "--pid-file"])
-            .arg(&pid_file);
-    }
-    cmd.arg(&id).args(&opts.command).kill_on_drop(true);
-
-    let mut master: Option<OwnedFd> = None;
-    if opts.tty {
-        match nix::pty::openpty(None, None) {
-            Ok(p) => {
-                let dup = |fd: &OwnedFd| fd.try_clone().map(Stdio::from);
-                match (dup(&p.slave), dup(&p.slave)) {
-                    (Ok(a), Ok(b)) => {
-                        cmd.stdin(a).stdout(b).stderr(Stdio::from(p.slave));
-                        master = Some(p.master);
-                    }
-                    _ => {
-                        let _ = tx
-                            .send(ws_msg(
-                                3,
-                                status_json(
-                                    &opts.command,
-                                    None,
-                                    Some("cannot set up the terminal"),
-                                )
-                                .as_bytes(),
-                            ))
-                            .await;
-                        drop(tx);
-                        let _ = writer.await;
-                        return;
-                    }
-                }
-            }
+        let _ = std::fs::remove_file(&sock_path);
+        match tokio::net::UnixListener::bind(&sock_path) {
+            Ok(l) => console = Some(l),
             Err(e) => {
-                let msg = format!("cannot allocate a terminal: {e}");
+                let msg = format!(
+                    "cannot set up the terminal socket {}: {e}",
+                    sock_path.display()
+                );
                 let _ = tx
                     .send(ws_msg(
                         3,
@@ -249,6 +278,17 @@ async fn session(socket: WebSocket, rt: Runtime, id: String, opts: ExecOptions, 
                 return;
             }
         }
+        cmd.args(["--tty", "--console-socket"])
+            .arg(&sock_path)
+            .args(["--env", "TERM=xterm", "--detach", "--pid-file"])
+            .arg(&pid_file);
+    }
+    cmd.arg(&id).args(&opts.command).kill_on_drop(true);
+
+    if opts.tty {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
     } else {
         cmd.stdin(if opts.stdin {
             Stdio::piped()
@@ -281,8 +321,26 @@ async fn session(socket: WebSocket, rt: Runtime, id: String, opts: ExecOptions, 
             return;
         }
     };
-    // Our copies of the slave side close with `cmd`; the process keeps its own.
     drop(cmd);
+    let mut master: Option<OwnedFd> = None;
+    if let Some(listener) = console.take() {
+        let got = receive_console(&listener, &mut child).await;
+        let _ = std::fs::remove_file(&sock_path);
+        match got {
+            Ok(fd) => master = Some(fd),
+            Err(msg) => {
+                let _ = tx
+                    .send(ws_msg(
+                        3,
+                        status_json(&opts.command, None, Some(&msg)).as_bytes(),
+                    ))
+                    .await;
+                drop(tx);
+                let _ = writer.await;
+                return;
+            }
+        }
+    }
 
     let mut outs = Vec::new();
     let mut stdin_w: Option<Box<dyn tokio::io::AsyncWrite + Unpin + Send>> = None;

@@ -30,7 +30,7 @@ const BUILTIN_LAYER_VERSION: &str = "minik-builtin-v3";
 pub enum ImageError {
     #[error("invalid image reference {0:?}")]
     InvalidReference(String),
-    #[error("image {0:?} is not present on the node and registry pulls are not available yet")]
+    #[error("image {0:?} is not present on the node")]
     NotPresent(String),
     #[error("busybox not found (looked in {0}); install Debian's busybox-static to build the built-in images")]
     NoBusybox(String),
@@ -153,6 +153,32 @@ pub fn effective_pull_policy(image: &str, policy: Option<&str>) -> String {
     }
 }
 
+/// What the kubelet does about a container's image before starting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullDecision {
+    /// Use the image in the store (built-in images always; else when
+    /// present and the policy allows).
+    UseLocal,
+    /// Ask the registry (`Always`, or `IfNotPresent` and missing).
+    Pull,
+    /// Missing and the policy is `Never`: `ErrImageNeverPull`.
+    NeverPullMissing,
+}
+
+/// The kubelet's image pull policy rules. `policy` is the effective policy
+/// ([`effective_pull_policy`]); built-in `minik/*` images are never pulled. Pure.
+pub fn pull_decision(image: &str, policy: &str, present: bool) -> PullDecision {
+    if ImageRef::parse(image).is_ok_and(|r| r.is_builtin()) {
+        return PullDecision::UseLocal;
+    }
+    match (policy, present) {
+        ("Always", _) => PullDecision::Pull,
+        ("Never", true) | (_, true) => PullDecision::UseLocal,
+        ("Never", false) => PullDecision::NeverPullMissing,
+        (_, false) => PullDecision::Pull,
+    }
+}
+
 /// The part of an OCI image config the kubelet uses (OCI/docker field names).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImageConfig {
@@ -180,14 +206,20 @@ pub struct ImageRecord {
     /// Layer directory names under `layers/`, bottom first.
     pub layers: Vec<String>,
     pub config: ImageConfig,
+    /// `sha256:…` of the manifest (or index) the registry served, for
+    /// pulled images; `None` for built-in and loaded ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_digest: Option<String>,
 }
 
 impl ImageRecord {
-    /// `docker.io/minik/hello@sha256:…`, what `containerStatuses[].imageID` shows.
+    /// What `containerStatuses[].imageID` shows: `<repo>@<manifest digest>`
+    /// for pulled images, `<repo>@<image id>` for the others.
     pub fn image_id(&self) -> String {
+        let digest = self.repo_digest.as_deref().unwrap_or(&self.id);
         match ImageRef::parse(&self.name) {
-            Ok(r) => format!("{}@{}", r.name(), self.id),
-            Err(_) => self.id.clone(),
+            Ok(r) => format!("{}@{digest}", r.name()),
+            Err(_) => digest.to_string(),
         }
     }
 }
@@ -196,6 +228,13 @@ impl ImageRecord {
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     dir: PathBuf,
+}
+
+/// A number unique in this process, for temporary names (concurrent
+/// builds, imports and record writes must not share one).
+pub(crate) fn next_seq() -> u64 {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn escape_ref(name: &str) -> String {
@@ -279,7 +318,7 @@ impl ImageStore {
         if std::fs::read(&path).ok().as_deref() == Some(&data[..]) {
             return Ok(());
         }
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), next_seq()));
         std::fs::write(&tmp, &data).map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))
     }
@@ -296,7 +335,9 @@ impl ImageStore {
         }
         let layers = self.dir.join("layers");
         std::fs::create_dir_all(&layers).map_err(io_err(&layers))?;
-        let tmp = layers.join(format!(".tmp-{id}-{}", std::process::id()));
+        // Unique per call: two pods may ask for the same lazily built image at once.
+        let seq = next_seq();
+        let tmp = layers.join(format!(".tmp-{id}-{}-{seq}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
         fill(&tmp)?;
@@ -447,6 +488,71 @@ impl ImageStore {
         Ok(rec)
     }
 
+    /// Every image record in the store, sorted by name (unreadable records
+    /// are skipped).
+    pub fn list(&self) -> Vec<ImageRecord> {
+        let mut out: Vec<ImageRecord> = std::fs::read_dir(self.dir.join("refs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|d| serde_json::from_slice::<ImageRecord>(&d).ok())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Bytes on disk of the layers `rec` lists (symlinks not followed).
+    pub fn disk_size(&self, rec: &ImageRecord) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(md) = std::fs::symlink_metadata(p) else {
+                return 0;
+            };
+            if md.is_dir() {
+                std::fs::read_dir(p)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| walk(&e.path()))
+                    .sum()
+            } else {
+                md.len()
+            }
+        }
+        rec.layers.iter().map(|l| walk(&self.layer_dir(l))).sum()
+    }
+
+    /// Removes the record `name` (normalized) and then every layer no record
+    /// and no layer in `keep_layers` (mounted by containers) uses.
+    pub fn remove(
+        &self,
+        name: &str,
+        keep_layers: &std::collections::HashSet<String>,
+    ) -> Result<(), ImageError> {
+        let path = self.record_path(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ImageError::NotPresent(name.to_string()))
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        let mut used = keep_layers.clone();
+        for r in self.list() {
+            used.extend(r.layers);
+        }
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("layers")) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !n.starts_with('.') && !used.contains(&n) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Removes layer directories no image record lists (e.g. built-in layers
     /// of an older minik). Best effort.
     pub fn prune_layers(&self) {
@@ -571,6 +677,7 @@ fn make_record(name: &str, layers: Vec<String>, config: ImageConfig) -> ImageRec
         id,
         layers,
         config,
+        repo_digest: None,
     }
 }
 
@@ -728,6 +835,30 @@ mod tests {
         assert_eq!(effective_pull_policy("minik/hello:latest", None), "Always");
         assert_eq!(effective_pull_policy("nginx:1.2", None), "IfNotPresent");
         assert_eq!(effective_pull_policy("nginx", Some("Never")), "Never");
+    }
+
+    #[test]
+    fn pull_decisions_follow_the_policy() {
+        use PullDecision::*;
+        // Built-in images are never pulled, whatever the policy.
+        assert_eq!(pull_decision("minik/hello", "Always", true), UseLocal);
+        assert_eq!(
+            pull_decision("minik/busybox:latest", "Always", false),
+            UseLocal
+        );
+        assert_eq!(pull_decision("nginx", "Always", true), Pull);
+        assert_eq!(pull_decision("nginx:1.2", "IfNotPresent", true), UseLocal);
+        assert_eq!(pull_decision("nginx:1.2", "IfNotPresent", false), Pull);
+        assert_eq!(pull_decision("app:dev", "Never", true), UseLocal);
+        assert_eq!(pull_decision("app:dev", "Never", false), NeverPullMissing);
+        // The defaults end-to-end: `:latest` is re-pulled, a pinned tag is not.
+        let p = effective_pull_policy("localhost:5000/x", None);
+        assert_eq!(pull_decision("localhost:5000/x", &p, true), Pull);
+        let p = effective_pull_policy("localhost:5000/x@sha256:abcd", None);
+        assert_eq!(
+            pull_decision("localhost:5000/x@sha256:abcd", &p, true),
+            UseLocal
+        );
     }
 
     #[test]

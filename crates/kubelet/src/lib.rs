@@ -22,6 +22,7 @@ pub mod archive;
 pub mod attach;
 pub mod events;
 pub mod exec;
+pub mod image_http;
 pub mod images;
 pub mod logs;
 pub mod network;
@@ -29,10 +30,12 @@ pub mod node;
 pub mod pods;
 pub mod portforward;
 pub mod probes;
+pub mod registry;
 pub mod runtime;
 pub mod sandbox;
 pub mod spdy;
 pub mod spec;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 
@@ -124,8 +127,10 @@ pub fn http_router(m: &sandbox::Machinery) -> axum::Router {
             registry: m.logs.clone(),
         });
     logs::router(m.pods_dir.clone(), m.logs.clone())
+        .merge(image_http::router(m.images.clone(), m.pods_dir.clone()))
         .merge(exec)
         .merge(portforward)
+        .merge(stats::router(m))
 }
 
 /// Roots whose kubelet is being stopped by `shutdown`: their pod workers

@@ -8,7 +8,7 @@
 //! through the API client.
 
 use crate::events::{pod_ref, Recorder};
-use crate::images::{effective_pull_policy, ImageError, ImageRecord};
+use crate::images::{effective_pull_policy, pull_decision, ImageError, ImageRecord, PullDecision};
 use crate::probes::{self, Kind, ProbeTracker, Verdict};
 use crate::sandbox::{ContainerInputs, ExitInfo, Machinery, PodMeta, RunningContainer, Sandbox};
 use crate::spec::BindMount;
@@ -31,6 +31,16 @@ use tokio::time::Instant;
 const VOLUME_RESYNC: Duration = Duration::from_secs(5);
 /// How long `ErrImagePull` shows before it turns into `ImagePullBackOff`.
 const ERR_IMAGE_PULL_SHOWN: Duration = Duration::from_secs(2);
+
+/// A duration as Go prints it (`1.234s`, `850ms`), as in kubelet events.
+fn go_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        let s = format!("{:.3}", d.as_secs_f64());
+        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
 
 /// Shared by all workers.
 pub struct Ctx {
@@ -157,6 +167,10 @@ struct Slot {
     not_before: Option<Instant>,
     pull_failures: u32,
     pull_error: Option<(Instant, String)>,
+    /// The waiting reason of the last image failure (`ErrImagePull`,
+    /// `ErrImageNeverPull`, `InvalidImageName`); only `ErrImagePull` turns
+    /// into `ImagePullBackOff`.
+    pull_reason: &'static str,
     /// Terminated and will not run again (init success or restart policy).
     done: bool,
     /// An ephemeral container (`kubectl debug`): runs once, never restarted,
@@ -193,6 +207,7 @@ impl Slot {
             not_before: None,
             pull_failures: 0,
             pull_error: None,
+            pull_reason: "ErrImagePull",
             done: false,
             ephemeral: false,
             ever_started: false,
@@ -408,6 +423,18 @@ impl Worker {
                     self.post_status(pod).await;
                     return Some(t);
                 }
+            }
+            // Volumes first, as the kubelet's volume manager: a claim that is
+            // not Bound yet keeps the pod ContainerCreating, retried.
+            let unready = crate::volumes::unready_claims(&self.ctx.client, pod).await;
+            if !unready.is_empty() {
+                self.ctx
+                    .events
+                    .warning(pod_ref(pod, None), "FailedMount", unready.join("; "));
+                let t = Instant::now() + Duration::from_secs(2);
+                self.sandbox_retry = Some(t);
+                self.post_status(pod).await;
+                return Some(t);
             }
             let m = self.ctx.machinery.clone();
             let meta = pod_meta(pod, &self.uid);
@@ -840,14 +867,16 @@ impl Worker {
                 if now < t {
                     let left = (t - now).as_secs().max(1);
                     if let Some((since, err)) = &s.pull_error {
-                        let reason = if now < *since + ERR_IMAGE_PULL_SHOWN {
+                        let reason = if s.pull_reason != "ErrImagePull" {
+                            s.pull_reason
+                        } else if now < *since + ERR_IMAGE_PULL_SHOWN {
                             "ErrImagePull"
                         } else {
                             "ImagePullBackOff"
                         };
                         s.rec.state = CState::Waiting {
                             reason: reason.into(),
-                            message: Some(if reason == "ErrImagePull" {
+                            message: Some(if reason != "ImagePullBackOff" {
                                 err.clone()
                             } else {
                                 format!("Back-off pulling image \"{image}\": {err}")
@@ -884,12 +913,17 @@ impl Worker {
                 }
             }
         }
-        // Image.
+        // Image: the policy decides between the store and the registry.
         let policy = effective_pull_policy(&image, spec.image_pull_policy.as_deref());
         let t0 = std::time::Instant::now();
         let resolved = self.ctx.machinery.images.resolve(&image);
-        let record: ImageRecord = match resolved {
-            Ok(r) => {
+        let decision = pull_decision(&image, &policy, resolved.is_ok());
+        let outcome: Result<ImageRecord, (&'static str, String)> = match (decision, resolved) {
+            (_, Err(ImageError::InvalidReference(_))) => Err((
+                "InvalidImageName",
+                format!("Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": invalid reference format"),
+            )),
+            (PullDecision::UseLocal, Ok(r)) => {
                 if policy == "Always" {
                     events.normal(obj.clone(), "Pulling", format!("Pulling image \"{image}\""));
                     let ms = t0.elapsed().as_millis();
@@ -905,21 +939,37 @@ impl Worker {
                         format!("Container image \"{image}\" already present on machine"),
                     );
                 }
-                r
+                Ok(r)
             }
-            Err(e) => {
-                let (reason, msg) = match (&e, policy.as_str()) {
-                    (ImageError::InvalidReference(_), _) => {
-                        ("InvalidImageName", format!("Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": invalid reference format"))
+            (PullDecision::NeverPullMissing, _) => Err((
+                "ErrImageNeverPull",
+                format!("Container image \"{image}\" is not present with pull policy of Never"),
+            )),
+            (PullDecision::UseLocal, Err(e)) => {
+                events.normal(obj.clone(), "Pulling", format!("Pulling image \"{image}\""));
+                Err(("ErrImagePull", e.to_string()))
+            }
+            (PullDecision::Pull, _) => {
+                events.normal(obj.clone(), "Pulling", format!("Pulling image \"{image}\""));
+                let keyring = self.pull_keyring(pod, &obj).await;
+                match crate::registry::pull(&self.ctx.machinery.images, &image, &keyring).await {
+                    Ok(p) => {
+                        let took = go_duration(t0.elapsed());
+                        events.normal(
+                            obj.clone(),
+                            "Pulled",
+                            format!("Successfully pulled image \"{image}\" in {took} ({took} including waiting). Image size: {} bytes.", p.size),
+                        );
+                        Ok(p.record)
                     }
-                    (_, "Never") => (
-                        "ErrImageNeverPull",
-                        format!("Container image \"{image}\" is not present with pull policy of Never"),
-                    ),
-                    _ => ("ErrImagePull", e.to_string()),
-                };
+                    Err(e) => Err(("ErrImagePull", e.to_string())),
+                }
+            }
+        };
+        let record = match outcome {
+            Ok(r) => r,
+            Err((reason, msg)) => {
                 if reason == "ErrImagePull" {
-                    events.normal(obj.clone(), "Pulling", format!("Pulling image \"{image}\""));
                     events.warning(
                         obj.clone(),
                         "Failed",
@@ -930,6 +980,7 @@ impl Worker {
                 let s = self.slot(i, init);
                 s.pull_failures += 1;
                 s.pull_error = Some((now, msg.clone()));
+                s.pull_reason = reason;
                 s.not_before = Some(now + backoff_delay(s.pull_failures));
                 s.rec.state = CState::Waiting {
                     reason: reason.into(),
@@ -1142,6 +1193,57 @@ impl Worker {
         let _ = tokio::task::spawn_blocking(move || m.remove_container(&uid, &name, &id)).await;
     }
 
+    /// Registry credentials from the pod's imagePullSecrets. A Secret that
+    /// is missing or malformed gets a warning event (as the kubelet's
+    /// `FailedToRetrieveImagePullSecret`) and the pull goes on without it.
+    async fn pull_keyring(
+        &self,
+        pod: &Pod,
+        obj: &k8s_openapi::api::core::v1::ObjectReference,
+    ) -> crate::registry::Keyring {
+        let names: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .map(|v| v.iter().map(|r| r.name.clone()).collect())
+            .unwrap_or_default();
+        let mut keyring = Vec::new();
+        if names.is_empty() {
+            return keyring;
+        }
+        let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.meta.namespace);
+        for name in names {
+            let problem = match api.get_opt(&name).await {
+                Ok(Some(sec)) => {
+                    let data: BTreeMap<String, Vec<u8>> = sec
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    match crate::registry::parse_pull_secret(
+                        sec.type_.as_deref().unwrap_or("Opaque"),
+                        &data,
+                    ) {
+                        Ok(k) => {
+                            keyring.extend(k);
+                            continue;
+                        }
+                        Err(e) => format!("secret {name:?} {e}"),
+                    }
+                }
+                Ok(None) => format!("secret {name:?} not found"),
+                Err(e) => format!("secret {name:?}: {e}"),
+            };
+            self.ctx.events.warning(
+                obj.clone(),
+                "FailedToRetrieveImagePullSecret",
+                format!("Unable to retrieve some image pull secrets ({problem}); attempting to pull the image may not succeed."),
+            );
+        }
+        keyring
+    }
+
     async fn container_inputs(
         &self,
         pod: &Pod,
@@ -1187,7 +1289,8 @@ impl Worker {
             binds.push(BindMount {
                 source,
                 destination: vm.mount_path.clone(),
-                readonly: vm.read_only.unwrap_or(false),
+                readonly: vm.read_only.unwrap_or(false)
+                    || crate::volumes::claim_read_only(pod, &vm.name),
             });
         }
         Ok(ContainerInputs {

@@ -145,6 +145,20 @@ impl Runtime {
         stdout: OwnedFd,
         stderr: OwnedFd,
     ) -> Result<i32, RuntimeError> {
+        self.create_with_stdin(id, bundle, None, stdout, stderr)
+    }
+
+    /// [`Runtime::create`] with the container's stdin on `stdin` (the read
+    /// end of a pipe the kubelet holds open for `attach`, see
+    /// [`crate::attach::open_stdin`]) instead of `/dev/null`.
+    pub fn create_with_stdin(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    ) -> Result<i32, RuntimeError> {
         become_subreaper();
         std::fs::create_dir_all(&self.state_root).map_err(io_err(&self.state_root))?;
         let pid_file = bundle.join("init.pid");
@@ -163,7 +177,7 @@ impl Runtime {
             .arg("--pid-file")
             .arg(&pid_file)
             .arg(id)
-            .stdin(Stdio::null())
+            .stdin(stdin.map_or_else(Stdio::null, Stdio::from))
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr))
             .status()

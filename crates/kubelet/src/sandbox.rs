@@ -410,11 +410,18 @@ impl Machinery {
         let log_path = cdir.join(format!("{}.log", inputs.restart_count));
         let _ = std::fs::remove_file(&log_path);
         let (out_w, err_w, _pumps) = runtime::spawn_log_pumps(log_path.clone(), self.logs.clone())?;
+        // `stdin: true`: a pipe held open for `kubectl attach -i` (attach.rs).
+        let stdin_r = crate::attach::open_stdin(
+            &cdir,
+            c.stdin.unwrap_or(false),
+            c.stdin_once.unwrap_or(false),
+        )
+        .map_err(io_err(&cdir))?;
         let rt = self.runtime.clone();
         let id2 = id.clone();
         let cdir2 = cdir.clone();
         let created = tokio::task::spawn_blocking(move || -> Result<i32, SandboxError> {
-            let pid = rt.create(&id2, &cdir2, out_w, err_w)?;
+            let pid = rt.create_with_stdin(&id2, &cdir2, stdin_r, out_w, err_w)?;
             let f = ContainerFile {
                 id: id2.clone(),
                 pid,

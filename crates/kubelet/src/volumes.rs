@@ -501,6 +501,76 @@ pub async fn prepare(
     Ok(out)
 }
 
+/// Why a claim cannot be mounted yet (pure): it must exist, not be being
+/// deleted, and be Bound to a volume. The message names what to fix.
+pub fn claim_unready_reason(
+    claim: &str,
+    pvc: Option<&k8s_openapi::api::core::v1::PersistentVolumeClaim>,
+) -> Option<String> {
+    let Some(pvc) = pvc else {
+        return Some(format!(
+            "persistentvolumeclaim \"{claim}\" not found: create it, or fix the pod's claimName"
+        ));
+    };
+    if pvc.metadata.deletion_timestamp.is_some() {
+        return Some(format!("persistentvolumeclaim \"{claim}\" is being deleted"));
+    }
+    let phase = pvc
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
+    let volume = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .unwrap_or("");
+    if phase != "Bound" || volume.is_empty() {
+        return Some(format!(
+            "persistentvolumeclaim \"{claim}\" is not bound (phase {phase}); `kubectl describe pvc {claim}` says why"
+        ));
+    }
+    None
+}
+
+/// The pod's PersistentVolumeClaim volumes that are not ready to mount, as
+/// one message per claim (empty: all Bound). The pod worker waits on these
+/// before creating the sandbox, as the kubelet's volume manager does.
+pub async fn unready_claims(client: &Client, pod: &Pod) -> Vec<String> {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let api = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns);
+    let mut out = Vec::new();
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let Some(c) = &v.persistent_volume_claim else {
+            continue;
+        };
+        match api.get_opt(&c.claim_name).await {
+            Ok(pvc) => out.extend(claim_unready_reason(&c.claim_name, pvc.as_ref())),
+            Err(e) => out.push(format!(
+                "reading persistentvolumeclaim \"{}\": {e}",
+                c.claim_name
+            )),
+        }
+    }
+    out
+}
+
+/// Whether a volume is a claim mounted read-only (`persistentVolumeClaim.readOnly`):
+/// every mount of it is then read-only, whatever the container asks.
+pub fn claim_read_only(pod: &Pod, volume: &str) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| {
+            v.name == volume
+                && v
+                    .persistent_volume_claim
+                    .as_ref()
+                    .is_some_and(|c| c.read_only == Some(true))
+        })
+}
+
 /// The host directory behind a bound PersistentVolumeClaim (hostPath or
 /// local PersistentVolumes: what a single node can offer).
 async fn claim_path(client: &Client, ns: &str, claim: &str) -> Result<PathBuf, String> {
@@ -508,13 +578,14 @@ async fn claim_path(client: &Client, ns: &str, claim: &str) -> Result<PathBuf, S
     let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
         .get_opt(claim)
         .await
-        .map_err(|e| format!("reading persistentvolumeclaim \"{claim}\": {e}"))?
-        .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+        .map_err(|e| format!("reading persistentvolumeclaim \"{claim}\": {e}"))?;
+    if let Some(why) = claim_unready_reason(claim, pvc.as_ref()) {
+        return Err(why);
+    }
     let pv_name = pvc
-        .spec
+        .and_then(|p| p.spec)
         .and_then(|s| s.volume_name)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" is not bound to a volume yet"))?;
+        .unwrap_or_default();
     let pv = Api::<PersistentVolume>::all(client.clone())
         .get_opt(&pv_name)
         .await
@@ -601,6 +672,52 @@ mod tests {
         assert_eq!(md.mode() & 0o777, 0o644);
         assert!(sync_dir(&d, &[f("../x", "", 0o644)], None).is_err());
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn claims_must_be_bound_to_mount() {
+        use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+        let pvc = |phase: Option<&str>, volume: Option<&str>| -> PersistentVolumeClaim {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "data"},
+                "spec": {"volumeName": volume},
+                "status": {"phase": phase},
+            }))
+            .unwrap()
+        };
+        assert!(claim_unready_reason("data", None)
+            .unwrap()
+            .contains("not found"));
+        let pending = claim_unready_reason("data", Some(&pvc(Some("Pending"), None))).unwrap();
+        assert!(
+            pending.contains("persistentvolumeclaim \"data\" is not bound"),
+            "{pending}"
+        );
+        assert!(claim_unready_reason("data", Some(&pvc(None, None))).is_some());
+        assert_eq!(
+            claim_unready_reason("data", Some(&pvc(Some("Bound"), Some("pv1")))),
+            None
+        );
+        let mut deleting = pvc(Some("Bound"), Some("pv1"));
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+        );
+        assert!(claim_unready_reason("data", Some(&deleting))
+            .unwrap()
+            .contains("being deleted"));
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [], "volumes": [
+                {"name": "ro", "persistentVolumeClaim": {"claimName": "a", "readOnly": true}},
+                {"name": "rw", "persistentVolumeClaim": {"claimName": "b"}},
+            ]},
+        }))
+        .unwrap();
+        assert!(claim_read_only(&pod, "ro"));
+        assert!(!claim_read_only(&pod, "rw"));
+        assert!(!claim_read_only(&pod, "other"));
     }
 
     #[test]
