@@ -229,6 +229,7 @@ async fn main() -> R<()> {
         CONFIGMAPS as f64 / t.elapsed().as_secs_f64()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_created = rss_mb(&pid);
     let mut full = Vec::new();
     let mut items = 0;
     for _ in 0..10 {
@@ -295,11 +296,15 @@ async fn main() -> R<()> {
         (size1 - size0.min(size1)) as f64 / json_bytes
     );
     println!(
-        "agent RSS: {rss0:.1} MB before the ConfigMaps, {:.1} MB with 10,000 (+{:.1} MB)",
+        "agent RSS: {rss0:.1} MB before the ConfigMaps, {rss_created:.1} MB once 10,000 are stored (+{:.1} MB), {:.1} MB after the LISTs",
+        rss_created - rss0,
         rss_mb(&pid),
-        rss_mb(&pid) - rss0
     );
 
+    if let Some(secs) = std::env::var("BENCH_PAUSE_SECS").ok().and_then(|s| s.parse().ok()) {
+        println!("pausing {secs} s before delete (agent pid {pid})");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
     let _ = minik(&home, &["delete"]);
     let _ = std::fs::remove_dir_all(&home);
     Ok(())

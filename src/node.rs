@@ -134,7 +134,6 @@ async fn run_async(args: NodeArgs) -> Result<()> {
         started.elapsed()
     );
 
-    let client = kube::Client::new(api.router(), "default");
     let kubelet_cfg = kubelet_config(&args);
     minik_kubelet::ensure_builtin_images(&kubelet_cfg)?;
 
@@ -143,17 +142,17 @@ async fn run_async(args: NodeArgs) -> Result<()> {
         let api = api.clone();
         tasks.spawn(async move { ("apiserver", api.serve_tls(listener, tls).await) });
     }
-    let c = client.clone();
+    let c = component_client(&api, "kube-scheduler");
     tasks.spawn(async move { ("scheduler", minik_scheduler::run(c).await) });
-    let c = client.clone();
+    let c = component_client(&api, "kube-controller-manager");
     tasks.spawn(async move { ("controllers", minik_controllers::run(c).await) });
-    let c = client.clone();
+    let c = component_client(&api, "kubelet");
     let kc = kubelet_cfg.clone();
     tasks.spawn(async move { ("kubelet", minik_kubelet::run(c, kc).await) });
-    let c = client.clone();
+    let c = component_client(&api, "kube-proxy");
     let pc = proxy_config(&args.node_ip);
     tasks.spawn(async move { ("proxy", minik_proxy::run(c, pc).await) });
-    let c = client.clone();
+    let c = component_client(&api, "coredns");
     let dc = minik_dns::DnsConfig {
         listen: SocketAddr::new(BRIDGE_IP.parse()?, 53),
         cluster_domain: CLUSTER_DOMAIN.into(),
@@ -184,6 +183,27 @@ async fn run_async(args: NodeArgs) -> Result<()> {
     store.flush().await?;
     tracing::info!("stopped");
     outcome
+}
+
+/// An in-process client for one component: the apiserver's router with the
+/// component's `User-Agent` (`kubelet/v1.33.2 ...`), which the apiserver
+/// uses as the default field manager (managedFields name who wrote what,
+/// as in a real cluster) and in its logs.
+fn component_client(api: &minik_apiserver::ApiServer, name: &str) -> kube::Client {
+    let ua = http::HeaderValue::from_str(&format!(
+        "{name}/{} (linux/amd64) minik",
+        crate::cli::KUBERNETES_VERSION
+    ))
+    .expect("component names are ASCII");
+    let svc = tower::ServiceBuilder::new()
+        .map_request(move |mut req: http::Request<kube::client::Body>| {
+            req.headers_mut()
+                .entry(http::header::USER_AGENT)
+                .or_insert_with(|| ua.clone());
+            req
+        })
+        .service(api.router());
+    kube::Client::new(svc, "default")
 }
 
 fn read(p: &std::path::Path) -> Result<String> {

@@ -308,6 +308,23 @@ fn ingress_addon_routes_hosts_paths_and_tls() {
     let (code, body) = curl_via("unknown.local", 80, "/", &[]).unwrap();
     assert_eq!(code, 404, "{body}");
 
+    // --- the same controller through its NodePort Service (what the qemu
+    // driver, whose node ports 80/443 the host cannot reach, would use)
+    let urls = env.m(&["service", "ingress-nginx-controller", "-n", NS, "--url"]);
+    let http_url = urls.lines().next().unwrap_or_default().trim().to_string();
+    assert!(http_url.starts_with("http://127.0.0.1:3"), "{urls}");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "-H", "Host: hello.local"])
+        .arg(format!("{http_url}/v2/x"))
+        .output()
+        .expect("curl");
+    assert!(
+        text(&out.stdout).contains("B: served by pod b-"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
     // --- HTTPS: the Secret's certificate by SNI, the default one otherwise ---
     let crt_path = crt.display().to_string();
     let cacert: &[&str] = &["--cacert", &crt_path];
@@ -443,6 +460,49 @@ fn ingress_addon_routes_hosts_paths_and_tls() {
     assert!(
         logs.contains("\"GET /v2/x HTTP/1.1\" 200 host=hello.local backend=default/svc-b:http"),
         "{logs}"
+    );
+
+    // --- the controller stopped (scaled to 0): it takes its ADDRESS off ----
+    let controller = "deployment/ingress-nginx-controller";
+    env.k(&["scale", "-n", NS, controller, "--replicas=0"]);
+    wait_for(
+        "the web Ingress ADDRESS cleared",
+        Duration::from_secs(60),
+        || {
+            let a = env.k(&[
+                "get",
+                "ingress",
+                "web",
+                "-o",
+                "jsonpath={.status.loadBalancer}",
+            ]);
+            if a.contains(node_ip.trim()) || port_open(80) {
+                Err(a)
+            } else {
+                Ok(())
+            }
+        },
+    );
+    env.k(&["scale", "-n", NS, controller, "--replicas=1"]);
+    controller_ready(&env);
+    wait_answer("hello.local", 80, "/", &[], 200, "served by pod a-");
+    wait_for(
+        "the web Ingress ADDRESS back",
+        Duration::from_secs(30),
+        || {
+            let a = env.k(&[
+                "get",
+                "ingress",
+                "web",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ]);
+            if a == node_ip.trim() {
+                Ok(())
+            } else {
+                Err(a)
+            }
+        },
     );
 
     // --- disable: ports 80 and 443 are free again -------------------------------

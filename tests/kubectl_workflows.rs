@@ -526,7 +526,9 @@ fn annotate_columns_jsonpath_edit(env: &Env) {
 
 fn wait_for_delete(env: &Env) {
     let n = Ns::new(env, "wf-wait");
-    n.apply(&pod_yaml("sleeper", "app: s", &[("main", SLEEPER)], ""));
+    // stops only at its 2 s grace period, so kubectl wait sees it terminating
+    let slow_stop = r#"trap "sleep 3; exit 0" TERM; while true; do sleep 1; done"#;
+    n.apply(&pod_yaml("sleeper", "app: s", &[("main", slow_stop)], ""));
     n.wait_ready("sleeper");
     n.k(&["delete", "pod", "sleeper", "--wait=false"]);
     let out = n.k(&["wait", "--for=delete", "pod/sleeper", "--timeout=60s"]);
@@ -1273,13 +1275,20 @@ fn quota_objects_and_scopes(env: &Env) {
         "create",
         "deployment",
         "d1",
+        "--replicas=0",
         "--image=minik/busybox",
         "--",
         "sh",
         "-c",
         SLEEPER,
     ]);
-    let err = n.fails(&["create", "deployment", "d2", "--image=minik/busybox"]);
+    let err = n.fails(&[
+        "create",
+        "deployment",
+        "d2",
+        "--replicas=0",
+        "--image=minik/busybox",
+    ]);
     assert!(
         err.contains("deployments.apps \"d2\" is forbidden: exceeded quota: objs, requested: count/deployments.apps=1, used: count/deployments.apps=1, limited: count/deployments.apps=1"),
         "{err}"
@@ -1336,6 +1345,7 @@ fn quota_objects_and_scopes(env: &Env) {
         "create",
         "deployment",
         "d2",
+        "--replicas=0",
         "--image=minik/busybox",
         "--",
         "sh",

@@ -4,8 +4,9 @@
 //! read by the next, kept across `minik stop`/`minik start`, claim
 //! protection while a pod uses it, Delete reclaim removing the volume and its
 //! directory, a static hostPath volume chosen by a selector (Retain keeps it
-//! Released), and a pod waiting on an unbound claim. One cluster for the
-//! whole file, steps in order.
+//! Released), a generic ephemeral volume living and dying with its pod, and
+//! a pod waiting on an unbound claim. One cluster for the whole file, steps
+//! in order.
 
 mod common;
 
@@ -468,6 +469,65 @@ fn persistent_volumes_end_to_end() {
     assert!(static_dir.join("seed").exists(), "Retain keeps the data");
     let t = env.k(&["get", "pv", "static-local"]);
     assert_eq!(row(&t, "static-local")[4], "Released", "{t}");
+
+    // --- a generic ephemeral volume: a claim per pod, gone with the pod --------
+    apply(
+        &env,
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: scratch
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: c
+      image: minik/busybox
+      command: ["sh", "-c", "echo tmp > /work/f && sleep 3600"]
+      volumeMounts:
+        - name: work
+          mountPath: /work
+  volumes:
+    - name: work
+      ephemeral:
+        volumeClaimTemplate:
+          spec:
+            accessModes: [ReadWriteOnce]
+            resources:
+              requests:
+                storage: 10Mi
+"#,
+    );
+    wait_phase(&env, "pod", "scratch", "Running", Duration::from_secs(90));
+    assert_eq!(
+        jsonpath(
+            &env,
+            &["get", "pvc", "scratch-work"],
+            "{.status.phase} {.spec.storageClassName} {.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}"
+        ),
+        "Bound standard Pod/scratch"
+    );
+    let eph_pv = jsonpath(&env, &["get", "pvc", "scratch-work"], "{.spec.volumeName}");
+    assert_eq!(
+        std::fs::read_to_string(volumes.join(&eph_pv).join("f"))
+            .unwrap_or_default()
+            .trim(),
+        "tmp"
+    );
+    env.k(&["delete", "pod", "scratch", "--wait=true"]);
+    wait_for(
+        "the ephemeral claim and volume gone with the pod",
+        Duration::from_secs(60),
+        || {
+            if gone(&env, &["get", "pvc", "scratch-work"])
+                && gone(&env, &["get", "pv", &eph_pv])
+                && !volumes.join(&eph_pv).exists()
+            {
+                Ok(())
+            } else {
+                Err(env.k(&["get", "pv,pvc"]))
+            }
+        },
+    );
 
     // --- delete: the host is left as it was found ------------------------------
     env.m(&["delete"]);

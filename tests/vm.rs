@@ -1,14 +1,20 @@
 //! The seeds' hello world through the VM (qemu driver, software emulation as
 //! in CI): start from the ISO, node Ready, a minik/hello Deployment behind a
 //! NodePort reached with `minik service --url` (a QMP forward), stop, start,
-//! served again, delete leaves nothing behind. The slow VM tests live here,
-//! in one place, sharing one VM.
+//! served again, delete leaves nothing behind. On the same VM, the newer
+//! capabilities: a class-less claim bound by the default addons and its data
+//! kept across stop/start (hostPath on the VM's data disk), `kubectl top`
+//! through the metrics-server addon (cgroup v2 + crun in the VM), and the
+//! ingress addon reached from this host through the QMP forwards of the
+//! guest's ports 80/443 (again after a restart, on another port when 80 is
+//! taken here). The slow VM tests live here, in one place, sharing one VM.
 
 mod common;
 
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{curl, text, wait_for, Env};
 
@@ -36,11 +42,113 @@ fn qemu_processes_for(dir: &str) -> usize {
         .count()
 }
 
+fn apply(env: &Env, manifest: &str) {
+    let out = env.kubectl_stdin(&["apply", "-f", "-"], manifest);
+    assert!(
+        out.status.success(),
+        "kubectl apply failed: {}{}\n{manifest}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// A pod that runs `script` once with claim `data` at /data.
+fn data_pod(name: &str, script: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: c
+      image: minik/busybox
+      command: ["sh", "-c", "{script}"]
+      volumeMounts:
+        - name: data
+          mountPath: /data
+  volumes:
+    - name: data
+      persistentVolumeClaim:
+        claimName: data
+"#
+    )
+}
+
+/// Waits until pod `name` Succeeded; its log.
+fn pod_log(env: &Env, name: &str) -> String {
+    wait_for(
+        &format!("pod {name} Succeeded"),
+        Duration::from_secs(120),
+        || {
+            let phase = env.k(&["get", "pod", name, "-o", "jsonpath={.status.phase}"]);
+            match phase.as_str() {
+                "Succeeded" => Ok(env.k(&["logs", name])),
+                "Failed" => panic!("pod {name} failed: {}", env.k(&["describe", "pod", name])),
+                _ => Err(phase),
+            }
+        },
+    )
+}
+
+/// The URL after "Ingress is reachable at " in `minik` output.
+fn ingress_url(out: &str) -> String {
+    let rest = out
+        .split("Ingress is reachable at ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no \"Ingress is reachable at\" in:\n{out}"));
+    rest.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// GET `url` with a Host header, the body (curl fails on HTTP errors).
+fn curl_host(url: &str, host: &str) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args([
+            "-sSf",
+            "--max-time",
+            "5",
+            "-H",
+            &format!("Host: {host}"),
+            url,
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+const INGRESS: &str = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: hw
+spec:
+  rules:
+    - host: hw.minik.test
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service:
+                name: hw
+                port:
+                  number: 80
+"#;
+
 #[test]
 fn hello_world_in_a_vm() {
     let env = Env::new("vm");
     let iso_url = format!("file://{}", iso().display());
 
+    let cold = Instant::now();
     let out = env.minik(&[
         "start",
         "--driver=qemu",
@@ -62,6 +170,10 @@ fn hello_world_in_a_vm() {
         "{err}"
     );
 
+    eprintln!(
+        "TIMING cold start to Ready: {:.1}s",
+        cold.elapsed().as_secs_f64()
+    );
     let nodes = env.k(&["get", "nodes"]);
     assert!(
         nodes.contains("minik") && nodes.contains("Ready") && nodes.contains("v1.33."),
@@ -128,16 +240,140 @@ fn hello_world_in_a_vm() {
     });
     assert!(log.contains("hw.default.svc.cluster.local"), "{log}");
 
+    // Storage: the default addons (storage-provisioner, default-storageclass)
+    // bind a claim that names no class; a pod writes to it.
+    let t = Instant::now();
+    apply(
+        &env,
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 10Mi\n",
+    );
+    wait_for("claim data Bound", Duration::from_secs(120), || {
+        let phase = env.k(&["get", "pvc", "data", "-o", "jsonpath={.status.phase}"]);
+        if phase == "Bound" {
+            Ok(())
+        } else {
+            Err(format!(
+                "{phase:?}\n{}",
+                env.k(&["describe", "pvc", "data"])
+            ))
+        }
+    });
+    eprintln!("TIMING PVC Bound: {:.1}s", t.elapsed().as_secs_f64());
+    let class = env.k(&[
+        "get",
+        "pvc",
+        "data",
+        "-o",
+        "jsonpath={.spec.storageClassName}",
+    ]);
+    assert_eq!(class, "standard");
+    apply(
+        &env,
+        &data_pod(
+            "writer",
+            "echo written-in-the-vm > /data/file && cat /data/file",
+        ),
+    );
+    assert!(pod_log(&env, "writer").contains("written-in-the-vm"));
+    let pv = env.k(&["get", "pvc", "data", "-o", "jsonpath={.spec.volumeName}"]);
+    let pv_path = env.k(&["get", "pv", &pv, "-o", "jsonpath={.spec.hostPath.path}"]);
+    assert!(pv_path.starts_with("/var/lib/minik/volumes/"), "{pv_path}");
+    let on_node = env.m(&["ssh", "--", "cat", &format!("{pv_path}/file")]);
+    assert_eq!(on_node.trim(), "written-in-the-vm");
+
+    // metrics-server: kubectl top with figures read from the VM's cgroup v2.
+    let t = Instant::now();
+    let out = env.minik(&["addons", "enable", "metrics-server"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let top = wait_for("kubectl top pods", Duration::from_secs(150), || {
+        let out = env.kubectl(&["top", "pods", "--no-headers"]);
+        let o = text(&out.stdout);
+        let row = o.lines().find(|l| l.starts_with("hw-")).map(str::to_string);
+        match row {
+            Some(r) if out.status.success() => {
+                let f: Vec<&str> = r.split_whitespace().collect();
+                let mem: u64 = f
+                    .get(2)
+                    .and_then(|m| m.strip_suffix("Mi"))
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(0);
+                if f.len() == 3 && f[1].ends_with('m') && mem > 0 {
+                    Ok(o)
+                } else {
+                    Err(format!("no figures yet: {o}"))
+                }
+            }
+            _ => Err(format!("{o}{}", text(&out.stderr))),
+        }
+    });
+    eprintln!(
+        "TIMING kubectl top figures after {:.1}s:\n{top}",
+        t.elapsed().as_secs_f64()
+    );
+    let nodes_top = env.k(&["top", "nodes", "--no-headers"]);
+    assert!(nodes_top.starts_with("minik "), "{nodes_top}");
+
+    // ingress: the controller on the guest's ports 80/443, forwarded to this
+    // host; an Ingress routes a host name to the hello Service.
+    let t = Instant::now();
+    let out = env.minik(&["addons", "enable", "ingress"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let url = ingress_url(&err);
+    assert!(url.starts_with("http://127.0.0.1"), "{err}");
+    assert!(err.contains("curl -H 'Host: host.example'"), "{err}");
+    apply(&env, INGRESS);
+    let page = wait_for("hw through the ingress", Duration::from_secs(120), || {
+        curl_host(&url, "hw.minik.test")
+    });
+    assert!(page.contains("Hello from minik"), "{page}");
+    eprintln!(
+        "TIMING ingress reachable at {url} after {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        curl_host(&url, "other.minik.test").is_err(),
+        "a host with no rule was served"
+    );
+
     // stop / start: same cluster, the app serves again.
     env.m(&["stop"]);
     let st = env.minik(&["status"]);
     assert_eq!(st.status.code(), Some(7), "{}", text(&st.stdout));
+    // Take port 80 here if the ingress had it: the restart must forward
+    // another port and say why.
+    let holder = if url == "http://127.0.0.1" {
+        Some(TcpListener::bind("127.0.0.1:80").expect("port 80 free after stop"))
+    } else {
+        None
+    };
+    let warm = Instant::now();
     let out = env.minik(&["start"]);
     assert!(
         out.status.success(),
         "restart failed:\n{}",
         text(&out.stderr)
     );
+    eprintln!(
+        "TIMING warm start to Ready (+ addons): {:.1}s",
+        warm.elapsed().as_secs_f64()
+    );
+    let err = text(&out.stderr);
+    let url = ingress_url(&err);
+    if holder.is_some() {
+        assert!(err.contains("port 80 is taken on this host"), "{err}");
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    }
+    let page = wait_for(
+        "hw through the ingress after restart",
+        Duration::from_secs(120),
+        || curl_host(&url, "hw.minik.test"),
+    );
+    assert!(page.contains("Hello from minik"), "{page}");
+    drop(holder);
+    // The claim's data is on the VM's disk.
+    apply(&env, &data_pod("reader", "cat /data/file"));
+    assert!(pod_log(&env, "reader").contains("written-in-the-vm"));
     wait_for("hw Running after restart", Duration::from_secs(120), || {
         let s = env.k(&["get", "pods", "-l", "app=hw", "--no-headers"]);
         if s.contains("Running") && s.contains("1/1") {

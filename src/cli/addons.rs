@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use crate::addons::{self, Addon};
 use crate::api::ApiClient;
 use crate::certs::CertPaths;
+use crate::driver;
 use crate::profile::{Profile, ProfileConfig};
 use crate::ui;
 
@@ -79,6 +80,13 @@ pub async fn run(profile: &Profile, args: AddonsArgs) -> Result<()> {
             spin.finish();
             let n = n?;
             record(profile, &mut cfg, addon.name, false)?;
+            if addon.name == "ingress" {
+                for port in [80, 443] {
+                    if let Err(e) = driver::release_host_port(profile, &cfg, port).await {
+                        ui::warn(format!("could not remove the forward of port {port}: {e:#}"));
+                    }
+                }
+            }
             ui::step(
                 "🌑",
                 format!(
@@ -102,7 +110,44 @@ pub async fn enable(
     addons::apply(client, addon, &vars).await?;
     record(profile, cfg, addon.name, true)?;
     ui::step("🌟", format!("The '{}' addon is enabled", addon.name));
+    if addon.name == "ingress" {
+        // Ports 80/443 of the node, from this host (a QMP forward with qemu,
+        // set up again at every start since forwards die with the VM).
+        match ingress_reachable(profile, cfg).await {
+            Ok(msg) => ui::step("🔌", msg),
+            Err(e) => ui::warn(format!(
+                "the ingress controller runs, but ports 80/443 of the node are not reachable from this host: {e:#}; `minik service ingress-nginx-controller -n ingress-nginx --url` gives other URLs to it"
+            )),
+        }
+    }
     Ok(())
+}
+
+/// Makes the node's ports 80 and 443 reachable from this host and says where
+/// ("Ingress is reachable at http://127.0.0.1:8080 (port 80 is taken on this
+/// host)"), with a `curl` line that tries a host rule.
+async fn ingress_reachable(profile: &Profile, cfg: &ProfileConfig) -> Result<String> {
+    let (host, http) = driver::host_port_for(profile, cfg, 80, 80).await?;
+    let (_, https) = driver::host_port_for(profile, cfg, 443, 443).await?;
+    let mut notes = Vec::new();
+    for (want, got) in [(80, http), (443, https)] {
+        if got != want {
+            notes.push(format!(
+                "port {want} {} on this host",
+                driver::why_port_unavailable(want)
+            ));
+        }
+    }
+    let note = if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join(", "))
+    };
+    let http_url = driver::url("http", &host, http);
+    Ok(format!(
+        "Ingress is reachable at {http_url} and {}{note}\n    Try a rule for host.example with `curl -H 'Host: host.example' {http_url}/`",
+        driver::url("https", &host, https),
+    ))
 }
 
 /// Adds or removes an addon in the profile config.

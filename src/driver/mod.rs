@@ -151,6 +151,61 @@ pub async fn node_port_url(
     }
 }
 
+/// Where port `guest_port` of the node is reachable from this host, as
+/// (address, port): `none` → the port itself on 127.0.0.1 (the node is this
+/// host); `libvirt` → the VM's address; `qemu` → a QMP forward from
+/// 127.0.0.1:`preferred` when that port is free here, else from a free port.
+pub async fn host_port_for(
+    profile: &Profile,
+    cfg: &ProfileConfig,
+    guest_port: u16,
+    preferred: u16,
+) -> Result<(String, u16)> {
+    match cfg.driver.as_str() {
+        "none" => Ok(("127.0.0.1".into(), guest_port)),
+        "libvirt" => Ok((cfg.node_ip.clone(), guest_port)),
+        _ => {
+            let port = qemu::forward_preferring(profile, guest_port, preferred).await?;
+            Ok(("127.0.0.1".into(), port))
+        }
+    }
+}
+
+/// Drops what [`host_port_for`] set up for `guest_port` (a qemu forward;
+/// nothing for the other drivers).
+pub async fn release_host_port(
+    profile: &Profile,
+    cfg: &ProfileConfig,
+    guest_port: u16,
+) -> Result<()> {
+    match cfg.driver.as_str() {
+        "none" | "libvirt" => Ok(()),
+        _ => qemu::unforward(profile, guest_port).await,
+    }
+}
+
+/// `scheme://host[:port]`, the port left out when it is the scheme's default.
+pub fn url(scheme: &str, host: &str, port: u16) -> String {
+    let default = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => 0,
+    };
+    if port == default {
+        format!("{scheme}://{host}")
+    } else {
+        format!("{scheme}://{host}:{port}")
+    }
+}
+
+/// Why a 127.0.0.1 port could not be had, for messages: "taken" or "needs root".
+pub fn why_port_unavailable(port: u16) -> &'static str {
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => "needs root",
+        _ => "is taken",
+    }
+}
+
 /// The API server's URL from this host.
 pub fn api_server_url(cfg: &ProfileConfig) -> String {
     if cfg.driver == "libvirt" {
@@ -179,5 +234,18 @@ pub fn agent_log(profile: &Profile, cfg: &ProfileConfig) -> PathBuf {
         #[cfg(feature = "libvirt")]
         "libvirt" => libvirt::console_log(profile),
         _ => qemu::console_log(profile),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_leaves_out_default_ports() {
+        assert_eq!(url("http", "127.0.0.1", 80), "http://127.0.0.1");
+        assert_eq!(url("http", "127.0.0.1", 8080), "http://127.0.0.1:8080");
+        assert_eq!(url("https", "192.168.39.2", 443), "https://192.168.39.2");
+        assert_eq!(url("https", "127.0.0.1", 80), "https://127.0.0.1:80");
     }
 }

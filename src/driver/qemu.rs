@@ -97,6 +97,23 @@ pub async fn forward(profile: &Profile, guest_port: u16) -> Result<u16> {
     Ok(driver(profile).forward(guest_port).await?)
 }
 
+/// Forwards `guest_port` to 127.0.0.1:`preferred` when that host port can
+/// be bound, else to a free one (the forward already there is kept when
+/// `preferred` cannot be had). Returns the host port.
+pub async fn forward_preferring(profile: &Profile, guest_port: u16, preferred: u16) -> Result<u16> {
+    let vm = driver(profile);
+    match vm.forward_on(guest_port, preferred).await {
+        Ok(p) => Ok(p),
+        Err(minik_vm::VmError::PortInUse { .. }) => Ok(vm.forward(guest_port).await?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes the forward of `guest_port`, if any.
+pub async fn unforward(profile: &Profile, guest_port: u16) -> Result<()> {
+    Ok(driver(profile).unforward(guest_port).await?)
+}
+
 /// `minik ssh`.
 pub fn ssh(profile: &Profile, args: &[String]) -> Result<i32> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -805,6 +805,7 @@ pub fn entries(obj: &Value) -> Vec<Entry> {
 /// them) into `obj.metadata.managedFields`, or removes it when empty.
 pub fn set_entries(obj: &mut Value, mut entries: Vec<Entry>) {
     entries.retain(|e| !e.fields.is_empty());
+    cap_update_managers(&mut entries);
     entries.sort_by(|a, b| {
         (
             a.operation.as_str(),
@@ -835,6 +836,42 @@ pub fn set_entries(obj: &mut Value, mut entries: Vec<Entry>) {
             "managedFields".into(),
             Value::Array(entries.iter().map(Entry::to_json).collect()),
         );
+    }
+}
+
+/// Kubernetes keeps at most this many Update entries; older ones merge into
+/// an `ancient-changes` entry per apiVersion.
+pub const MAX_UPDATE_MANAGERS: usize = 10;
+
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    const BUCKET: &str = "ancient-changes";
+    loop {
+        let mut updaters: Vec<usize> = (0..entries.len())
+            .filter(|&i| !entries[i].is_apply())
+            .collect();
+        if updaters.len() <= MAX_UPDATE_MANAGERS {
+            return;
+        }
+        updaters.sort_by(|&a, &b| entries[a].time.cmp(&entries[b].time));
+        let Some(oldest) = updaters.into_iter().find(|&i| entries[i].manager != BUCKET) else {
+            return;
+        };
+        let e = entries.remove(oldest);
+        let bucket = entries
+            .iter_mut()
+            .find(|b| b.manager == BUCKET && !b.is_apply() && b.api_version == e.api_version);
+        match bucket {
+            Some(b) => {
+                b.fields = b.fields.union(&e.fields);
+                b.time = b.time.clone().max(e.time);
+            }
+            None => entries.push(Entry {
+                manager: BUCKET.into(),
+                operation: "Update".into(),
+                subresource: String::new(),
+                ..e
+            }),
+        }
     }
 }
 
@@ -1338,6 +1375,40 @@ mod tests {
             .shift_remove("app");
         update(Some(&scaled), &mut unlabeled, "editor", "", T2);
         assert!(entry(&unlabeled, "kubectl")["fieldsV1"]["f:metadata"].is_null());
+    }
+
+    #[test]
+    fn update_managers_are_capped_into_ancient_changes() {
+        let mut obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {}});
+        for i in 0..13 {
+            let old = obj.clone();
+            obj["data"][format!("k{i}")] = json!("v");
+            update(
+                Some(&old),
+                &mut obj,
+                &format!("m{i:02}"),
+                "",
+                &format!("2026-01-01T00:00:{i:02}Z"),
+            );
+        }
+        let ms = obj["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(ms.len(), MAX_UPDATE_MANAGERS, "{ms:?}");
+        let ancient = ms
+            .iter()
+            .find(|e| e["manager"] == "ancient-changes")
+            .unwrap();
+        // m00..m03 merged (4 oldest), keeping the newest of their times
+        for k in ["k0", "k1", "k2", "k3"] {
+            assert!(
+                ancient["fieldsV1"]["f:data"]
+                    .get(format!("f:{k}"))
+                    .is_some(),
+                "{ancient}"
+            );
+        }
+        assert_eq!(ancient["time"], "2026-01-01T00:00:03Z");
+        assert!(ms.iter().any(|e| e["manager"] == "m12"));
+        assert!(!ms.iter().any(|e| e["manager"] == "m03"));
     }
 
     #[test]

@@ -101,7 +101,9 @@ fn condition_true(crd: &Value, ty: &str) -> bool {
 
 /// The served versions of one stored CRD (none until its names are accepted).
 pub fn versions_of(crd: &Value) -> Vec<CrdVersion> {
-    if !condition_true(crd, "NamesAccepted") {
+    // served once Established (names accepted once; a later conflicting
+    // rename keeps the previously accepted names)
+    if !condition_true(crd, "Established") {
         return Vec::new();
     }
     let group = crd
@@ -592,10 +594,31 @@ pub fn compute_status(crd: &mut Value, others: &[Value], now: &str) {
     let mut status = crd.get("status").cloned().unwrap_or_else(|| json!({}));
     let conditions = match &conflict {
         Some(msg) => {
-            // previously accepted names stay served
+            // previously accepted names stay served (and the CRD Established)
+            let had_names = status
+                .pointer("/acceptedNames/plural")
+                .and_then(Value::as_str)
+                .is_some_and(|p| !p.is_empty());
             if status.get("acceptedNames").is_none() {
                 status["acceptedNames"] = json!({"plural": "", "kind": ""});
             }
+            let established = if had_names {
+                keep_time(condition(
+                    "Established",
+                    true,
+                    "InitialNamesAccepted",
+                    "the initial names have been accepted",
+                    now,
+                ))
+            } else {
+                keep_time(condition(
+                    "Established",
+                    false,
+                    "NotAccepted",
+                    "not all names are accepted",
+                    now,
+                ))
+            };
             vec![
                 keep_time(condition(
                     "NamesAccepted",
@@ -604,13 +627,7 @@ pub fn compute_status(crd: &mut Value, others: &[Value], now: &str) {
                     msg,
                     now,
                 )),
-                keep_time(condition(
-                    "Established",
-                    false,
-                    "NotAccepted",
-                    "not all names are accepted",
-                    now,
-                )),
+                established,
             ]
         }
         None => {
@@ -713,6 +730,7 @@ impl Inner {
     pub(crate) async fn after_crd_write(self: &Arc<Self>, name: &str) {
         self.reload_crds();
         self.retry_rejected_names(name).await;
+        self.sync_crd_apiservices().await;
         if self.cleanup_crd(name).await {
             return;
         }
@@ -730,6 +748,64 @@ impl Inner {
                 }
             }
         });
+    }
+
+    /// As kube's CRD registration controller: a Local APIService
+    /// `<version>.<group>` (label `kube-aggregator.kubernetes.io/automanaged:
+    /// "true"`) for every served CRD group-version, removed with the last CRD
+    /// that serves it.
+    pub(crate) async fn sync_crd_apiservices(&self) {
+        let Some(info) = resources::find(crate::aggregator::GROUP, "v1", "apiservices") else {
+            return;
+        };
+        let mut want: Vec<(String, String)> = Vec::new();
+        for v in self.crds.all() {
+            let gv = (v.info.group.to_string(), v.info.version.to_string());
+            if !v.terminating && !want.contains(&gv) {
+                want.push(gv);
+            }
+        }
+        for (g, ver) in &want {
+            let name = format!("{ver}.{g}");
+            if self
+                .store
+                .get(&crate::rest::storage_key(info, None, &name))
+                .is_some()
+            {
+                continue;
+            }
+            let obj = json!({"metadata": {"name": name, "labels": {"kube-aggregator.kubernetes.io/automanaged": "true"}},
+                             "spec": {"group": g, "version": ver, "groupPriorityMinimum": 1000, "versionPriority": 100}});
+            if let Err(e) = self.create_object(info, None, obj, false).await {
+                if e.reason != "AlreadyExists" {
+                    tracing::warn!("registering APIService {name} for a CRD: {}", e.message);
+                }
+            }
+        }
+        for api in self.stored_apiservices() {
+            let auto = api
+                .pointer("/metadata/labels/kube-aggregator.kubernetes.io~1automanaged")
+                .and_then(Value::as_str)
+                == Some("true");
+            let g = api
+                .pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let ver = api
+                .pointer("/spec/version")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if auto && !want.iter().any(|(wg, wv)| wg == g && wv == ver) {
+                let name = api
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let _ = self
+                    .delete_object(info, None, name, &DeleteOptions::default())
+                    .await;
+            }
+        }
+        self.reload_apiservices();
     }
 
     /// As kube's naming controller: CRDs whose names were not accepted are
@@ -1087,6 +1163,30 @@ mod tests {
         builtin["spec"]["names"]["plural"] = json!("deployments");
         compute_status(&mut builtin, &[], "t");
         assert_eq!(builtin["status"]["conditions"][0]["status"], "False");
+    }
+
+    #[test]
+    fn a_conflicting_rename_keeps_the_accepted_names() {
+        let mut a = crontab_crd();
+        default_crd(&mut a);
+        compute_status(&mut a, &[], "t");
+        let mut b = crontab_crd();
+        b["metadata"]["name"] = json!("widgets.stable.example.com");
+        b["spec"]["names"] = json!({"plural": "widgets", "kind": "Widget"});
+        default_crd(&mut b);
+        compute_status(&mut b, &[a.clone()], "t");
+        assert_eq!(versions_of(&b)[0].info.resource, "widgets");
+        // rename the short name into a conflict with a's
+        b["spec"]["names"]["shortNames"] = json!(["ct"]);
+        compute_status(&mut b, &[a], "t2");
+        assert_eq!(b["status"]["conditions"][0]["status"], "False");
+        assert_eq!(b["status"]["conditions"][1]["status"], "True");
+        let vs = versions_of(&b);
+        assert_eq!(vs[0].info.resource, "widgets");
+        assert!(
+            vs[0].info.short_names.is_empty(),
+            "the conflicting name is not served"
+        );
     }
 
     #[test]

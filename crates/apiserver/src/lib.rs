@@ -176,6 +176,7 @@ impl ApiServer {
         server.bootstrap().await?;
         server.inner.reload_crds();
         server.inner.reload_apiservices();
+        server.inner.sync_crd_apiservices().await;
         aggregator::spawn_checker(Arc::downgrade(&server.inner));
         // CRDs deleted while the server was down still need their cleanup
         for c in server.inner.stored_crds() {
@@ -842,6 +843,7 @@ async fn handle(
             {
                 inner.apis.wake.notify_one();
             }
+            let mut res = res;
             if write && crd::is_crd_resource(p.info) {
                 match &p.name {
                     Some(n) => inner.after_crd_write(n).await,
@@ -851,6 +853,17 @@ async fn handle(
                                 inner.after_crd_write(n).await;
                             }
                         }
+                    }
+                }
+                // CEL rules are accepted but not evaluated: say so, as a warning
+                if let Ok(r) = &mut res {
+                    if r.status().is_success()
+                        && body.windows(24).any(|w| w == b"x-kubernetes-validations")
+                    {
+                        r.headers_mut().append(
+                            "Warning",
+                            HeaderValue::from_static("299 - \"x-kubernetes-validations (CEL) rules are stored but not enforced by the minik API server\""),
+                        );
                     }
                 }
             }

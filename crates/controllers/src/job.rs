@@ -49,6 +49,8 @@ use crate::util::{
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 pub const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
+/// Failures of the pod's index before it (backoffLimitPerIndex).
+pub const INDEX_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-failure-count";
 const BACKOFF_BASE_SECS: u64 = 10;
 const BACKOFF_MAX_SECS: u64 = 360;
 
@@ -344,8 +346,34 @@ pub fn indexes_to_start(
         .collect()
 }
 
-/// The pod a Job creates (for `index` when Indexed).
-pub fn new_pod(job: &Job, index: Option<i32>) -> Option<Pod> {
+/// Failures so far of `index` (backoffLimitPerIndex): the highest
+/// `job-index-failure-count` + 1 among its failed pods, and when the last
+/// one finished.
+pub fn index_failures(pods: &[Pod], index: i32) -> (i32, Option<Timestamp>) {
+    let failed: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| pod_index(p) == Some(index) && pod_outcome(p) == Some(false))
+        .collect();
+    let count = failed
+        .iter()
+        .map(|p| {
+            p.annotations()
+                .get(INDEX_FAILURE_COUNT)
+                .and_then(|v| v.parse::<i32>().ok())
+                .unwrap_or(0)
+                + 1
+        })
+        .max()
+        .unwrap_or(0);
+    (
+        count,
+        failed.iter().filter_map(|p| pod_finish_time(p)).max(),
+    )
+}
+
+/// The pod a Job creates (for `index` when Indexed; `failures` of that index
+/// so far are recorded when backoffLimitPerIndex is set).
+pub fn new_pod(job: &Job, index: Option<i32>, failures: Option<i32>) -> Option<Pod> {
     let name = job.metadata.name.as_deref()?;
     let spec = job.spec.as_ref()?;
     let tmeta = spec.template.metadata.clone().unwrap_or_default();
@@ -360,6 +388,9 @@ pub fn new_pod(job: &Job, index: Option<i32>) -> Option<Pod> {
         Some(i) => {
             labels.insert(COMPLETION_INDEX.into(), i.to_string());
             annotations.insert(COMPLETION_INDEX.into(), i.to_string());
+            if let Some(f) = failures {
+                annotations.insert(INDEX_FAILURE_COUNT.into(), f.to_string());
+            }
             if pspec.hostname.as_deref().is_none_or(str::is_empty) {
                 pspec.hostname = Some(format!("{name}-{i}"));
             }
@@ -511,6 +542,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let mut done_indexes = parse_indexes(status.completed_indexes.as_deref().unwrap_or(""));
     let mut conditions = status.conditions.clone().unwrap_or_default();
     let mut failure: Option<(String, String)> = None;
+    let per_index_limit = spec.backoff_limit_per_index.filter(|_| indexed);
+    let mut failed_indexes = parse_indexes(status.failed_indexes.as_deref().unwrap_or(""));
 
     // 1. Record newly finished pods as uncounted (idempotent by uid).
     let mut to_release: Vec<&Pod> = Vec::new();
@@ -541,6 +574,18 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 .as_ref()
                 .filter(|_| pod_phase(p) == "Failed")
                 .and_then(|pol| failure_policy_action(pol, p));
+            if let (Some(limit), Some(i)) = (per_index_limit, pod_index(p)) {
+                // This failure is the index's count + 1; past the limit the index fails for good.
+                let count = p
+                    .annotations()
+                    .get(INDEX_FAILURE_COUNT)
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .unwrap_or(0)
+                    + 1;
+                if action.as_deref() == Some("FailIndex") || count > limit {
+                    failed_indexes.insert(i);
+                }
+            }
             match action.as_deref() {
                 Some("Ignore") => continue,
                 Some("FailJob") => {
@@ -566,6 +611,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         });
         if indexed {
             status.completed_indexes = Some(format_indexes(&done_indexes));
+        }
+        if per_index_limit.is_some() {
+            status.failed_indexes = Some(format_indexes(&failed_indexes));
         }
         let patch = serde_json::json!({ "status": status });
         jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -601,6 +649,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if indexed {
         succeeded = done_indexes.len() as i32;
         status.completed_indexes = Some(format_indexes(&done_indexes));
+    }
+    if per_index_limit.is_some() {
+        status.failed_indexes = Some(format_indexes(&failed_indexes));
     }
     status.succeeded = Some(succeeded);
     status.failed = Some(failed);
@@ -643,7 +694,20 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 .as_ref()
                 .and_then(|u| u.failed.as_ref())
                 .map_or(0, |v| v.len() as i32);
-        if failure.is_none() && total_failed > backoff_limit {
+        if let (Some(_), Some(c)) = (per_index_limit, completions) {
+            let max_failed = spec.max_failed_indexes;
+            if max_failed.is_some_and(|m| failed_indexes.len() as i32 > m) {
+                failure.get_or_insert((
+                    "MaxFailedIndexesExceeded".into(),
+                    "Job has exceeded the specified maximal number of failed indexes".into(),
+                ));
+            }
+            let resolved = (0..c).all(|i| done_indexes.contains(&i) || failed_indexes.contains(&i));
+            if resolved && !failed_indexes.is_empty() && active.is_empty() {
+                failure.get_or_insert(("FailedIndexes".into(), "Job has failed indexes".into()));
+            }
+        }
+        if failure.is_none() && per_index_limit.is_none() && total_failed > backoff_limit {
             failure = Some((
                 "BackoffLimitExceeded".into(),
                 "Job has reached the specified backoff limit".into(),
@@ -833,6 +897,19 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 }
             }
             let parallelism = spec.parallelism.unwrap_or(1).max(0);
+            // podReplacementPolicy Failed: terminating pods still hold their slot.
+            let terminating_pods: Vec<&Pod> = pods
+                .iter()
+                .filter(|p| {
+                    p.metadata.deletion_timestamp.is_some()
+                        && !matches!(pod_phase(p), "Succeeded" | "Failed")
+                })
+                .collect();
+            let replacement_wait = if spec.pod_replacement_policy.as_deref() == Some("Failed") {
+                terminating_pods.len() as i32
+            } else {
+                0
+            };
             let total_failed = failed
                 + status
                     .uncounted_terminated_pods
@@ -855,7 +932,11 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 let mut running: BTreeMap<i32, Vec<&Pod>> = BTreeMap::new();
                 for p in &active {
                     match pod_index(p) {
-                        Some(i) if i < c && !done_indexes.contains(&i) => {
+                        Some(i)
+                            if i < c
+                                && !done_indexes.contains(&i)
+                                && !failed_indexes.contains(&i) =>
+                        {
                             running.entry(i).or_default().push(p)
                         }
                         _ => delete_pod(&ctx, &pods_api, &job, p, true).await?,
@@ -867,30 +948,53 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                         delete_pod(&ctx, &pods_api, &job, p, true).await?;
                     }
                 }
-                let running_set: BTreeSet<i32> = running.keys().copied().collect();
-                let room = parallelism - running_set.len() as i32;
-                let starts = indexes_to_start(c, &done_indexes, &running_set, room);
-                if !starts.is_empty() {
+                let mut running_set: BTreeSet<i32> = running.keys().copied().collect();
+                let room = parallelism - running_set.len() as i32 - replacement_wait;
+                if replacement_wait > 0 {
+                    // podReplacementPolicy Failed: a terminating pod's index is not restarted yet.
+                    running_set.extend(terminating_pods.iter().filter_map(|p| pod_index(p)));
+                }
+                let closed: BTreeSet<i32> = done_indexes.union(&failed_indexes).copied().collect();
+                let starts = indexes_to_start(c, &closed, &running_set, room);
+                if per_index_limit.is_some() {
+                    // Each index backs off on its own failures.
+                    for i in starts {
+                        let (count, last) = index_failures(&pods, i);
+                        let until = last.and_then(|t| {
+                            Timestamp::from_second(
+                                t.as_second() + backoff_delay(count).as_secs() as i64,
+                            )
+                            .ok()
+                        });
+                        match until.filter(|u| *u > now) {
+                            Some(u) => {
+                                let d = requeue_at(now, u);
+                                requeue = Some(requeue.map_or(d, |r: Duration| r.min(d)));
+                            }
+                            None => create_pod(&ctx, &pods_api, &job, Some(i), Some(count)).await?,
+                        }
+                    }
+                } else if !starts.is_empty() {
                     if in_backoff {
                         requeue = backoff_until.map(|u| requeue_at(now, u));
                     } else {
                         for i in starts {
-                            create_pod(&ctx, &pods_api, &job, Some(i)).await?;
+                            create_pod(&ctx, &pods_api, &job, Some(i), None).await?;
                         }
                     }
                 }
             } else {
                 let want = want_active(parallelism, completions, succeeded);
-                let have = active.len() as i32;
+                let have = active.len() as i32 + replacement_wait;
                 if have < want {
                     if in_backoff {
                         requeue = backoff_until.map(|u| requeue_at(now, u));
                     } else {
                         for _ in 0..(want - have) {
-                            create_pod(&ctx, &pods_api, &job, None).await?;
+                            create_pod(&ctx, &pods_api, &job, None, None).await?;
                         }
                     }
-                } else if have > want {
+                } else if active.len() as i32 > want {
                     // Too many: newest first.
                     let mut extra: Vec<&&Pod> = active.iter().collect();
                     extra.sort_by_key(|p| {
@@ -898,7 +1002,10 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                             p.metadata.creation_timestamp.as_ref(),
                         ))
                     });
-                    for p in extra.into_iter().take((have - want) as usize) {
+                    for p in extra
+                        .into_iter()
+                        .take((active.len() as i32 - want) as usize)
+                    {
                         delete_pod(&ctx, &pods_api, &job, p, true).await?;
                     }
                 }
@@ -1049,8 +1156,14 @@ async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), kube::Error
     .map(|_| ())
 }
 
-async fn create_pod(ctx: &Ctx, api: &Api<Pod>, job: &Job, index: Option<i32>) -> Result<(), Error> {
-    let Some(pod) = new_pod(job, index) else {
+async fn create_pod(
+    ctx: &Ctx,
+    api: &Api<Pod>,
+    job: &Job,
+    index: Option<i32>,
+    failures: Option<i32>,
+) -> Result<(), Error> {
+    let Some(pod) = new_pod(job, index, failures) else {
         return Ok(());
     };
     match api.create(&PostParams::default(), &pod).await {
@@ -1247,6 +1360,25 @@ mod tests {
     }
 
     #[test]
+    fn index_failure_counts_follow_annotations() {
+        let mut a = failed_with(1, None);
+        a.metadata.annotations = Some(labels(&[(COMPLETION_INDEX, "1")]));
+        let mut b = failed_with(1, None);
+        b.metadata.annotations = Some(labels(&[
+            (COMPLETION_INDEX, "1"),
+            (INDEX_FAILURE_COUNT, "1"),
+        ]));
+        let mut other = failed_with(1, None);
+        other.metadata.annotations = Some(labels(&[(COMPLETION_INDEX, "2")]));
+        let pods = vec![a, b, other];
+        assert_eq!(index_failures(&pods, 1), (2, Some(ts(50))));
+        assert_eq!(index_failures(&pods, 2).0, 1);
+        assert_eq!(index_failures(&pods, 0), (0, None));
+        let p = new_pod(&job(true), Some(1), Some(2)).expect("pod");
+        assert_eq!(p.annotations()[INDEX_FAILURE_COUNT], "2");
+    }
+
+    #[test]
     fn success_policy_rules() {
         use k8s_openapi::api::batch::v1::SuccessPolicyRule;
         let rule = |ix: Option<&str>, n: Option<i32>| SuccessPolicyRule {
@@ -1269,7 +1401,7 @@ mod tests {
 
     #[test]
     fn indexed_pod_gets_index_hostname_env_and_finalizer() {
-        let p = new_pod(&job(true), Some(2)).expect("pod");
+        let p = new_pod(&job(true), Some(2), None).expect("pod");
         assert_eq!(p.metadata.generate_name.as_deref(), Some("pi-2-"));
         assert_eq!(p.annotations()[COMPLETION_INDEX], "2");
         assert_eq!(p.labels()[COMPLETION_INDEX], "2");
@@ -1290,7 +1422,7 @@ mod tests {
             "metadata.annotations['batch.kubernetes.io/job-completion-index']"
         );
         assert_eq!(pod_index(&p), Some(2));
-        let p = new_pod(&job(false), None).expect("pod");
+        let p = new_pod(&job(false), None, None).expect("pod");
         assert_eq!(p.metadata.generate_name.as_deref(), Some("pi-"));
         assert!(p.annotations().get(COMPLETION_INDEX).is_none());
         assert_eq!(p.metadata.owner_references.as_ref().unwrap()[0].kind, "Job");

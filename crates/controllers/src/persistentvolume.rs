@@ -354,6 +354,43 @@ fn pod_has_claims(pod: &Pod) -> bool {
         .any(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some())
 }
 
+/// The claim of each generic ephemeral volume of a pod: `<pod>-<volume>`,
+/// from the volume's template, owned by the pod (so it goes with it), as
+/// kube's ephemeral-volume controller makes them. Pure.
+pub fn ephemeral_claims(pod: &Pod) -> Vec<PersistentVolumeClaim> {
+    let (Some(name), Some(uid)) = (pod.metadata.name.clone(), pod.metadata.uid.clone()) else {
+        return Vec::new();
+    };
+    let owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: name.clone(),
+        uid,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| {
+            let tpl = v.ephemeral.as_ref()?.volume_claim_template.as_ref()?;
+            let meta = tpl.metadata.clone().unwrap_or_default();
+            Some(PersistentVolumeClaim {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(format!("{name}-{}", v.name)),
+                    namespace: pod.metadata.namespace.clone(),
+                    labels: meta.labels,
+                    annotations: meta.annotations,
+                    owner_references: Some(vec![owner.clone()]),
+                    ..Default::default()
+                },
+                spec: Some(tpl.spec.clone()),
+                status: None,
+            })
+        })
+        .collect()
+}
+
 /// The `claimRef` a volume gets for a claim.
 pub fn claim_reference(pvc: &PersistentVolumeClaim) -> ObjectReference {
     ObjectReference {
@@ -567,10 +604,11 @@ impl PvController {
             .list(&ListParams::default())
             .await?
             .items;
-        let claims = Api::<PersistentVolumeClaim>::all(self.client.clone())
+        let mut claims = Api::<PersistentVolumeClaim>::all(self.client.clone())
             .list(&ListParams::default())
             .await?
             .items;
+        let mut again = self.sync_ephemeral(&mut claims).await?;
         let mut pvs = Api::<PersistentVolume>::all(self.client.clone())
             .list(&ListParams::default())
             .await?
@@ -579,7 +617,6 @@ impl PvController {
             client: self.client.clone(),
             by_ns: HashMap::new(),
         };
-        let mut again = false;
         for pvc in &claims {
             match self.sync_claim(pvc, &mut pvs, &classes, &mut pods).await {
                 Ok(a) => again |= a,
@@ -604,6 +641,55 @@ impl PvController {
                 Err(e) => {
                     tracing::warn!(volume = %pv.name_any(), error = %e, "syncing a persistentvolume failed");
                     again = true;
+                }
+            }
+        }
+        Ok(again)
+    }
+
+    /// Creates the missing claims of pods' generic ephemeral volumes (the
+    /// garbage collector removes them with their pod).
+    async fn sync_ephemeral(&mut self, claims: &mut Vec<PersistentVolumeClaim>) -> Step {
+        let pods = Api::<Pod>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await?
+            .items;
+        let mut again = false;
+        for pod in pods.iter().filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && !matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+        }) {
+            for want in ephemeral_claims(pod) {
+                let ns = want.namespace().unwrap_or_else(|| "default".into());
+                let exists = claims.iter().any(|c| {
+                    c.namespace().as_deref() == Some(ns.as_str()) && c.name_any() == want.name_any()
+                });
+                if exists {
+                    continue;
+                }
+                let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
+                match api.create(&PostParams::default(), &want).await {
+                    Ok(c) => {
+                        tracing::info!(claim = %format!("{ns}/{}", c.name_any()), "created the claim of an ephemeral volume");
+                        claims.push(c);
+                        again = true;
+                    }
+                    Err(e) if is_conflict(&e) => again = true,
+                    Err(e) => {
+                        self.event(
+                            pod,
+                            EventType::Warning,
+                            "FailedCreate",
+                            &format!(
+                                "creating the claim {} of an ephemeral volume failed: {e}",
+                                want.name_any()
+                            ),
+                        )
+                        .await;
+                    }
                 }
             }
         }
@@ -1319,6 +1405,33 @@ mod tests {
         }))
         .unwrap();
         assert!(pod_uses_claim(&eph, "web-scratch"));
+    }
+
+    #[test]
+    fn ephemeral_volumes_get_owned_claims() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "team", "uid": "pod-uid"},
+            "spec": {"containers": [], "volumes": [
+                {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {
+                    "metadata": {"labels": {"type": "scratch"}},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}},
+                {"name": "plain", "emptyDir": {}},
+            ]},
+        }))
+        .unwrap();
+        let claims = ephemeral_claims(&pod);
+        assert_eq!(claims.len(), 1);
+        let c = &claims[0];
+        assert_eq!(c.name_any(), "web-scratch");
+        assert_eq!(c.namespace().as_deref(), Some("team"));
+        assert_eq!(c.labels().get("type").map(String::as_str), Some("scratch"));
+        let owner = &c.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Pod", "pod-uid", Some(true))
+        );
+        assert_eq!(claim_request(c), 1 << 30);
+        assert!(pod_references_claim(&pod, "web-scratch"));
     }
 
     #[test]

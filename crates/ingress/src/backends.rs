@@ -25,6 +25,8 @@ pub struct Backend {
     /// Why there are no endpoints when the Service itself is the problem
     /// (missing Service or port, unsupported backend), for the 503 page.
     pub problem: Option<String>,
+    /// An ExternalName Service: the DNS name and port, resolved per request.
+    pub external: Option<(String, u16)>,
     next: AtomicUsize,
 }
 
@@ -34,6 +36,7 @@ impl Backend {
             name,
             endpoints,
             problem,
+            external: None,
             next: AtomicUsize::new(0),
         }
     }
@@ -122,14 +125,39 @@ impl<'a> Index<'a> {
             );
         };
         let spec = svc.spec.as_ref();
-        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
-            return Backend::new(
-                name,
-                Vec::new(),
-                Some(format!("service {ns}/{} is of type ExternalName, which minik's ingress controller does not route to", sb.name)),
-            );
-        }
         let wanted = sb.port.as_ref();
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            // The Ingress' port number, else the named Service port's.
+            let port = wanted.and_then(|w| w.number).or_else(|| {
+                let n = wanted.and_then(|w| w.name.as_deref())?;
+                spec?
+                    .ports
+                    .as_ref()?
+                    .iter()
+                    .find(|p| p.name.as_deref() == Some(n))
+                    .map(|p| p.port)
+            });
+            let host = spec
+                .and_then(|s| s.external_name.clone())
+                .filter(|h| !h.is_empty());
+            return match (host, port.and_then(|p| u16::try_from(p).ok())) {
+                (Some(host), Some(port)) => {
+                    let mut b = Backend::new(name, Vec::new(), None);
+                    b.external = Some((host, port));
+                    b
+                }
+                (None, _) => Backend::new(
+                    name,
+                    Vec::new(),
+                    Some(format!("service {ns}/{} is of type ExternalName but has no externalName", sb.name)),
+                ),
+                (_, None) => Backend::new(
+                    name,
+                    Vec::new(),
+                    Some(format!("service {ns}/{} is of type ExternalName: give the Ingress backend a port number", sb.name)),
+                ),
+            };
+        }
         let port = spec.and_then(|s| s.ports.as_ref()).and_then(|ports| {
             ports.iter().find(|p| match wanted {
                 Some(w) if w.number.is_some() => Some(p.port) == w.number,
@@ -229,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn external_name_and_resource_backends_are_explained() {
+    fn external_name_and_resource_backends() {
         let services: Vec<Arc<Service>> = vec![Arc::new(
             serde_json::from_value(serde_json::json!({
                 "metadata": {"namespace": "n", "name": "ext"},
@@ -242,11 +270,18 @@ mod tests {
             serde_json::json!({"service": {"name": "ext", "port": {"number": 80}}}),
         )
         .unwrap();
+        let ext = idx.resolve("n", &b);
+        assert_eq!(ext.problem, None);
+        assert_eq!(ext.external, Some(("example.com".to_string(), 80)));
+        let by_name: IngressBackend = serde_json::from_value(
+            serde_json::json!({"service": {"name": "ext", "port": {"name": "web"}}}),
+        )
+        .unwrap();
         assert!(idx
-            .resolve("n", &b)
+            .resolve("n", &by_name)
             .problem
             .unwrap()
-            .contains("ExternalName"));
+            .contains("port number"));
         let r: IngressBackend = serde_json::from_value(
             serde_json::json!({"resource": {"kind": "Bucket", "name": "b"}}),
         )

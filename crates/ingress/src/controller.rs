@@ -305,9 +305,10 @@ fn summarize(t: &Table, certs: usize) -> String {
     let mut backends: Vec<String> = t
         .backends()
         .iter()
-        .map(|b| match &b.problem {
-            Some(p) => format!("{} ({p})", b.name),
-            None => format!("{} ({} ready)", b.name, b.endpoints.len()),
+        .map(|b| match (&b.problem, &b.external) {
+            (Some(p), _) => format!("{} ({p})", b.name),
+            (None, Some((host, port))) => format!("{} (ExternalName {host}:{port})", b.name),
+            (None, None) => format!("{} ({} ready)", b.name, b.endpoints.len()),
         })
         .collect();
     backends.sort();

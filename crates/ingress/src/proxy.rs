@@ -416,7 +416,19 @@ async fn forward(
     host: &str,
     local_port: u16,
 ) -> Response<Body> {
-    let order = backend.attempt_order();
+    let order = match &backend.external {
+        // ExternalName: whatever the name resolves to now.
+        Some((name, port)) => match tokio::net::lookup_host((name.as_str(), *port)).await {
+            Ok(addrs) => addrs.collect(),
+            Err(e) => {
+                return error_page(
+                    StatusCode::BAD_GATEWAY,
+                    Some(&format!("{}: cannot resolve {name}: {e}", backend.name)),
+                );
+            }
+        },
+        None => backend.attempt_order(),
+    };
     if order.is_empty() {
         let detail = backend
             .problem

@@ -184,7 +184,29 @@ impl World {
             }))
             .unwrap(),
         );
-        Table::build(&[ingress(hello_root), rewrite], &services, &slices)
+        // An ExternalName Service: the name is resolved at request time.
+        let mut services = services;
+        services.push(Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "default", "name": "ext"},
+                "spec": {"type": "ExternalName", "externalName": "localhost"}
+            }))
+            .unwrap(),
+        ));
+        let external: Arc<Ingress> = Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "default", "name": "ext"},
+                "spec": {"rules": [{"host": "ext.local", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix",
+                     "backend": {"service": {"name": "ext", "port": {"number": self.b.port()}}}}]}}]}
+            }))
+            .unwrap(),
+        );
+        Table::build(
+            &[ingress(hello_root), rewrite, external],
+            &services,
+            &slices,
+        )
     }
 }
 
@@ -279,6 +301,12 @@ async fn routing_errors_headers_bodies_and_retries() {
     assert_eq!(field(&body, "name"), "B");
     assert_eq!(field(&body, "path"), "/v1/users?x=1");
     assert_eq!(c.get("rw.local", "/apix").await.0, 404);
+
+    // ExternalName: localhost at B's port
+    let (s, body) = c.get("ext.local", "/x").await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(field(&body, "name"), "B");
+    assert_eq!(field(&body, "host"), "ext.local");
 
     // Unknown host: 404 from the default backend
     let (s, body) = c.get("unknown.local", "/").await;

@@ -170,7 +170,6 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response {
 
 async fn list_images(State(st): State<ImageHttpState>) -> Response {
     let res = tokio::task::spawn_blocking(move || {
-        let _ = st.images.ensure_builtin();
         st.images
             .list()
             .iter()

@@ -542,10 +542,18 @@ impl ImageStore {
         for r in self.list() {
             used.extend(r.layers);
         }
+        // A layer renamed into place in the last minutes may belong to a
+        // pull or import whose record is not written yet: keep it.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         if let Ok(rd) = std::fs::read_dir(self.dir.join("layers")) {
             for e in rd.flatten() {
+                use std::os::unix::fs::MetadataExt;
                 let n = e.file_name().to_string_lossy().into_owned();
-                if !n.starts_with('.') && !used.contains(&n) {
+                let fresh = e.metadata().is_ok_and(|m| now - m.ctime() < 600);
+                if !n.starts_with('.') && !used.contains(&n) && !fresh {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }

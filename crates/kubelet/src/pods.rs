@@ -245,6 +245,8 @@ struct Worker {
     next_volume_sync: Option<Instant>,
     /// `activeDeadlineSeconds` ran out: the pod is Failed.
     deadline_exceeded: bool,
+    /// The pod's updates, so a long image pull gives way to a deletion.
+    updates: watch::Receiver<Option<Pod>>,
 }
 
 fn pod_meta(pod: &Pod, uid: &str) -> PodMeta {
@@ -325,6 +327,7 @@ async fn worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Pod>>
         status_dirty: false,
         next_volume_sync: None,
         deadline_exceeded: false,
+        updates: rx.clone(),
         finished_before: matches!(
             prev_status.phase.as_deref(),
             Some("Succeeded") | Some("Failed")
@@ -952,7 +955,27 @@ impl Worker {
             (PullDecision::Pull, _) => {
                 events.normal(obj.clone(), "Pulling", format!("Pulling image \"{image}\""));
                 let keyring = self.pull_keyring(pod, &obj).await;
-                match crate::registry::pull(&self.ctx.machinery.images, &image, &keyring).await {
+                // A deleted pod stops waiting (the shared pull finishes on its own).
+                let mut updates = self.updates.clone();
+                let deleted = async move {
+                    loop {
+                        if updates.changed().await.is_err() {
+                            return;
+                        }
+                        let gone = updates
+                            .borrow()
+                            .as_ref()
+                            .is_none_or(|p| p.metadata.deletion_timestamp.is_some());
+                        if gone {
+                            return;
+                        }
+                    }
+                };
+                let pulled = tokio::select! {
+                    r = crate::registry::pull(&self.ctx.machinery.images, &image, &keyring) => r,
+                    _ = deleted => return,
+                };
+                match pulled {
                     Ok(p) => {
                         let took = go_duration(t0.elapsed());
                         events.normal(
@@ -1743,6 +1766,14 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{ResourceRequirements, ServicePort, ServiceSpec};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    #[test]
+    fn pull_durations_print_like_go() {
+        assert_eq!(go_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(go_duration(Duration::from_millis(1234)), "1.234s");
+        assert_eq!(go_duration(Duration::from_millis(4050)), "4.05s");
+        assert_eq!(go_duration(Duration::from_secs(12)), "12s");
+    }
 
     fn pod_with(resources: Option<ResourceRequirements>) -> Pod {
         serde_json::from_value(serde_json::json!({

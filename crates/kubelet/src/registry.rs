@@ -395,12 +395,20 @@ pub struct Pulled {
 }
 
 static HTTP: LazyLock<Result<reqwest::Client, String>> = LazyLock::new(|| {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(15))
-        .read_timeout(Duration::from_secs(120))
-        .user_agent(concat!("minik-kubelet/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the registry HTTP client: {e}"))
+    let builder = || {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(120))
+            .user_agent(concat!("minik-kubelet/", env!("CARGO_PKG_VERSION")))
+    };
+    builder().build().or_else(|e| {
+        // No CA bundle (a bare VM): loopback registries over http still work.
+        tracing::warn!("registry client without system CAs ({e}); https registries will fail until SSL_CERT_FILE names a CA bundle");
+        builder()
+            .tls_certs_only(Vec::<reqwest::Certificate>::new())
+            .build()
+            .map_err(|e| format!("cannot build the registry HTTP client: {e}"))
+    })
 });
 
 type SharedPull = Shared<BoxFuture<'static, Result<Pulled, Arc<PullError>>>>;

@@ -399,6 +399,9 @@ pub async fn prepare(
                 v.name.clone(),
                 claim_path(client, &ns, &claim.claim_name).await?,
             );
+        } else if v.ephemeral.is_some() {
+            let claim = ephemeral_claim_name(pod, &v.name);
+            out.insert(v.name.clone(), claim_path(client, &ns, &claim).await?);
         } else if let Some(cm) = &v.config_map {
             let files = match cms.get_opt(&cm.name).await {
                 Ok(Some(obj)) => pick_items(&bytes_map(obj), cm.items.as_deref(), cm.default_mode),
@@ -542,18 +545,37 @@ pub async fn unready_claims(client: &Client, pod: &Pod) -> Vec<String> {
     let api = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns);
     let mut out = Vec::new();
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let Some(c) = &v.persistent_volume_claim else {
-            continue;
+        let (name, ephemeral) = match (&v.persistent_volume_claim, &v.ephemeral) {
+            (Some(c), _) => (c.claim_name.clone(), false),
+            (None, Some(_)) => (ephemeral_claim_name(pod, &v.name), true),
+            _ => continue,
         };
-        match api.get_opt(&c.claim_name).await {
-            Ok(pvc) => out.extend(claim_unready_reason(&c.claim_name, pvc.as_ref())),
-            Err(e) => out.push(format!(
-                "reading persistentvolumeclaim \"{}\": {e}",
-                c.claim_name
+        match api.get_opt(&name).await {
+            Ok(Some(pvc)) if ephemeral && !owned_by(&pvc, pod) => out.push(format!(
+                "persistentvolumeclaim \"{name}\" was not created for pod {ns}/{} (pod is not owner): delete or rename that claim",
+                pod.metadata.name.as_deref().unwrap_or_default()
             )),
+            Ok(pvc) => out.extend(claim_unready_reason(&name, pvc.as_ref())),
+            Err(e) => out.push(format!("reading persistentvolumeclaim \"{name}\": {e}")),
         }
     }
     out
+}
+
+/// The claim of a generic ephemeral volume: `<pod>-<volume>`.
+pub fn ephemeral_claim_name(pod: &Pod, volume: &str) -> String {
+    format!(
+        "{}-{volume}",
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn owned_by(pvc: &k8s_openapi::api::core::v1::PersistentVolumeClaim, pod: &Pod) -> bool {
+    pvc.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == pod.metadata.uid.as_ref())
 }
 
 /// Whether a volume is a claim mounted read-only (`persistentVolumeClaim.readOnly`):
