@@ -311,9 +311,51 @@ pub async fn delete(client: &ApiClient, addon: &Addon) -> Result<usize> {
     // Namespaces last: deleting one deletes what is in it anyway, but the
     // explicit deletes say what went away.
     collections.sort_by_key(|o| o.kind == "Namespace");
+    // Workloads first, in the foreground (a Deployment is gone only once its
+    // pods are), so their pods still have their ServiceAccount, RBAC and
+    // config while they shut down (an ingress controller clears the
+    // addresses it published, for instance).
+    let (workloads, rest): (Vec<&Object>, Vec<&Object>) = collections
+        .into_iter()
+        .partition(|o| WORKLOAD_KINDS.contains(&o.kind.as_str()));
     let selector = label_selector_query(addon.name);
+    let mut deleted = delete_labelled(client, &workloads, &selector, "Foreground").await?;
+    wait_gone(client, &deleted).await?;
+    let more = delete_labelled(client, &rest, &selector, "Background").await?;
+    wait_gone(client, &more).await?;
+    deleted.extend(more);
+    // Also the manifest's own names, should a label have been removed by hand.
+    let mut strays = Vec::new();
+    for o in objs.iter().rev() {
+        if !deleted.contains(&o.path) && client.delete(&o.path).await? {
+            strays.push(o.path.clone());
+        }
+    }
+    wait_gone(client, &strays).await?;
+    Ok(deleted.len() + strays.len())
+}
+
+/// Kinds whose objects run pods: deleted (and gone) before the rest.
+const WORKLOAD_KINDS: &[&str] = &[
+    "Deployment",
+    "DaemonSet",
+    "StatefulSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "Pod",
+];
+
+/// Deletes every object of these collections that carries the selector's
+/// label; returns the paths deleted.
+async fn delete_labelled(
+    client: &ApiClient,
+    collections: &[&Object],
+    selector: &str,
+    propagation: &str,
+) -> Result<Vec<String>> {
     let mut deleted = Vec::new();
-    for c in &collections {
+    for c in collections {
         for item in client
             .list(&format!("{}?{selector}", c.all_namespaces))
             .await?
@@ -334,19 +376,18 @@ pub async fn delete(client: &ApiClient, addon: &Addon) -> Result<usize> {
                 }
                 _ => format!("{}/{name}", c.all_namespaces),
             };
-            if client.delete(&path).await? {
+            if client.delete_with(&path, propagation).await? {
                 deleted.push(path);
             }
         }
     }
-    // Also the manifest's own names, should a label have been removed by hand.
-    for o in objs.iter().rev() {
-        if !deleted.contains(&o.path) && client.delete(&o.path).await? {
-            deleted.push(o.path.clone());
-        }
-    }
+    Ok(deleted)
+}
+
+/// Waits (at most 90 s) until none of these paths exists any more.
+async fn wait_gone(client: &ApiClient, paths: &[String]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(90);
-    for path in &deleted {
+    for path in paths {
         while client.get(path).await?.is_some() {
             if Instant::now() > deadline {
                 anyhow::bail!("{path} is still there 90 s after it was deleted; see `minik logs`");
@@ -354,7 +395,7 @@ pub async fn delete(client: &ApiClient, addon: &Addon) -> Result<usize> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    Ok(deleted.len())
+    Ok(())
 }
 
 /// Whether every object of the addon exists (and is not being deleted).

@@ -80,11 +80,22 @@ impl ApiClient {
     /// DELETE a path with background propagation (dependents are removed
     /// by the garbage collector); Ok(false) when it was already gone.
     pub async fn delete(&self, path: &str) -> Result<bool> {
+        self.delete_with(path, "Background").await
+    }
+
+    /// DELETE with a propagation policy (`Background`, `Foreground`,
+    /// `Orphan`); false when the object was not there.
+    pub async fn delete_with(&self, path: &str, propagation: &str) -> Result<bool> {
+        let body = serde_json::json!({
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": propagation,
+        });
         let resp = self
             .http
             .delete(format!("{}{}", self.base, path))
             .header("Content-Type", "application/json")
-            .body(r#"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Background"}"#)
+            .body(body.to_string())
             .send()
             .await?;
         let status = resp.status();

@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{host_snapshot, text, wait_for, Env};
+use common::{curl_resolve, host_snapshot, minik_process_rss_kib, port_open, text, wait_for, Env};
 
 const NS: &str = "ingress-nginx";
 
@@ -112,29 +112,6 @@ spec:
       - {path: /app(/|$)(.*), pathType: ImplementationSpecific, backend: {service: {name: svc-b, port: {number: 8080}}}}
 "#;
 
-/// curl through the node's port (80 or 443) with `--resolve host:port:127.0.0.1`:
-/// (HTTP status, body).
-fn curl_via(host: &str, port: u16, path: &str, extra: &[&str]) -> Result<(u16, String), String> {
-    let scheme = if port == 443 { "https" } else { "http" };
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "5", "-w", "\n%{http_code}"])
-        .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
-        .args(extra)
-        .arg(format!("{scheme}://{host}{path}"))
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(text(&out.stderr));
-    }
-    let body = text(&out.stdout);
-    let (body, code) = body.rsplit_once('\n').unwrap_or(("", ""));
-    let code = code
-        .trim()
-        .parse()
-        .map_err(|_| format!("no status in {body}"))?;
-    Ok((code, body.to_string()))
-}
-
 /// Waits until `host` + `path` answers `code` with a body containing `needle`.
 fn wait_answer(
     host: &str,
@@ -147,67 +124,21 @@ fn wait_answer(
     wait_for(
         &format!("{host}:{port}{path} to answer {code} with {needle:?}"),
         Duration::from_secs(60),
-        || match curl_via(host, port, path, extra)? {
+        || match curl_resolve(host, port, path, extra)? {
             (c, body) if c == code && body.contains(needle) => Ok(body),
             (c, body) => Err(format!("{c}: {body}")),
         },
     )
 }
 
+/// The ingress controller pod's name once it is Running 1/1.
 fn controller_ready(env: &Env) -> String {
-    wait_for(
-        "the ingress controller pod Running 1/1",
+    env.wait_pods_ready(
+        &["-n", NS, "-l", "app.kubernetes.io/component=controller"],
+        1,
         Duration::from_secs(120),
-        || {
-            let out = env.k(&[
-                "get",
-                "pods",
-                "-n",
-                NS,
-                "-l",
-                "app.kubernetes.io/component=controller",
-                "--no-headers",
-            ]);
-            let rows: Vec<Vec<&str>> = out
-                .lines()
-                .map(|l| l.split_whitespace().collect())
-                .collect();
-            match rows.as_slice() {
-                [r] if r.get(1) == Some(&"1/1") && r.get(2) == Some(&"Running") => {
-                    Ok(r[0].to_string())
-                }
-                _ => Err(out),
-            }
-        },
     )
-}
-
-/// Resident memory of the controller process(es) on this host, in KiB.
-fn controller_rss_kib() -> Option<u64> {
-    let mut total = None;
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if args.len() > 1 && args[0] == b"/minik" && args[1] == b"ingress-controller" {
-            let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
-            let kib = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
-            if let Some(k) = kib {
-                total = Some(total.unwrap_or(0) + k);
-            }
-        }
-    }
-    total
-}
-
-fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(300),
-    )
-    .is_ok()
+    .remove(0)
 }
 
 #[test]
@@ -218,13 +149,7 @@ fn ingress_addon_routes_hosts_paths_and_tls() {
         "something on this host already listens on port 80 or 443; the ingress addon needs both: stop it and run this test again"
     );
     let before = host_snapshot();
-    let out = env.minik(&["start", "--driver=none"]);
-    assert!(
-        out.status.success(),
-        "minik start failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    env.start_none();
 
     // --- enable -------------------------------------------------------------
     let t0 = Instant::now();
@@ -250,12 +175,11 @@ fn ingress_addon_routes_hosts_paths_and_tls() {
     assert!(class.starts_with("k8s.io/minik-ingress "), "{class}");
     assert!(class.contains("is-default-class"), "{class}");
     // Nothing routed yet: the default backend answers 404.
-    let (code, body) = curl_via("hello.local", 80, "/", &[]).expect("port 80 answers");
+    let (code, body) = curl_resolve("hello.local", 80, "/", &[]).expect("port 80 answers");
     assert_eq!(code, 404, "{body}");
 
     // --- backends, TLS secret, Ingresses -------------------------------------
-    let out = env.kubectl_stdin(&["apply", "-f", "-"], APPS);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    env.apply(APPS);
     let tls_dir = env.dir.join("tls");
     std::fs::create_dir_all(&tls_dir).unwrap();
     let (crt, key) = (tls_dir.join("tls.crt"), tls_dir.join("tls.key"));
@@ -288,24 +212,23 @@ fn ingress_addon_routes_hosts_paths_and_tls() {
         &format!("--key={}", key.display()),
     ]);
     let t0 = Instant::now();
-    let out = env.kubectl_stdin(&["apply", "-f", "-"], INGRESS);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    env.apply(INGRESS);
 
     // --- host and path routing ------------------------------------------------
     wait_answer("hello.local", 80, "/", &[], 200, "served by pod a-");
     eprintln!("Ingress applied → first routed answer: {:?}", t0.elapsed());
     wait_answer("hello.local", 80, "/v2/x", &[], 200, "B: served by pod b-");
-    let (code, body) = curl_via("hello.local", 80, "/v20", &[]).unwrap();
+    let (code, body) = curl_resolve("hello.local", 80, "/v20", &[]).unwrap();
     assert!(
         code == 404 && !body.contains("B: served"),
         "/v20 is not under /v2: {code} {body}"
     );
     wait_answer("other.local", 80, "/", &[], 200, "B: served by pod b-");
     wait_answer("noclass.local", 80, "/", &[], 200, "B: served by pod b-");
-    let (code, body) = curl_via("noclass.local", 80, "/index.html", &[]).unwrap();
+    let (code, body) = curl_resolve("noclass.local", 80, "/index.html", &[]).unwrap();
     assert_eq!(code, 404, "Exact / must not match /index.html: {body}");
     wait_answer("rw.local", 80, "/app/v2/x", &[], 200, "B: served by pod b-");
-    let (code, body) = curl_via("unknown.local", 80, "/", &[]).unwrap();
+    let (code, body) = curl_resolve("unknown.local", 80, "/", &[]).unwrap();
     assert_eq!(code, 404, "{body}");
 
     // --- the same controller through its NodePort Service (what the qemu
@@ -329,7 +252,7 @@ fn ingress_addon_routes_hosts_paths_and_tls() {
     let crt_path = crt.display().to_string();
     let cacert: &[&str] = &["--cacert", &crt_path];
     wait_answer("secure.local", 443, "/", cacert, 200, "served by pod a-");
-    let (code, body) = curl_via(
+    let (code, body) = curl_resolve(
         "secure.local",
         80,
         "/p?q=1",
@@ -338,13 +261,13 @@ fn ingress_addon_routes_hosts_paths_and_tls() {
     .unwrap();
     assert_eq!(code, 308, "{body}");
     assert!(body.contains("https://secure.local/p?q=1"), "{body}");
-    let (code, body) = curl_via("hello.local", 443, "/", &["-k"]).unwrap();
+    let (code, body) = curl_resolve("hello.local", 443, "/", &["-k"]).unwrap();
     assert!(
         code == 200 && body.contains("served by pod a-"),
         "{code} {body}"
     );
     assert!(
-        curl_via("hello.local", 443, "/", cacert).is_err(),
+        curl_resolve("hello.local", 443, "/", cacert).is_err(),
         "hello.local has no TLS secret: the default (self-signed) certificate must be served"
     );
 
@@ -372,23 +295,12 @@ fn ingress_addon_routes_hosts_paths_and_tls() {
     });
 
     // --- another class: not ours any more (404), and our ADDRESS is taken off
-    wait_for(
-        "the noclass Ingress ADDRESS",
+    // the noclass Ingress ADDRESS
+    env.wait_jsonpath(
+        &["get", "ingress", "noclass"],
+        "{.status.loadBalancer.ingress[0].ip}",
+        node_ip.trim(),
         Duration::from_secs(30),
-        || {
-            let a = env.k(&[
-                "get",
-                "ingress",
-                "noclass",
-                "-o",
-                "jsonpath={.status.loadBalancer.ingress[0].ip}",
-            ]);
-            if a == node_ip.trim() {
-                Ok(())
-            } else {
-                Err(a)
-            }
-        },
     );
     env.k(&[
         "patch",
@@ -427,7 +339,7 @@ fn ingress_addon_routes_hosts_paths_and_tls() {
     // A few sequential requests through the ingress, for the log.
     let t0 = Instant::now();
     for _ in 0..50 {
-        let (code, _) = curl_via("hello.local", 80, "/", &[]).unwrap();
+        let (code, _) = curl_resolve("hello.local", 80, "/", &[]).unwrap();
         assert_eq!(code, 200);
     }
     eprintln!(
@@ -435,7 +347,7 @@ fn ingress_addon_routes_hosts_paths_and_tls() {
         t0.elapsed()
     );
 
-    if let Some(kib) = controller_rss_kib() {
+    if let Some(kib) = minik_process_rss_kib("ingress-controller") {
         eprintln!("ingress controller memory (RSS): {} MiB", kib / 1024);
     }
 
@@ -486,23 +398,12 @@ fn ingress_addon_routes_hosts_paths_and_tls() {
     env.k(&["scale", "-n", NS, controller, "--replicas=1"]);
     controller_ready(&env);
     wait_answer("hello.local", 80, "/", &[], 200, "served by pod a-");
-    wait_for(
-        "the web Ingress ADDRESS back",
+    // the web Ingress ADDRESS back
+    env.wait_jsonpath(
+        &["get", "ingress", "web"],
+        "{.status.loadBalancer.ingress[0].ip}",
+        node_ip.trim(),
         Duration::from_secs(30),
-        || {
-            let a = env.k(&[
-                "get",
-                "ingress",
-                "web",
-                "-o",
-                "jsonpath={.status.loadBalancer.ingress[0].ip}",
-            ]);
-            if a == node_ip.trim() {
-                Ok(())
-            } else {
-                Err(a)
-            }
-        },
     );
 
     // --- disable: ports 80 and 443 are free again -------------------------------
@@ -521,7 +422,5 @@ fn ingress_addon_routes_hosts_paths_and_tls() {
         .success());
     assert!(!env.kubectl(&["get", "ns", NS]).status.success());
 
-    env.m(&["delete"]);
-    assert_eq!(host_snapshot(), before, "host state differs after delete");
-    let _ = std::fs::remove_dir_all(&env.dir);
+    env.delete_and_check_host(&before);
 }

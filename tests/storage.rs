@@ -13,25 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{host_snapshot, text, wait_for, Env};
-
-fn apply(env: &Env, manifest: &str) {
-    let out = env.kubectl_stdin(&["apply", "-f", "-"], manifest);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}{}\n{manifest}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-fn jsonpath(env: &Env, args: &[&str], path: &str) -> String {
-    let mut a: Vec<&str> = args.to_vec();
-    let p = format!("jsonpath={path}");
-    a.extend(["-o", &p]);
-    let out = env.kubectl(&a);
-    text(&out.stdout)
-}
+use common::{assert_no_cluster_running, host_snapshot, text, wait_for, Env};
 
 fn claim(name: &str, size: &str, extra_spec: &str) -> String {
     format!(
@@ -66,7 +48,7 @@ spec:
 
 fn wait_phase(env: &Env, kind: &str, name: &str, phase: &str, timeout: Duration) {
     wait_for(&format!("{kind} {name} {phase}"), timeout, || {
-        let got = jsonpath(env, &["get", kind, name], "{.status.phase}");
+        let got = env.jsonpath(&["get", kind, name], "{.status.phase}");
         if got == phase {
             Ok(())
         } else {
@@ -85,7 +67,7 @@ fn gone(env: &Env, args: &[&str]) -> bool {
 
 /// Reads /data/greeting in a fresh pod and returns what it printed.
 fn read_back(env: &Env, pod_name: &str) -> String {
-    apply(env, &pod(pod_name, "data", "cat /data/greeting", "Never"));
+    env.apply(&pod(pod_name, "data", "cat /data/greeting", "Never"));
     wait_phase(env, "pod", pod_name, "Succeeded", Duration::from_secs(90));
     let out = env.k(&["logs", pod_name]);
     env.k(&["delete", "pod", pod_name, "--wait=true"]);
@@ -117,18 +99,9 @@ fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {
 fn persistent_volumes_end_to_end() {
     // Waits for the host lock: one none-driver cluster at a time.
     let env = Env::new("storage");
-    assert!(
-        std::net::TcpStream::connect_timeout(&"127.0.0.1:8443".parse().unwrap(), Duration::from_millis(300)).is_err(),
-        "another none-driver cluster is running on this host (127.0.0.1:8443 answers): run this test alone"
-    );
+    assert_no_cluster_running();
     let before = host_snapshot();
-    let out = env.minik(&["start", "--driver=none"]);
-    assert!(
-        out.status.success(),
-        "minik start failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    env.start_none();
     let node_root = env.dir.join("minik/profiles/minik/node");
     let volumes = node_root.join("volumes");
 
@@ -166,7 +139,7 @@ fn persistent_volumes_end_to_end() {
 
     // --- a claim with no class binds, through the provisioner ----------------
     let t0 = Instant::now();
-    apply(&env, &claim("data", "100Mi", ""));
+    env.apply(&claim("data", "100Mi", ""));
     wait_phase(&env, "pvc", "data", "Bound", Duration::from_secs(60));
     let bind_time = t0.elapsed();
     eprintln!("class-less claim bound in {bind_time:?}");
@@ -174,37 +147,31 @@ fn persistent_volumes_end_to_end() {
         bind_time < Duration::from_secs(30),
         "binding took {bind_time:?} (the provisioner pod starts on a new cluster)"
     );
-    let uid = jsonpath(&env, &["get", "pvc", "data"], "{.metadata.uid}");
+    let uid = env.jsonpath(&["get", "pvc", "data"], "{.metadata.uid}");
     let pv_name = format!("pvc-{uid}");
     assert_eq!(
-        jsonpath(&env, &["get", "pvc", "data"], "{.spec.storageClassName}"),
+        env.jsonpath(&["get", "pvc", "data"], "{.spec.storageClassName}"),
         "standard",
         "the default class is assigned"
     );
     assert_eq!(
-        jsonpath(&env, &["get", "pvc", "data"], "{.spec.volumeName}"),
+        env.jsonpath(&["get", "pvc", "data"], "{.spec.volumeName}"),
         pv_name
     );
     assert_eq!(
-        jsonpath(
-            &env,
-            &["get", "pvc", "data"],
+        env.jsonpath(&["get", "pvc", "data"],
             "{.status.capacity.storage} {.status.accessModes[0]}"
         ),
         "100Mi ReadWriteOnce"
     );
     assert_eq!(
-        jsonpath(
-            &env,
-            &["get", "pvc", "data"],
+        env.jsonpath(&["get", "pvc", "data"],
             r"{.metadata.annotations.pv\.kubernetes\.io/bind-completed} {.metadata.annotations.volume\.kubernetes\.io/storage-provisioner} {.metadata.finalizers[0]}"
         ),
         "yes minik.io/hostpath kubernetes.io/pvc-protection"
     );
     assert_eq!(
-        jsonpath(
-            &env,
-            &["get", "pv", &pv_name],
+        env.jsonpath(&["get", "pv", &pv_name],
             r"{.status.phase} {.spec.claimRef.name} {.spec.persistentVolumeReclaimPolicy} {.metadata.annotations.pv\.kubernetes\.io/provisioned-by} {.spec.hostPath.path}"
         ),
         format!(
@@ -214,12 +181,7 @@ fn persistent_volumes_end_to_end() {
     );
     let dir = volumes.join(&pv_name);
     assert!(dir.is_dir(), "{} was not created", dir.display());
-    let events = env.k(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=data",
-    ]);
+    let events = env.events_of("data");
     assert!(
         events.contains("ProvisioningSucceeded")
             && events.contains(&format!("Successfully provisioned volume {pv_name}")),
@@ -286,9 +248,7 @@ fn persistent_volumes_end_to_end() {
 
     // --- a pod writes; a new pod reads it back ---------------------------------
     let payload = format!("hello-{}", std::process::id());
-    apply(
-        &env,
-        &pod(
+    env.apply(&pod(
             "writer",
             "data",
             &format!("echo {payload} > /data/greeting"),
@@ -310,9 +270,7 @@ fn persistent_volumes_end_to_end() {
     env.m(&["stop"]);
     env.m(&["start", "--driver=none"]);
     assert_eq!(
-        jsonpath(
-            &env,
-            &["get", "pvc", "data"],
+        env.jsonpath(&["get", "pvc", "data"],
             "{.status.phase} {.spec.volumeName}"
         ),
         format!("Bound {pv_name}")
@@ -320,45 +278,25 @@ fn persistent_volumes_end_to_end() {
     assert_eq!(read_back(&env, "reader2").trim(), payload);
 
     // --- a pod that is not bound waits, with FailedMount ------------------------
-    apply(&env, &claim("orphan", "1Mi", "  storageClassName: nope\n"));
-    apply(&env, &pod("waiter", "orphan", "true", "Never"));
-    wait_for(
-        "FailedMount on the waiting pod",
+    env.apply(&claim("orphan", "1Mi", "  storageClassName: nope\n"));
+    env.apply(&pod("waiter", "orphan", "true", "Never"));
+    // FailedMount on the waiting pod
+    env.wait_events(
+        "waiter",
+        &["FailedMount", "persistentvolumeclaim \"orphan\" is not bound"],
         Duration::from_secs(30),
-        || {
-            let ev = env.k(&[
-                "get",
-                "events",
-                "--field-selector",
-                "involvedObject.name=waiter",
-            ]);
-            if ev.contains("FailedMount")
-                && ev.contains("persistentvolumeclaim \"orphan\" is not bound")
-            {
-                Ok(())
-            } else {
-                Err(ev)
-            }
-        },
     );
     assert_eq!(
-        jsonpath(&env, &["get", "pod", "waiter"], "{.status.phase}"),
+        env.jsonpath(&["get", "pod", "waiter"], "{.status.phase}"),
         "Pending"
     );
     assert_eq!(
-        jsonpath(
-            &env,
-            &["get", "pod", "waiter"],
+        env.jsonpath(&["get", "pod", "waiter"],
             "{.status.containerStatuses[0].state.waiting.reason}"
         ),
         "ContainerCreating"
     );
-    let ev = env.k(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=orphan",
-    ]);
+    let ev = env.events_of("orphan");
     assert!(
         ev.contains("storageclass.storage.k8s.io \"nope\" not found"),
         "{ev}"
@@ -367,7 +305,7 @@ fn persistent_volumes_end_to_end() {
     env.k(&["delete", "pvc", "orphan", "--wait=true"]);
 
     // --- protection: the claim stays while a pod uses it -------------------------
-    apply(&env, &pod("user", "data", "sleep 3600", "Never"));
+    env.apply(&pod("user", "data", "sleep 3600", "Never"));
     wait_phase(&env, "pod", "user", "Running", Duration::from_secs(90));
     env.k(&["delete", "pvc", "data", "--wait=false"]);
     std::thread::sleep(Duration::from_secs(3));
@@ -405,15 +343,11 @@ fn persistent_volumes_end_to_end() {
             path.display()
         )
     };
-    apply(
-        &env,
-        &pv("static-small", "1Gi", "other", &env.dir.join("elsewhere")),
+    env.apply(&pv("static-small", "1Gi", "other", &env.dir.join("elsewhere")),
     );
-    apply(&env, &pv("static-local", "5Gi", "local", &static_dir));
+    env.apply(&pv("static-local", "5Gi", "local", &static_dir));
     wait_for("static volumes Available", Duration::from_secs(30), || {
-        let p = jsonpath(
-            &env,
-            &["get", "pv", "static-small", "static-local"],
+        let p = env.jsonpath(&["get", "pv", "static-small", "static-local"],
             "{.items[*].status.phase}",
         );
         if p == "Available Available" {
@@ -422,9 +356,7 @@ fn persistent_volumes_end_to_end() {
             Err(p)
         }
     });
-    apply(
-        &env,
-        &claim(
+    env.apply(&claim(
             "picked",
             "500Mi",
             "  storageClassName: manual\n  selector:\n    matchLabels:\n      type: local\n",
@@ -432,21 +364,17 @@ fn persistent_volumes_end_to_end() {
     );
     wait_phase(&env, "pvc", "picked", "Bound", Duration::from_secs(30));
     assert_eq!(
-        jsonpath(
-            &env,
-            &["get", "pvc", "picked"],
+        env.jsonpath(&["get", "pvc", "picked"],
             "{.spec.volumeName} {.status.capacity.storage}"
         ),
         "static-local 5Gi",
         "the selector wins over the smaller volume"
     );
     assert_eq!(
-        jsonpath(&env, &["get", "pv", "static-small"], "{.status.phase}"),
+        env.jsonpath(&["get", "pv", "static-small"], "{.status.phase}"),
         "Available"
     );
-    apply(
-        &env,
-        &pod("static-reader", "picked", "cat /data/seed", "Never"),
+    env.apply(&pod("static-reader", "picked", "cat /data/seed", "Never"),
     );
     wait_phase(
         &env,
@@ -458,22 +386,18 @@ fn persistent_volumes_end_to_end() {
     assert_eq!(env.k(&["logs", "static-reader"]).trim(), "seeded");
     env.k(&["delete", "pod", "static-reader", "--wait=true"]);
     env.k(&["delete", "pvc", "picked", "--wait=true"]);
-    wait_for("static-local Released", Duration::from_secs(30), || {
-        let p = jsonpath(&env, &["get", "pv", "static-local"], "{.status.phase}");
-        if p == "Released" {
-            Ok(())
-        } else {
-            Err(p)
-        }
-    });
+    env.wait_jsonpath(
+        &["get", "pv", "static-local"],
+        "{.status.phase}",
+        "Released",
+        Duration::from_secs(30),
+    );
     assert!(static_dir.join("seed").exists(), "Retain keeps the data");
     let t = env.k(&["get", "pv", "static-local"]);
     assert_eq!(row(&t, "static-local")[4], "Released", "{t}");
 
     // --- a generic ephemeral volume: a claim per pod, gone with the pod --------
-    apply(
-        &env,
-        r#"apiVersion: v1
+    env.apply(r#"apiVersion: v1
 kind: Pod
 metadata:
   name: scratch
@@ -499,14 +423,12 @@ spec:
     );
     wait_phase(&env, "pod", "scratch", "Running", Duration::from_secs(90));
     assert_eq!(
-        jsonpath(
-            &env,
-            &["get", "pvc", "scratch-work"],
+        env.jsonpath(&["get", "pvc", "scratch-work"],
             "{.status.phase} {.spec.storageClassName} {.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}"
         ),
         "Bound standard Pod/scratch"
     );
-    let eph_pv = jsonpath(&env, &["get", "pvc", "scratch-work"], "{.spec.volumeName}");
+    let eph_pv = env.jsonpath(&["get", "pvc", "scratch-work"], "{.spec.volumeName}");
     assert_eq!(
         std::fs::read_to_string(volumes.join(&eph_pv).join("f"))
             .unwrap_or_default()
@@ -530,7 +452,5 @@ spec:
     );
 
     // --- delete: the host is left as it was found ------------------------------
-    env.m(&["delete"]);
-    assert_eq!(host_snapshot(), before, "host state differs after delete");
-    let _ = std::fs::remove_dir_all(&env.dir);
+    env.delete_and_check_host(&before);
 }

@@ -285,24 +285,27 @@ fn hello_world_in_a_vm() {
     let t = Instant::now();
     let out = env.minik(&["addons", "enable", "metrics-server"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The hello pod (busybox httpd) rounds to 0m/0Mi; the metrics-server's
+    // own pod has real figures.
     let top = wait_for("kubectl top pods", Duration::from_secs(150), || {
-        let out = env.kubectl(&["top", "pods", "--no-headers"]);
+        let out = env.kubectl(&["top", "pods", "-A", "--no-headers"]);
         let o = text(&out.stdout);
-        let row = o.lines().find(|l| l.starts_with("hw-")).map(str::to_string);
-        match row {
-            Some(r) if out.status.success() => {
-                let f: Vec<&str> = r.split_whitespace().collect();
-                let mem: u64 = f
-                    .get(2)
-                    .and_then(|m| m.strip_suffix("Mi"))
-                    .and_then(|m| m.parse().ok())
-                    .unwrap_or(0);
-                if f.len() == 3 && f[1].ends_with('m') && mem > 0 {
-                    Ok(o)
-                } else {
-                    Err(format!("no figures yet: {o}"))
-                }
-            }
+        let row = |prefix: &str| -> Option<(u64, u64)> {
+            let f: Vec<&str> = o
+                .lines()
+                .find(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|n| n.starts_with(prefix))
+                })?
+                .split_whitespace()
+                .collect();
+            let cpu = f.get(2)?.strip_suffix('m')?.parse().ok()?;
+            let mem = f.get(3)?.strip_suffix("Mi")?.parse().ok()?;
+            Some((cpu, mem))
+        };
+        match (row("hw-"), row("metrics-server-")) {
+            (Some(_), Some((_, mem))) if out.status.success() && mem > 0 => Ok(o),
             _ => Err(format!("{o}{}", text(&out.stderr))),
         }
     });

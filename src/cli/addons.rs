@@ -80,11 +80,11 @@ pub async fn run(profile: &Profile, args: AddonsArgs) -> Result<()> {
             spin.finish();
             let n = n?;
             record(profile, &mut cfg, addon.name, false)?;
-            if addon.name == "ingress" {
-                for port in [80, 443] {
-                    if let Err(e) = driver::release_host_port(profile, &cfg, port).await {
-                        ui::warn(format!("could not remove the forward of port {port}: {e:#}"));
-                    }
+            for &port in node_ports(addon.name) {
+                if let Err(e) = driver::release_host_port(profile, &cfg, port).await {
+                    ui::warn(format!(
+                        "could not remove the forward of port {port}: {e:#}"
+                    ));
                 }
             }
             ui::step(
@@ -120,7 +120,47 @@ pub async fn enable(
             )),
         }
     }
+    if addon.name == "registry" {
+        match registry_reachable(profile, cfg).await {
+            Ok(msg) => ui::step("🔌", msg),
+            Err(e) => ui::warn(format!(
+                "the registry runs, but port 5000 of the node is not reachable from this host: {e:#}; pods still pull `localhost:5000/<image>`"
+            )),
+        }
+    }
     Ok(())
+}
+
+/// The ports an addon serves on the node's own network (hostNetwork pods),
+/// which this host reaches through [`driver::host_port_for`].
+fn node_ports(addon: &str) -> &'static [u16] {
+    match addon {
+        "ingress" => &[80, 443],
+        "registry" => &[5000],
+        _ => &[],
+    }
+}
+
+/// Makes the registry's port 5000 reachable from this host (pushes) and says
+/// where.
+async fn registry_reachable(profile: &Profile, cfg: &ProfileConfig) -> Result<String> {
+    let (host, port) = driver::host_port_for(profile, cfg, 5000, 5000).await?;
+    let host = if host == "127.0.0.1" {
+        "localhost".to_string()
+    } else {
+        host
+    };
+    let note = if port == 5000 {
+        String::new()
+    } else {
+        format!(
+            " (port 5000 {} on this host)",
+            driver::why_port_unavailable(5000)
+        )
+    };
+    Ok(format!(
+        "Registry is reachable at {host}:{port}{note}\n    Push with `skopeo copy --dest-tls-verify=false oci:DIR:TAG docker://{host}:{port}/NAME:TAG`; pods pull `localhost:5000/NAME:TAG`"
+    ))
 }
 
 /// Makes the node's ports 80 and 443 reachable from this host and says where

@@ -2,7 +2,9 @@
 //! protobuf→JSON decoding, OpenAPI v3 documents and the OpenAPI v2 document
 //! (JSON and gnostic protobuf), strict field validation, the three patch
 //! types and server-side apply's field ownership (`fieldmanager`:
-//! managedFields, conflicts). No I/O lives here; everything is unit-tested.
+//! managedFields, conflicts) and resource-quota arithmetic (`quota`:
+//! quantities, per-object usage, scopes). No I/O lives here; everything is
+//! unit-tested.
 //!
 //! `schema` is the shared base: the kinds' JSON schemas (from k8s-openapi's
 //! `schemars` output) and the strategic-merge metadata of their fields, read by
@@ -13,6 +15,7 @@ pub mod openapi;
 pub mod openapi_v2;
 pub mod patch;
 pub mod protobuf;
+pub mod quota;
 pub mod resources;
 pub mod schema;
 pub mod validation;

@@ -127,6 +127,17 @@ static BUILTIN: &[ResourceInfo] = &[
     res!(
         "",
         "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        "replicationcontroller",
+        true,
+        &["rc"],
+        &["all"],
+        &["status", "scale"]
+    ),
+    res!(
+        "",
+        "v1",
         "Endpoints",
         "endpoints",
         "endpoints",
@@ -576,6 +587,9 @@ mod tests {
         assert_eq!(find_kind("", "v1", "Pod").unwrap().resource, "pods");
         assert_eq!(find_kind("", "v1", "Pod").unwrap().storage_group(), "core");
         assert!(find("", "v1", "nosuch").is_none());
+        let rc = find_kind("", "v1", "ReplicationController").unwrap();
+        assert_eq!(rc.short_names, &["rc"]);
+        assert!(rc.subresources.contains(&"scale"));
     }
 
     #[test]

@@ -903,9 +903,10 @@ impl Inner {
     /// kube's ServiceAccount admission: mount the service account's API
     /// credentials (token, cluster CA, namespace) into every container,
     /// unless `automountServiceAccountToken` (pod, else service account)
-    /// says no. A missing service account is not an error here (kube
-    /// refuses the pod until the ServiceAccount controller made it): the
-    /// kubelet's token request simply fails until it exists.
+    /// says no, and give a pod without `imagePullSecrets` those of its
+    /// service account. A missing service account is not an error here
+    /// (kube refuses the pod until the ServiceAccount controller made it):
+    /// the kubelet's token request simply fails until it exists.
     fn admit_service_account(&self, pod: &mut Value) {
         if pod
             .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
@@ -919,13 +920,14 @@ impl Inner {
             .and_then(Value::as_str)
             .unwrap_or("default")
             .to_string();
-        let sa_automount = minik_apimachinery::resources::find("", "v1", "serviceaccounts")
+        let sa = minik_apimachinery::resources::find("", "v1", "serviceaccounts")
             .and_then(|info| self.store.get(&storage_key(info, Some(&ns), &sa_name)))
-            .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
-            .and_then(|sa| {
-                sa.get("automountServiceAccountToken")
-                    .and_then(Value::as_bool)
-            });
+            .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok());
+        let sa_automount = sa.as_ref().and_then(|sa| {
+            sa.get("automountServiceAccountToken")
+                .and_then(Value::as_bool)
+        });
+        strategy::inherit_image_pull_secrets(pod, sa.as_ref());
         let automount = pod
             .pointer("/spec/automountServiceAccountToken")
             .and_then(Value::as_bool)

@@ -41,7 +41,7 @@ fn tracks_generation(info: &ResourceInfo) -> bool {
                 "apps",
                 "deployments" | "replicasets" | "statefulsets" | "daemonsets"
             ) | ("batch", _)
-                | ("", "pods")
+                | ("", "pods" | "replicationcontrollers")
                 | ("policy", "poddisruptionbudgets")
                 | ("networking.k8s.io", "ingresses")
         )
@@ -56,7 +56,7 @@ fn server_owned_status(info: &ResourceInfo) -> bool {
             "deployments" | "replicasets" | "statefulsets" | "daemonsets"
         ) | ("batch", _)
             | ("policy", "poddisruptionbudgets")
-            | ("", "resourcequotas")
+            | ("", "resourcequotas" | "replicationcontrollers")
     )
 }
 
@@ -293,6 +293,18 @@ pub fn qos_class(spec: &Value) -> &'static str {
 /// Applies the resource's defaults in place (called on create and update).
 pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
     match (info.group, info.resource) {
+        ("", "persistentvolumes") => {
+            let spec = child(obj, "spec");
+            default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+            default(spec, "volumeMode", json!("Filesystem"));
+        }
+        ("", "persistentvolumeclaims") => {
+            default(child(obj, "spec"), "volumeMode", json!("Filesystem"));
+        }
+        ("storage.k8s.io", "storageclasses") => {
+            default(obj, "reclaimPolicy", json!("Delete"));
+            default(obj, "volumeBindingMode", json!("Immediate"));
+        }
         ("", "pods") => {
             let spec = child(obj, "spec");
             default_pod_spec(spec);
@@ -315,6 +327,27 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
         }
         ("apps", "replicasets") => {
             let spec = child(obj, "spec");
+            default(spec, "replicas", json!(1));
+            default_pod_spec(child(child(spec, "template"), "spec"));
+        }
+        ("", "replicationcontrollers") => {
+            // kube's RC defaults: selector and labels from the template's labels.
+            let tmpl_labels = obj
+                .pointer("/spec/template/metadata/labels")
+                .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+                .cloned();
+            if let Some(l) = &tmpl_labels {
+                let meta = child(obj, "metadata");
+                if meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty) {
+                    meta["labels"] = l.clone();
+                }
+            }
+            let spec = child(obj, "spec");
+            if let Some(l) = tmpl_labels {
+                if spec.get("selector").and_then(Value::as_object).is_none_or(Map::is_empty) {
+                    spec["selector"] = l;
+                }
+            }
             default(spec, "replicas", json!(1));
             default_pod_spec(child(child(spec, "template"), "spec"));
         }
@@ -463,6 +496,9 @@ fn generate_job_selector(job: &mut Value) {
 pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     let m = obj_mut(obj);
     match (info.group, info.resource) {
+        ("", "persistentvolumes") | ("", "persistentvolumeclaims") => {
+            m.insert("status".into(), json!({"phase": "Pending"}));
+        }
         _ if server_owned_status(info) => {
             m.insert("status".into(), json!({}));
             if info.group == "batch" && info.resource == "jobs" {
@@ -836,6 +872,14 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
         ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => {
             validate_workload(obj, old, &mut causes)
         }
+        ("", "replicationcontrollers") => {
+            // An RC's selector is a plain label map (and may change): check it as `matchLabels`.
+            let mut view = obj.clone();
+            if let Some(sel) = obj.pointer("/spec/selector").cloned() {
+                view["spec"]["selector"] = json!({ "matchLabels": sel });
+            }
+            validate_workload(&view, None, &mut causes)
+        }
         ("batch", "jobs") => {
             validate_workload(obj, old, &mut causes);
             let rp = str_at(obj, "/spec/template/spec/restartPolicy");
@@ -1132,5 +1176,50 @@ mod tests {
         assert!(validate(info, &sec, None).is_empty());
         sec["data"]["bad"] = json!("not base64!");
         assert_eq!(validate(info, &sec, None)[0].field, "data[bad]");
+    }
+}
+
+/// ServiceAccount admission, second half: a pod that names no
+/// `imagePullSecrets` gets its service account's (the kubelet pulls with them).
+pub fn inherit_image_pull_secrets(pod: &mut Value, sa: Option<&Value>) {
+    let Some(secrets) = sa
+        .and_then(|sa| sa.get("imagePullSecrets"))
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    else {
+        return;
+    };
+    let has_own = pod
+        .pointer("/spec/imagePullSecrets")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if has_own {
+        return;
+    }
+    if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("imagePullSecrets".into(), Value::Array(secrets.clone()));
+    }
+}
+
+#[cfg(test)]
+mod image_pull_secret_tests {
+    use super::inherit_image_pull_secrets;
+    use serde_json::json;
+
+    #[test]
+    fn a_pod_without_pull_secrets_gets_its_service_accounts() {
+        let sa = json!({"imagePullSecrets": [{"name": "regcred"}]});
+        let mut pod = json!({"spec": {"containers": []}});
+        inherit_image_pull_secrets(&mut pod, Some(&sa));
+        assert_eq!(pod["spec"]["imagePullSecrets"], json!([{"name": "regcred"}]));
+        // the pod's own list wins
+        let mut own = json!({"spec": {"imagePullSecrets": [{"name": "mine"}]}});
+        inherit_image_pull_secrets(&mut own, Some(&sa));
+        assert_eq!(own["spec"]["imagePullSecrets"], json!([{"name": "mine"}]));
+        // no service account, or one without secrets: unchanged
+        let mut none = json!({"spec": {}});
+        inherit_image_pull_secrets(&mut none, None);
+        inherit_image_pull_secrets(&mut none, Some(&json!({"imagePullSecrets": []})));
+        assert!(none["spec"].get("imagePullSecrets").is_none());
     }
 }

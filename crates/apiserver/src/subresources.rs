@@ -1,5 +1,6 @@
 //! Subresources that are not plain object reads/writes: `scale`
-//! (autoscaling/v1 Scale over deployments/replicasets/statefulsets),
+//! (autoscaling/v1 Scale over deployments/replicasets/statefulsets/
+//! replicationcontrollers and custom resources),
 //! `pods/binding` (the scheduler's bind) and `pods/eviction`. They reuse
 //! the generic read-modify-write of `rest`.
 
@@ -63,7 +64,14 @@ impl Inner {
         }
         let sel = obj
             .pointer("/spec/selector")
-            .map(|s| LabelSelector::from_json(s).to_string())
+            .map(|s| {
+                // A ReplicationController's selector is a plain label map.
+                if info.group.is_empty() && info.resource == "replicationcontrollers" {
+                    LabelSelector::from_json(&json!({ "matchLabels": s })).to_string()
+                } else {
+                    LabelSelector::from_json(s).to_string()
+                }
+            })
             .unwrap_or_default();
         json!({
             "kind": "Scale",

@@ -120,6 +120,16 @@ pub fn columns(info: &ResourceInfo) -> Vec<Value> {
             col("Images", "string", 1, "Images referenced by each container in the template."),
             col("Selector", "string", 1, "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment."),
         ],
+        ("", "replicationcontrollers") => vec![
+            name_col(),
+            col("Desired", "integer", 0, "Replicas is the number of desired replicas."),
+            col("Current", "integer", 0, "Replicas is the most recently observed number of replicas."),
+            col("Ready", "integer", 0, "The number of ready replicas for this replication controller."),
+            age_col(),
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+            col("Selector", "string", 1, "Selector is a label query over pods that should match the Replicas count."),
+        ],
         ("apps", "replicasets") => vec![
             name_col(),
             col("Desired", "integer", 0, "Replicas is the number of desired replicas."),
@@ -1042,6 +1052,23 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
                 json!(c),
                 json!(im),
                 json!(selector_string(obj)),
+            ]
+        }
+        ("", "replicationcontrollers") => {
+            // Same columns as a ReplicaSet; the selector is a plain label map.
+            let (c, im) = template_containers(obj);
+            vec![
+                name,
+                json!(obj
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)),
+                json!(i(obj, "/status/replicas")),
+                json!(i(obj, "/status/readyReplicas")),
+                age,
+                json!(c),
+                json!(im),
+                json!(format_map(obj.pointer("/spec/selector"))),
             ]
         }
         ("apps", "replicasets") => {

@@ -1,7 +1,12 @@
-//! ReplicaSet controller: keeps `spec.replicas` active pods for every
-//! ReplicaSet, adopts orphan pods that match its selector, releases pods that
+//! ReplicaSet and ReplicationController controller: keeps `spec.replicas`
+//! active pods for every ReplicaSet (apps/v1) and ReplicationController
+//! (core/v1), adopts orphan pods that match its selector, releases pods that
 //! stopped matching, and writes `status` (replicas, fullyLabeledReplicas,
 //! readyReplicas, availableReplicas, observedGeneration).
+//!
+//! One code path for both kinds: they differ only in data (the selector is a
+//! `LabelSelector` on a ReplicaSet and a plain label map on an RC), which the
+//! [`Replicated`] trait gives the generic loop.
 //!
 //! Level-triggered: every reconcile re-lists the namespace's pods from the
 //! API (read-after-write consistent, so no "expectations" bookkeeping is
@@ -9,19 +14,25 @@
 //! pods it creates; it never touches Deployments.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::events::{EventType, Recorder};
 use crate::util::{
@@ -35,10 +46,129 @@ const BURST_REPLICAS: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("ReplicaSet has no namespace or name; it cannot be reconciled")]
-    MissingMeta,
+    #[error("{0} has no namespace, name or uid; it cannot be reconciled")]
+    MissingMeta(String),
     #[error("talking to the API server failed: {0}")]
     Kube(#[from] kube::Error),
+}
+
+/// What the controller needs of a replicated kind (ReplicaSet, ReplicationController).
+pub trait Replicated:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// The Event source (`replicaset-controller`).
+    const COMPONENT: &'static str;
+    /// Whether the object has a spec at all.
+    fn has_spec(&self) -> bool;
+    /// Whether its selector selects pods with these labels.
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool;
+    /// `spec.replicas` (defaulted to 1).
+    fn desired(&self) -> i32;
+    fn min_ready_seconds(&self) -> i32;
+    fn template(&self) -> Option<&PodTemplateSpec>;
+    /// The current `status` as JSON (`null` when unset).
+    fn status_json(&self) -> Value;
+}
+
+impl Replicated for ReplicaSet {
+    const COMPONENT: &'static str = "replicaset-controller";
+    fn has_spec(&self) -> bool {
+        self.spec.is_some()
+    }
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.spec
+            .as_ref()
+            .is_some_and(|s| selector_matches(&s.selector, labels))
+    }
+    fn desired(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref()?.template.as_ref()
+    }
+    fn status_json(&self) -> Value {
+        serde_json::to_value(&self.status).unwrap_or(Value::Null)
+    }
+}
+
+impl Replicated for ReplicationController {
+    const COMPONENT: &'static str = "replication-controller";
+    fn has_spec(&self) -> bool {
+        self.spec.is_some()
+    }
+    /// An RC's selector is a plain label map, defaulted to the template's
+    /// labels; an empty one selects nothing (the apiserver refuses it).
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        let Some(spec) = self.spec.as_ref() else {
+            return false;
+        };
+        let sel = spec
+            .selector
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .or_else(|| {
+                spec.template
+                    .as_ref()
+                    .and_then(|t| t.metadata.as_ref())
+                    .and_then(|m| m.labels.as_ref())
+            });
+        sel.is_some_and(|s| !s.is_empty() && map_selector_matches(s, labels))
+    }
+    fn desired(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref()?.template.as_ref()
+    }
+    fn status_json(&self) -> Value {
+        serde_json::to_value(&self.status).unwrap_or(Value::Null)
+    }
+}
+
+/// The status fields this controller owns (the same on both kinds).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    pub replicas: i32,
+    pub fully_labeled_replicas: i32,
+    pub ready_replicas: i32,
+    pub available_replicas: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl ReplicaStatus {
+    /// Whether `current` (a `status` JSON) already holds these values;
+    /// fields this controller does not own (conditions) are ignored.
+    pub fn is_current(&self, current: &Value) -> bool {
+        let Ok(Value::Object(mine)) = serde_json::to_value(self) else {
+            return false;
+        };
+        mine.iter().all(|(k, v)| {
+            let have = current.get(k).cloned().unwrap_or(Value::Null);
+            // A zero count may be omitted by a writer; treat absent as 0.
+            have == *v || (have.is_null() && *v == Value::from(0))
+        })
+    }
 }
 
 struct Ctx {
@@ -46,91 +176,94 @@ struct Ctx {
     recorder: Recorder,
 }
 
-/// Runs the ReplicaSet controller until the task is dropped.
+/// Runs the ReplicaSet and ReplicationController controllers until the task is dropped.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let rs_api: Api<ReplicaSet> = Api::all(client.clone());
+    tokio::try_join!(
+        run_kind::<ReplicaSet>(client.clone()),
+        run_kind::<ReplicationController>(client),
+    )?;
+    Ok(())
+}
+
+/// The controller loop for one replicated kind.
+async fn run_kind<K: Replicated>(client: Client) -> anyhow::Result<()> {
+    let api: Api<K> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let controller = Controller::new(rs_api, watcher::Config::default());
+    let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
     let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "replicaset-controller"),
+        recorder: Recorder::new(client.clone(), K::COMPONENT),
         client,
     });
+    let kind = K::kind(&()).into_owned();
     controller
         .watches(pods, watcher::Config::default(), move |pod: Pod| {
             let ns = pod.namespace().unwrap_or_default();
             if let Some(owner) = controller_ref(&pod.metadata) {
-                if owner.kind == "ReplicaSet" {
+                if owner.kind == kind {
                     return vec![ObjectRef::new(&owner.name).within(&ns)];
                 }
                 return vec![];
             }
-            // An orphan: wake every ReplicaSet in its namespace that would adopt it.
+            // An orphan: wake every owner in its namespace that would adopt it.
             store
                 .state()
                 .iter()
-                .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
-                .filter(|rs| {
-                    rs.spec
-                        .as_ref()
-                        .is_some_and(|s| selector_matches(&s.selector, pod.labels()))
-                })
-                .map(|rs| ObjectRef::from_obj(rs.as_ref()))
+                .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
+                .filter(|o| o.selects(pod.labels()))
+                .map(|o| ObjectRef::from_obj(o.as_ref()))
                 .collect()
         })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
-                tracing::debug!(error = %e, "replicaset reconcile");
+                tracing::debug!(kind = %K::kind(&()), error = %e, "replica reconcile");
             }
         })
         .await;
     Ok(())
 }
 
-fn error_policy(_rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+fn error_policy<K: Replicated>(_obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+    let kind = K::kind(&());
     if matches!(err, Error::Kube(e) if crate::util::is_namespace_terminating(e)) {
-        tracing::debug!(error = %err, "replicaset in a terminating namespace");
+        tracing::debug!(%kind, error = %err, "owner in a terminating namespace");
         return Action::requeue(Duration::from_secs(5));
     }
     if matches!(err, Error::Kube(e) if crate::util::is_conflict(e)) {
         // Someone else wrote the object meanwhile: just look again.
-        tracing::debug!(error = %err, "replicaset write conflict; retrying");
+        tracing::debug!(%kind, error = %err, "write conflict; retrying");
         return Action::requeue(Duration::from_millis(300));
     }
-    tracing::warn!(error = %err, "replicaset reconcile failed; retrying");
+    tracing::warn!(%kind, error = %err, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(2))
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let (Some(ns), Some(name), Some(uid)) = (
-        rs.metadata.namespace.clone(),
-        rs.metadata.name.clone(),
-        rs.metadata.uid.clone(),
-    ) else {
-        return Err(Error::MissingMeta);
+async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let meta = obj.meta();
+    let (Some(ns), Some(name), Some(uid)) =
+        (meta.namespace.clone(), meta.name.clone(), meta.uid.clone())
+    else {
+        return Err(Error::MissingMeta(K::kind(&()).into_owned()));
     };
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-    // Re-read the ReplicaSet: the cached copy may be older than our last write.
-    let rs = match rs_api.get(&name).await {
-        Ok(rs) => rs,
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    // Re-read the owner: the cached copy may be older than our last write.
+    let obj = match api.get(&name).await {
+        Ok(o) => o,
         Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
         Err(e) => return Err(e.into()),
     };
-    if rs.metadata.uid.as_deref() != Some(uid.as_str()) {
+    if obj.meta().uid.as_deref() != Some(uid.as_str()) || !obj.has_spec() {
         return Ok(Action::await_change());
     }
-    let Some(spec) = rs.spec.clone() else {
-        return Ok(Action::await_change());
-    };
     let all_pods = pods_api.list(&ListParams::default()).await?.items;
-    let deleting = rs.metadata.deletion_timestamp.is_some();
+    let deleting = obj.meta().deletion_timestamp.is_some();
 
     // Claim pods: ours that still match, adopt matching orphans, release the rest.
     let mut owned: Vec<Pod> = Vec::new();
     for pod in all_pods {
-        let matches = selector_matches(&spec.selector, pod.labels());
+        let matches = obj.selects(pod.labels());
         if is_controlled_by(&pod.metadata, &uid) {
             if matches {
                 owned.push(pod);
@@ -142,18 +275,18 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
             && !deleting
             && is_pod_active(&pod)
         {
-            if let Some(adopted) = adopt(&pods_api, &pod, &rs).await {
+            if let Some(adopted) = adopt(&pods_api, &pod, &obj).await {
                 owned.push(adopted);
             }
         }
     }
 
     let active: Vec<&Pod> = owned.iter().filter(|p| is_pod_active(p)).collect();
-    let want = spec.replicas.unwrap_or(1).max(0) as usize;
+    let want = obj.desired().max(0) as usize;
     if !deleting {
         if active.len() < want {
             let n = (want - active.len()).min(BURST_REPLICAS);
-            create_pods(&ctx, &pods_api, &rs, n).await?;
+            create_pods(&ctx, &pods_api, &obj, n).await?;
         } else if active.len() > want {
             let victims = pods_to_delete(&active, active.len() - want);
             for pod in victims {
@@ -162,7 +295,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
                     Ok(_) => {
                         ctx.recorder
                             .publish(
-                                &rs,
+                                &obj,
                                 EventType::Normal,
                                 "SuccessfulDelete",
                                 &format!("Deleted pod: {pname}"),
@@ -177,17 +310,16 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     }
 
     let now = Timestamp::now();
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let template_labels = spec
-        .template
-        .as_ref()
+    let min_ready = obj.min_ready_seconds();
+    let template_labels = obj
+        .template()
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    let status = compute_status(&rs, &active, &template_labels, min_ready, now);
-    if rs.status.as_ref() != Some(&status) {
+    let status = compute_status(&obj, &active, &template_labels, min_ready, now);
+    if !status.is_current(&obj.status_json()) {
         let patch = serde_json::json!({ "status": status });
-        match rs_api
+        match api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
@@ -215,7 +347,12 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
 
 /// Creates `n` pods from the template, in slow-start batches (1, 2, 4, ...)
 /// like kube so a failing template does not produce a storm of errors.
-async fn create_pods(ctx: &Ctx, api: &Api<Pod>, rs: &ReplicaSet, n: usize) -> Result<(), Error> {
+async fn create_pods<K: Replicated>(
+    ctx: &Ctx,
+    api: &Api<Pod>,
+    rs: &K,
+    n: usize,
+) -> Result<(), Error> {
     let Some(template) = pod_from_template(rs) else {
         return Ok(());
     };
@@ -268,15 +405,15 @@ async fn create_pods(ctx: &Ctx, api: &Api<Pod>, rs: &ReplicaSet, n: usize) -> Re
     Ok(())
 }
 
-/// The pod a ReplicaSet creates: generateName `<rs>-`, the template's labels,
-/// annotations and spec, and a controller ownerReference.
-pub fn pod_from_template(rs: &ReplicaSet) -> Option<Pod> {
-    let template = rs.spec.as_ref()?.template.clone()?;
+/// The pod a ReplicaSet or RC creates: generateName `<name>-`, the
+/// template's labels, annotations and spec, and a controller ownerReference.
+pub fn pod_from_template<K: Replicated>(rs: &K) -> Option<Pod> {
+    let template = rs.template()?.clone();
     let tmeta = template.metadata.unwrap_or_default();
     Some(Pod {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{}-", rs.metadata.name.as_deref()?)),
-            namespace: rs.metadata.namespace.clone(),
+            generate_name: Some(format!("{}-", rs.meta().name.as_deref()?)),
+            namespace: rs.meta().namespace.clone(),
             labels: tmeta.labels,
             annotations: tmeta.annotations,
             finalizers: tmeta.finalizers,
@@ -288,7 +425,7 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Option<Pod> {
     })
 }
 
-async fn adopt(api: &Api<Pod>, pod: &Pod, rs: &ReplicaSet) -> Option<Pod> {
+async fn adopt<K: Replicated>(api: &Api<Pod>, pod: &Pod, rs: &K) -> Option<Pod> {
     let owner = controller_owner_ref(rs)?;
     let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
     refs.push(owner);
@@ -334,24 +471,20 @@ async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) {
 }
 
 /// Status from the active (non-terminating, non-terminal) pods.
-pub fn compute_status(
-    rs: &ReplicaSet,
+pub fn compute_status<K: Replicated>(
+    obj: &K,
     active: &[&Pod],
-    template_labels: &std::collections::BTreeMap<String, String>,
+    template_labels: &BTreeMap<String, String>,
     min_ready_seconds: i32,
     now: Timestamp,
-) -> ReplicaSetStatus {
+) -> ReplicaStatus {
     let count = |f: &dyn Fn(&Pod) -> bool| active.iter().filter(|p| f(p)).count() as i32;
-    ReplicaSetStatus {
+    ReplicaStatus {
         replicas: active.len() as i32,
-        fully_labeled_replicas: Some(count(&|p| {
-            map_selector_matches(template_labels, p.labels())
-        })),
-        ready_replicas: Some(count(&is_pod_ready)),
-        available_replicas: Some(count(&|p| is_pod_available(p, min_ready_seconds, now))),
-        observed_generation: rs.metadata.generation,
-        conditions: rs.status.as_ref().and_then(|s| s.conditions.clone()),
-        terminating_replicas: None,
+        fully_labeled_replicas: count(&|p| map_selector_matches(template_labels, p.labels())),
+        ready_replicas: count(&is_pod_ready),
+        available_replicas: count(&|p| is_pod_available(p, min_ready_seconds, now)),
+        observed_generation: obj.meta().generation,
     }
 }
 
@@ -408,7 +541,7 @@ mod tests {
     use super::*;
     use crate::util::testutil::{labels, pod, ts};
     use k8s_openapi::api::apps::v1::ReplicaSetSpec;
-    use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+    use k8s_openapi::api::core::v1::{PodSpec, ReplicationControllerSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
     #[test]
@@ -498,9 +631,76 @@ mod tests {
         let tl = labels(&[("app", "web"), ("pod-template-hash", "abc")]);
         let st = compute_status(&rs, &[&a, &b, &c], &tl, 5, ts(110));
         assert_eq!(st.replicas, 3);
-        assert_eq!(st.ready_replicas, Some(2));
-        assert_eq!(st.available_replicas, Some(1));
-        assert_eq!(st.fully_labeled_replicas, Some(1));
+        assert_eq!(st.ready_replicas, 2);
+        assert_eq!(st.available_replicas, 1);
+        assert_eq!(st.fully_labeled_replicas, 1);
         assert_eq!(st.observed_generation, Some(3));
+        // The same status JSON is "current"; conditions are not ours to compare.
+        let current = serde_json::json!({"replicas": 3, "fullyLabeledReplicas": 1,
+            "readyReplicas": 2, "availableReplicas": 1, "observedGeneration": 3,
+            "conditions": [{"type": "ReplicaFailure", "status": "False"}]});
+        assert!(st.is_current(&current));
+        assert!(!st.is_current(&serde_json::json!({"replicas": 2})));
+        assert!(!st.is_current(&Value::Null));
+        assert!(ReplicaStatus::default().is_current(&serde_json::json!({"replicas": 0})));
+    }
+
+    fn rc(selector: Option<&[(&str, &str)]>) -> ReplicationController {
+        ReplicationController {
+            metadata: ObjectMeta {
+                name: Some("nginx".into()),
+                namespace: Some("default".into()),
+                uid: Some("rc-uid".into()),
+                generation: Some(2),
+                ..Default::default()
+            },
+            spec: Some(ReplicationControllerSpec {
+                replicas: Some(3),
+                selector: selector.map(labels),
+                template: Some(PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels(&[("name", "nginx"), ("tier", "web")])),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec::default()),
+                }),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn rc_selects_by_its_label_map_or_its_template_labels() {
+        let explicit = rc(Some(&[("name", "nginx")]));
+        assert!(explicit.selects(&labels(&[("name", "nginx"), ("x", "y")])));
+        assert!(!explicit.selects(&labels(&[("name", "other")])));
+        assert_eq!(explicit.desired(), 3);
+        // No selector: the template's labels select (kube's defaulting).
+        let defaulted = rc(None);
+        assert!(defaulted.selects(&labels(&[("name", "nginx"), ("tier", "web")])));
+        assert!(!defaulted.selects(&labels(&[("name", "nginx")])));
+        // Nothing to select with: selects nothing, never every pod.
+        let mut empty = rc(Some(&[]));
+        empty.spec.as_mut().unwrap().template = None;
+        assert!(!empty.selects(&labels(&[("a", "b")])));
+        assert!(!empty.selects(&BTreeMap::new()));
+    }
+
+    #[test]
+    fn rc_pods_are_owned_by_the_rc() {
+        let p = pod_from_template(&rc(None)).expect("pod");
+        assert_eq!(p.metadata.generate_name.as_deref(), Some("nginx-"));
+        let owner = &p.metadata.owner_references.as_ref().expect("owners")[0];
+        assert_eq!(owner.kind, "ReplicationController");
+        assert_eq!(owner.api_version, "v1");
+        assert_eq!(owner.uid, "rc-uid");
+        assert_eq!(owner.controller, Some(true));
+        let a = pod("a", "Running", Some(100), Some("n"), 1);
+        let st = compute_status(&rc(None), &[&a], &BTreeMap::new(), 0, ts(110));
+        assert_eq!(
+            (st.replicas, st.ready_replicas, st.observed_generation),
+            (1, 1, Some(2))
+        );
     }
 }

@@ -27,6 +27,8 @@ pub struct Backend {
     pub problem: Option<String>,
     /// An ExternalName Service: the DNS name and port, resolved per request.
     pub external: Option<(String, u16)>,
+    /// Speak TLS to the endpoints (backend-protocol: HTTPS).
+    pub tls: bool,
     next: AtomicUsize,
 }
 
@@ -37,6 +39,7 @@ impl Backend {
             endpoints,
             problem,
             external: None,
+            tls: false,
             next: AtomicUsize::new(0),
         }
     }

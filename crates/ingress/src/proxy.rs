@@ -4,7 +4,9 @@
 //! flight), forwarding with the X-Forwarded-* headers, endpoint retries on
 //! connect failure, WebSocket / Upgrade pass-through, the 308 to https and
 //! the error pages (404 no route, 503 no ready endpoint, 502 unreachable,
-//! 504 no answer). Bodies stream both ways; nothing is buffered.
+//! 504 no answer), keep-alive connections to endpoints (a small pool),
+//! rewrite-target, and TLS to HTTPS backends. Bodies stream both ways;
+//! nothing is buffered.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -264,15 +266,34 @@ fn redirect_to_https(host: &str, uri: &Uri) -> Response<Body> {
     r
 }
 
-/// A new upstream connection (TCP, then the HTTP/1.1 handshake).
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, String> {
+/// A new upstream connection (TCP, TLS when asked, then the HTTP/1.1 handshake).
+async fn connect(addr: SocketAddr, timeout: Duration, tls: bool) -> Result<Sender, String> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(format!("{addr}: {e}")),
         Err(_) => return Err(format!("{addr}: connect timed out after {timeout:?}")),
     };
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake::<_, Incoming>(TokioIo::new(stream))
+    if tls {
+        // No SNI (an IP address), no verification: ingress-nginx's
+        // defaults for backend-protocol HTTPS.
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let s = match tokio::time::timeout(timeout, upstream_tls().connect(name, stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("{addr}: TLS: {e}")),
+            Err(_) => return Err(format!("{addr}: TLS handshake timed out after {timeout:?}")),
+        };
+        handshake(addr, TokioIo::new(s)).await
+    } else {
+        handshake(addr, TokioIo::new(stream)).await
+    }
+}
+
+async fn handshake<T>(addr: SocketAddr, io: T) -> Result<Sender, String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake::<_, Incoming>(io)
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
     tokio::spawn(async move {
@@ -283,6 +304,76 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, String> 
     Ok(sender)
 }
 
+/// The TLS client for HTTPS backends (made once).
+fn upstream_tls() -> tokio_rustls::TlsConnector {
+    static CONNECTOR: std::sync::OnceLock<tokio_rustls::TlsConnector> = std::sync::OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| {
+            let provider = crate::certs::provider();
+            let verifier = Arc::new(AnyServerCert(provider.clone()));
+            let cfg = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| {
+                    b.dangerous()
+                        .with_custom_certificate_verifier(verifier)
+                        .with_no_client_auth()
+                })
+                .unwrap_or_else(|e| unreachable!("ring supports the default TLS versions: {e}"));
+            tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        })
+        .clone()
+}
+
+/// Accepts any backend certificate (in-cluster backends mostly have
+/// self-signed ones), still checking the handshake signatures.
+#[derive(Debug)]
+struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
 
 /// How long a finished exchange may take to hand its connection back.
@@ -291,17 +382,19 @@ const POOL_WAIT: Duration = Duration::from_secs(300);
 const POOL_MAX_IDLE: usize = 16;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
+/// An endpoint and whether the connection speaks TLS.
+type PoolKey = (SocketAddr, bool);
+
 /// Idle keep-alive connections to endpoints, so a request does not pay
 /// for a TCP handshake (nginx's `keepalive` upstream setting).
 #[derive(Debug, Default)]
 pub struct Pool {
-    idle:
-        std::sync::Mutex<std::collections::HashMap<SocketAddr, Vec<(std::time::Instant, Sender)>>>,
+    idle: std::sync::Mutex<std::collections::HashMap<PoolKey, Vec<(std::time::Instant, Sender)>>>,
 }
 
 impl Pool {
     /// An idle connection to `addr` that is still open, if any.
-    fn take(&self, addr: SocketAddr) -> Option<Sender> {
+    fn take(&self, addr: PoolKey) -> Option<Sender> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(&addr)?;
         while let Some((since, s)) = list.pop() {
@@ -312,7 +405,7 @@ impl Pool {
         None
     }
 
-    fn put(&self, addr: SocketAddr, s: Sender) {
+    fn put(&self, addr: PoolKey, s: Sender) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(addr).or_default();
         list.retain(|(since, s)| since.elapsed() < POOL_IDLE_TIMEOUT && !s.is_closed());
@@ -461,17 +554,19 @@ async fn forward(
         loop {
             // An idle keep-alive connection first; an upgrade takes a new
             // one (it leaves HTTP for good).
-            let (mut sender, fresh) =
-                match (!wants_upgrade).then(|| state.pool.take(addr)).flatten() {
-                    Some(s) => (s, false),
-                    None => match connect(addr, state.connect_timeout).await {
-                        Ok(s) => (s, true),
-                        Err(e) => {
-                            failures.push(e);
-                            continue 'endpoints;
-                        }
-                    },
-                };
+            let (mut sender, fresh) = match (!wants_upgrade)
+                .then(|| state.pool.take((addr, backend.tls)))
+                .flatten()
+            {
+                Some(s) => (s, false),
+                None => match connect(addr, state.connect_timeout, backend.tls).await {
+                    Ok(s) => (s, true),
+                    Err(e) => {
+                        failures.push(e);
+                        continue 'endpoints;
+                    }
+                },
+            };
             match tokio::time::timeout(state.response_timeout, sender.try_send_request(req)).await {
                 Ok(Ok(resp)) => {
                     outcome = Some((addr, sender, resp));
@@ -517,9 +612,10 @@ async fn forward(
     if !wants_upgrade {
         // Back to the pool once the response body has been read.
         let pool = state.pool.clone();
+        let key = (addr, backend.tls);
         tokio::spawn(async move {
             if let Ok(Ok(())) = tokio::time::timeout(POOL_WAIT, sender.ready()).await {
-                pool.put(addr, sender);
+                pool.put(key, sender);
             }
         });
     }

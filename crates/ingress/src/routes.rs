@@ -24,6 +24,9 @@ pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 /// ingress-nginx's annotations, honoured here with the same meaning.
 pub const SSL_REDIRECT_ANNOTATION: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
 pub const FORCE_SSL_REDIRECT_ANNOTATION: &str = "nginx.ingress.kubernetes.io/force-ssl-redirect";
+/// `HTTPS`: the backends speak TLS (not verified, as ingress-nginx's
+/// default `proxy_ssl_verify off`).
+pub const BACKEND_PROTOCOL_ANNOTATION: &str = "nginx.ingress.kubernetes.io/backend-protocol";
 /// Paths are case-insensitive regular expressions matched at the start
 /// of the request path (`^path`), longest path first.
 pub const USE_REGEX_ANNOTATION: &str = "nginx.ingress.kubernetes.io/use-regex";
@@ -262,11 +265,19 @@ impl Table {
         });
         let index = backends::Index::new(services, slices);
         let mut cache: HashMap<String, Arc<Backend>> = HashMap::new();
-        let mut resolve = |ns: &str, b: &IngressBackend| -> Arc<Backend> {
-            let key = backends::key(ns, b);
+        let mut resolve = |ns: &str, b: &IngressBackend, tls: bool| -> Arc<Backend> {
+            let key = format!(
+                "{}{}",
+                backends::key(ns, b),
+                if tls { " https" } else { "" }
+            );
             cache
                 .entry(key)
-                .or_insert_with(|| Arc::new(index.resolve(ns, b)))
+                .or_insert_with(|| {
+                    let mut backend = index.resolve(ns, b);
+                    backend.tls = tls;
+                    Arc::new(backend)
+                })
                 .clone()
         };
         let mut t = Table::default();
@@ -288,6 +299,16 @@ impl Table {
                 annotation(anns, REWRITE_TARGET_ANNOTATION).filter(|t| !t.is_empty());
             let use_regex = rewrite_target.is_some()
                 || annotation(anns, USE_REGEX_ANNOTATION).as_deref() == Some("true");
+            let upstream_tls = match annotation(anns, BACKEND_PROTOCOL_ANNOTATION) {
+                Some(p) if p.eq_ignore_ascii_case("HTTPS") => true,
+                Some(p) if !p.eq_ignore_ascii_case("HTTP") => {
+                    warnings.push(format!(
+                        "ingress {name}: backend-protocol {p:?} is not supported (HTTP and HTTPS are); its backends are spoken to in HTTP"
+                    ));
+                    false
+                }
+                _ => false,
+            };
             let tls_hosts: Vec<String> = spec
                 .tls
                 .iter()
@@ -316,7 +337,10 @@ impl Table {
                                     && !host.starts_with("*."))
                         }))
             };
-            let default = spec.default_backend.as_ref().map(|b| resolve(&ns, b));
+            let default = spec
+                .default_backend
+                .as_ref()
+                .map(|b| resolve(&ns, b, upstream_tls));
             if let Some(d) = &default {
                 if t.default_backend.is_none() {
                     t.default_backend = Some(d.clone());
@@ -371,7 +395,7 @@ impl Table {
                         segments: segments(&path).into_iter().map(String::from).collect(),
                         path,
                         kind,
-                        backend: resolve(&ns, &p.backend),
+                        backend: resolve(&ns, &p.backend, upstream_tls),
                         ssl_redirect: redirect,
                         ingress: name.clone(),
                         regex: re.filter(|_| kind == PathKind::Prefix),
@@ -888,6 +912,37 @@ mod tests {
             target: "app-root".into(),
         };
         assert_eq!(r.apply("/app", None), "/app-root");
+    }
+
+    #[test]
+    fn backend_protocol_marks_backends_tls() {
+        let (s, e) = world();
+        let mk = |name: &str, host: &str, proto: &str| {
+            ingress(json!({
+                "metadata": {"namespace": "default", "name": name,
+                             "annotations": {BACKEND_PROTOCOL_ANNOTATION: proto}},
+                "spec": {"rules": [{"host": host, "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": be("a", 80)}]}}]}
+            }))
+        };
+        let t = Table::build(
+            &[
+                mk("x", "x", "HTTPS"),
+                mk("y", "y", "http"),
+                mk("z", "z", "GRPC"),
+            ],
+            &s,
+            &e,
+        );
+        let tls = |h: &str| match t.route(h, "/") {
+            Route::Backend { backend, .. } => backend.tls,
+            Route::NotFound => panic!("404"),
+        };
+        assert!(tls("x"));
+        assert!(!tls("y"));
+        assert!(!tls("z"));
+        assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+        assert!(t.warnings[0].contains("GRPC"), "{:?}", t.warnings);
     }
 
     #[test]

@@ -476,3 +476,87 @@ async fn tls_by_sni_and_https_redirect() {
     // A host without TLS is not redirected.
     assert_eq!(c.get("hello.local", "/").await.0, 200);
 }
+
+/// An upstream speaking HTTPS with a self-signed certificate.
+async fn tls_upstream() -> SocketAddr {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["backend.internal".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let ck = certs::certified_key(
+        "test",
+        cert.pem().as_bytes(),
+        key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let resolver = Arc::new(Resolver::new(ck));
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(Arc::new(certs::server_config(resolver).unwrap()));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(s) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = service_fn(|req: Request<Incoming>| async move {
+                    let body = format!("name=TLS\npath={}\n", req.uri());
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn https_backends_with_backend_protocol() {
+    let up = tls_upstream().await;
+    let services = vec![service("secure-app")];
+    let slices = vec![slice("secure-app", up.port(), &["127.0.0.1"])];
+    let mk = |name: &str, host: &str, protocol: Option<&str>| -> Arc<Ingress> {
+        let mut anns = serde_json::Map::new();
+        if let Some(p) = protocol {
+            anns.insert(
+                "nginx.ingress.kubernetes.io/backend-protocol".into(),
+                p.into(),
+            );
+        }
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "default", "name": name, "annotations": anns},
+                "spec": {"rules": [{"host": host, "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix",
+                     "backend": {"service": {"name": "secure-app", "port": {"number": 80}}}}]}}]}
+            }))
+            .unwrap(),
+        )
+    };
+    let table = Table::build(
+        &[
+            mk("tls", "tls.local", Some("HTTPS")),
+            mk("plain", "plain.local", None),
+        ],
+        &services,
+        &slices,
+    );
+    let addr = start_http(Arc::new(State::new(table))).await;
+    let mut c = Conn::plain(addr).await;
+    for _ in 0..3 {
+        let (s, body) = c.get("tls.local", "/inside?x=1").await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(field(&body, "name"), "TLS");
+        assert_eq!(field(&body, "path"), "/inside?x=1");
+    }
+    // The same Service without the annotation is spoken to in plain HTTP,
+    // which the TLS server cannot answer: 502.
+    let (s, _) = c.get("plain.local", "/").await;
+    assert_eq!(s, 502);
+}
