@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{curl, host_snapshot, text, wait_for, Env};
+use common::{assert_no_cluster_running, curl, host_snapshot, minik_process_rss_kib, text, Env};
 
 const NS: &str = "minik-dashboard";
 
@@ -33,43 +33,8 @@ fn listed(env: &Env, name: &str) -> String {
 
 /// The dashboard pod's name once it is Running and Ready.
 fn wait_dashboard_running(env: &Env) -> String {
-    wait_for(
-        "the dashboard pod Running 1/1",
-        Duration::from_secs(120),
-        || {
-            let out = env.k(&["get", "pods", "-n", NS, "--no-headers"]);
-            let rows: Vec<Vec<&str>> = out
-                .lines()
-                .map(|l| l.split_whitespace().collect())
-                .collect();
-            match rows.as_slice() {
-                [r] if r.get(1) == Some(&"1/1") && r.get(2) == Some(&"Running") => {
-                    Ok(r[0].to_string())
-                }
-                _ => Err(out),
-            }
-        },
-    )
-}
-
-/// Resident memory of the dashboard server process(es) on this host, in KiB.
-fn dashboard_rss_kib() -> Option<u64> {
-    let mut total = None;
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if args.len() > 1 && args[0] == b"/minik" && args[1] == b"dashboard-server" {
-            let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
-            let kib = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
-            if let Some(k) = kib {
-                total = Some(total.unwrap_or(0) + k);
-            }
-        }
-    }
-    total
+    env.wait_pods_ready(&["-n", NS], 1, Duration::from_secs(120))
+        .remove(0)
 }
 
 fn http_status(url: &str) -> String {
@@ -91,13 +56,8 @@ fn http_status(url: &str) -> String {
 
 #[test]
 fn addons_and_the_in_cluster_dashboard() {
-    // The none driver owns host-wide resources: with another cluster up,
-    // starting (and then deleting) ours would break it. Refuse before any
-    // profile exists, so nothing is torn down.
-    assert!(
-        std::net::TcpStream::connect_timeout(&"127.0.0.1:8443".parse().unwrap(), Duration::from_millis(300)).is_err(),
-        "another none-driver cluster is running on this host (127.0.0.1:8443 answers): run this test alone"
-    );
+    // Refuse before any profile exists, so nothing is torn down.
+    assert_no_cluster_running();
     let env = Env::new("addons");
     let before = host_snapshot();
 
@@ -113,13 +73,7 @@ fn addons_and_the_in_cluster_dashboard() {
     assert!(!env.dir.join("minik/profiles/minik/agent.pid").exists());
 
     let t0 = Instant::now();
-    let out = env.minik(&["start", "--driver=none"]);
-    assert!(
-        out.status.success(),
-        "minik start failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    env.start_none();
     eprintln!("minik start: {:?}", t0.elapsed());
 
     // --- list: disabled; unknown addon ---------------------------------------
@@ -207,7 +161,7 @@ fn addons_and_the_in_cluster_dashboard() {
         "RBAC should refuse the dashboard's ServiceAccount: {denied}"
     );
     assert_eq!(http_status(&format!("{url}healthz")), "200");
-    if let Some(kib) = dashboard_rss_kib() {
+    if let Some(kib) = minik_process_rss_kib("dashboard-server") {
         eprintln!("dashboard pod memory (RSS): {} MiB", kib / 1024);
     }
 
@@ -281,7 +235,5 @@ fn addons_and_the_in_cluster_dashboard() {
     assert!(cfg.contains("\"dashboard\""), "{cfg}");
 
     // --- delete: the host is left as it was found ---------------------------
-    env.m(&["delete"]);
-    assert_eq!(host_snapshot(), before, "host state differs after delete");
-    let _ = std::fs::remove_dir_all(&env.dir);
+    env.delete_and_check_host(&before);
 }

@@ -49,7 +49,7 @@ fn row(id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_drives_a_real_cluster_in_chromium() {
     let env = Env::new("dash-cluster");
-    env.m(&["start", "--driver=none"]);
+    env.start_none();
     env.k(&["create", "deployment", "hello", "--image=minik/hello"]);
     env.k(&[
         "wait",

@@ -34,40 +34,9 @@ spec:
           value: one
 "#;
 
-fn pods_of(env: &Env, selector: &str) -> Vec<(String, String, String)> {
-    // name, READY, STATUS — as a user reads them from `kubectl get pods`.
-    env.k(&["get", "pods", "-l", selector, "--no-headers"])
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (
-                f[0].to_string(),
-                f.get(1).unwrap_or(&"").to_string(),
-                f.get(2).unwrap_or(&"").to_string(),
-            )
-        })
-        .collect()
-}
-
+/// Waits for exactly `n` pods of `selector`, all Running 1/1; their names.
 fn wait_running(env: &Env, selector: &str, n: usize) -> Vec<String> {
-    wait_for(
-        &format!("{n} Running pods for {selector}"),
-        Duration::from_secs(90),
-        || {
-            let pods = pods_of(env, selector);
-            let running: Vec<String> = pods
-                .iter()
-                .filter(|(_, ready, status)| status == "Running" && ready == "1/1")
-                .map(|(n, _, _)| n.clone())
-                .collect();
-            if running.len() == n && pods.len() == n {
-                Ok(running)
-            } else {
-                Err(format!("{pods:?}"))
-            }
-        },
-    )
+    env.wait_pods_ready(&["-l", selector], n, Duration::from_secs(90))
 }
 
 fn service_url(env: &Env, name: &str) -> String {
@@ -85,13 +54,7 @@ fn hello_world_on_the_none_driver() {
     let before = host_snapshot();
 
     // --- start -------------------------------------------------------------
-    let out = env.minik(&["start", "--driver=none"]);
-    assert!(
-        out.status.success(),
-        "minik start failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let out = env.start_none();
     assert!(text(&out.stderr).contains("kubectl is now configured to use \"minik\""));
 
     let nodes = env.k(&["get", "nodes"]);
@@ -187,7 +150,7 @@ fn hello_world_on_the_none_driver() {
 
     let url = service_url(&env, "hello");
     let page = wait_for("the hello page", Duration::from_secs(30), || curl(&url));
-    let pod = &pods_of(&env, "app=hello")[0].0;
+    let pod = &env.pod_rows(&["-l", "app=hello"])[0].0;
     assert!(
         page.contains("Hello") && page.contains(pod.as_str()),
         "page {page:?} should name pod {pod}"
@@ -270,6 +233,30 @@ fn hello_world_on_the_none_driver() {
         2,
         "{probe}"
     );
+    // `kubectl exec` + wget by Service name, with a timeout as scripts pass it:
+    // Debian's busybox 1.35 crashed on `wget -T` (exit code 139) until the
+    // images carried the patched copy (crates/kubelet/src/images.rs).
+    for cmd in [
+        vec!["wget", "-T", "5", "-qO-", "http://hello/"],
+        vec![
+            "sh",
+            "-c",
+            "wget -q -T 5 -O - http://hello.default.svc.cluster.local/",
+        ],
+    ] {
+        let args: Vec<&str> = ["exec", "deploy/hello", "--"]
+            .into_iter()
+            .chain(cmd)
+            .collect();
+        let out = env.kubectl(&args);
+        assert!(
+            out.status.success() && text(&out.stdout).contains("This page is served by pod hello-"),
+            "kubectl {args:?}: {:?}\n{}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
 
     // --- apply twice: rolling update ----------------------------------------
     env.kubectl_stdin(&["apply", "-f", "-"], HELLO_V1);

@@ -26,16 +26,6 @@ fn pod_yaml(name: &str, image: &str, policy: &str, secret: Option<&str>) -> Stri
     )
 }
 
-fn apply(env: &Env, yaml: &str) {
-    let out = env.kubectl_stdin(&["apply", "-f", "-"], yaml);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
 fn jsonpath(env: &Env, pod: &str, path: &str) -> String {
     env.k(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
 }
@@ -173,10 +163,12 @@ fn image_load_ls_rm_and_registry_pulls() {
     row("docker.io/loaded/stdin");
     row("docker.io/minik/busybox");
 
-    apply(
-        &env,
-        &pod_yaml("loaded", "example.com/demo/app:v1", "Never", None),
-    );
+    env.apply(&pod_yaml(
+        "loaded",
+        "example.com/demo/app:v1",
+        "Never",
+        None,
+    ));
     wait_running(&env, "loaded");
     wait_log(&env, "loaded", "marker: loaded-from-archive");
     let out = env.minik(&["image", "rm", "example.com/demo/app:v1"]);
@@ -210,10 +202,7 @@ fn image_load_ls_rm_and_registry_pulls() {
     );
 
     // Never + missing: ErrImageNeverPull.
-    apply(
-        &env,
-        &pod_yaml("never", "example.com/demo/app:v1", "Never", None),
-    );
+    env.apply(&pod_yaml("never", "example.com/demo/app:v1", "Never", None));
     wait_for("ErrImageNeverPull", Duration::from_secs(30), || {
         let (reason, msg) = waiting_reason(&env, "never");
         if reason == "ErrImageNeverPull" && msg.contains("not present with pull policy of Never") {
@@ -226,7 +215,7 @@ fn image_load_ls_rm_and_registry_pulls() {
     // --- registry pulls ---
     let host = open.host();
     let by_tag = format!("{host}/team/app:v1");
-    apply(&env, &pod_yaml("bytag", &by_tag, "IfNotPresent", None));
+    env.apply(&pod_yaml("bytag", &by_tag, "IfNotPresent", None));
     wait_running(&env, "bytag");
     wait_log(&env, "bytag", "marker: amd");
     let digest = open.manifest_digest("team/app:v1");
@@ -234,14 +223,7 @@ fn image_load_ls_rm_and_registry_pulls() {
         jsonpath(&env, "bytag", "{.status.containerStatuses[0].imageID}"),
         format!("{host}/team/app@{digest}")
     );
-    let events = env.k(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=bytag",
-        "-o",
-        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
-    ]);
+    let events = env.event_lines("bytag");
     assert!(
         events.contains(&format!("Pulling: Pulling image \"{by_tag}\"")),
         "{events}"
@@ -254,20 +236,19 @@ fn image_load_ls_rm_and_registry_pulls() {
     );
 
     let by_digest = format!("{host}/team/app@{digest}");
-    apply(
-        &env,
-        &pod_yaml("bydigest", &by_digest, "IfNotPresent", None),
-    );
+    env.apply(&pod_yaml("bydigest", &by_digest, "IfNotPresent", None));
     wait_running(&env, "bydigest");
     assert_eq!(
         jsonpath(&env, "bydigest", "{.status.containerStatuses[0].imageID}"),
         by_digest
     );
 
-    apply(
-        &env,
-        &pod_yaml("multi", &format!("{host}/team/app:multi"), "Always", None),
-    );
+    env.apply(&pod_yaml(
+        "multi",
+        &format!("{host}/team/app:multi"),
+        "Always",
+        None,
+    ));
     wait_running(&env, "multi");
     wait_log(&env, "multi", "marker: amd");
 
@@ -296,17 +277,11 @@ fn image_load_ls_rm_and_registry_pulls() {
         "--docker-username=alice",
         "--docker-password=wrong",
     ]);
-    apply(
-        &env,
-        &pod_yaml("private", &private, "Always", Some("regcred")),
-    );
+    env.apply(&pod_yaml("private", &private, "Always", Some("regcred")));
     wait_running(&env, "private");
     wait_log(&env, "private", "marker: private-image");
 
-    apply(
-        &env,
-        &pod_yaml("denied", &private, "Always", Some("badcred")),
-    );
+    env.apply(&pod_yaml("denied", &private, "Always", Some("badcred")));
     let mut saw_err = false;
     wait_for("ImagePullBackOff", Duration::from_secs(60), || {
         let (reason, msg) = waiting_reason(&env, "denied");
@@ -319,14 +294,7 @@ fn image_load_ls_rm_and_registry_pulls() {
     });
     let (_, msg) = waiting_reason(&env, "denied");
     assert!(msg.contains("check the username and password"), "{msg}");
-    let events = env.k(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=denied",
-        "-o",
-        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
-    ]);
+    let events = env.event_lines("denied");
     assert!(events.contains("Failed: Failed to pull image"), "{events}");
     assert!(events.contains("Failed: Error: ErrImagePull"), "{events}");
     assert!(

@@ -406,49 +406,85 @@ fn replication_controller(env: &Env) {
     };
     // Adoption: an orphan pod that matches is adopted, not duplicated.
     n.k(&[
-        "run", "orphan", "--image=minik/hello", "--labels=name=web", "--port=80",
+        "run",
+        "orphan",
+        "--image=minik/hello",
+        "--labels=name=web",
+        "--port=80",
     ]);
     n.wait_ready("orphan");
-    assert!(n.apply(&rc(2)).contains("replicationcontroller/web created"));
+    assert!(n
+        .apply(&rc(2))
+        .contains("replicationcontroller/web created"));
     let ready = |want: &str| {
-        wait_for(&format!("rc/web readyReplicas={want}"), Duration::from_secs(90), || {
-            let st = n.jsonpath(
+        wait_for(
+            &format!("rc/web readyReplicas={want}"),
+            Duration::from_secs(90),
+            || {
+                let st = n.jsonpath(
                 "rc/web",
                 "{.status.replicas}/{.status.readyReplicas}/{.status.availableReplicas}/{.status.fullyLabeledReplicas}/{.status.observedGeneration}",
             );
-            let gen = n.jsonpath("rc/web", "{.metadata.generation}");
-            if st == format!("{want}/{want}/{want}/{want}/{gen}") {
-                Ok(())
-            } else {
-                Err(format!("status {st} (generation {gen})"))
-            }
-        })
+                let gen = n.jsonpath("rc/web", "{.metadata.generation}");
+                if st == format!("{want}/{want}/{want}/{want}/{gen}") {
+                    Ok(())
+                } else {
+                    Err(format!("status {st} (generation {gen})"))
+                }
+            },
+        )
     };
     ready("2");
     let owner = n.jsonpath("pod/orphan", "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}/{.metadata.ownerReferences[0].controller}");
-    assert_eq!(owner, "ReplicationController/web/true", "orphan not adopted");
+    assert_eq!(
+        owner, "ReplicationController/web/true",
+        "orphan not adopted"
+    );
     let pods = n.pods("name=web");
     assert_eq!(pods.len(), 2, "{pods:?}");
     // Serve a basic image: every replica answers through the pods proxy.
     for p in &pods {
         let page = n.k(&[
-            "get", "--raw", &format!("/api/v1/namespaces/wf-rc/pods/{p}:80/proxy/"),
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/wf-rc/pods/{p}:80/proxy/"),
         ]);
         assert!(page.contains(&format!("served by pod {p}")), "{p}: {page}");
     }
     // Table columns and the short name.
     let table = n.k(&["get", "rc"]);
-    let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
-    assert_eq!(header, ["NAME", "DESIRED", "CURRENT", "READY", "AGE"], "{table}");
-    let row: Vec<&str> = table.lines().nth(1).unwrap_or("").split_whitespace().collect();
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     assert_eq!(&row[..4], ["web", "2", "2", "2"], "{table}");
     let wide = n.k(&["get", "rc", "web", "-o", "wide"]);
-    assert!(wide.contains("minik/hello") && wide.contains("name=web"), "{wide}");
+    assert!(
+        wide.contains("minik/hello") && wide.contains("name=web"),
+        "{wide}"
+    );
     // Scale through the scale subresource, both ways.
-    assert!(n.k(&["scale", "rc", "web", "--replicas=3"]).contains("scaled"));
+    assert!(n
+        .k(&["scale", "rc", "web", "--replicas=3"])
+        .contains("scaled"));
     ready("3");
     let scale: Value = serde_json::from_str(&n.k(&[
-        "get", "--raw", "/api/v1/namespaces/wf-rc/replicationcontrollers/web/scale",
+        "get",
+        "--raw",
+        "/api/v1/namespaces/wf-rc/replicationcontrollers/web/scale",
     ]))
     .expect("Scale JSON");
     assert_eq!(scale["kind"], "Scale");
@@ -458,27 +494,92 @@ fn replication_controller(env: &Env) {
     ready("1");
     wait_for("scale down to one pod", Duration::from_secs(60), || {
         let p = n.pods("name=web");
-        if p.len() == 1 { Ok(()) } else { Err(format!("{p:?}")) }
+        if p.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!("{p:?}"))
+        }
     });
     // Release: a pod relabelled out of the selector loses its owner and is replaced.
     let kept = n.pods("name=web").remove(0);
     n.k(&["label", "pod", &kept, "name=released", "--overwrite"]);
-    wait_for("the released pod to lose its owner", Duration::from_secs(30), || {
-        let o = n.jsonpath(&format!("pod/{kept}"), "{.metadata.ownerReferences}");
-        if o.is_empty() || o == "[]" { Ok(()) } else { Err(o) }
-    });
+    wait_for(
+        "the released pod to lose its owner",
+        Duration::from_secs(30),
+        || {
+            let o = n.jsonpath(&format!("pod/{kept}"), "{.metadata.ownerReferences}");
+            if o.is_empty() || o == "[]" {
+                Ok(())
+            } else {
+                Err(o)
+            }
+        },
+    );
     ready("1");
     let now = n.pods("name=web");
     assert!(now.len() == 1 && now[0] != kept, "no replacement: {now:?}");
     // Lifecycle: patch, then delete by label takes the pods along.
-    n.k(&["patch", "rc", "web", "-p", r#"{"metadata":{"labels":{"test-rc":"patched"}}}"#]);
-    assert_eq!(n.jsonpath("rc/web", "{.metadata.labels.test-rc}"), "patched");
-    assert!(n.k(&["delete", "rc", "-l", "test-rc=patched"]).contains("\"web\" deleted"));
+    n.k(&[
+        "patch",
+        "rc",
+        "web",
+        "-p",
+        r#"{"metadata":{"labels":{"test-rc":"patched"}}}"#,
+    ]);
+    assert_eq!(
+        n.jsonpath("rc/web", "{.metadata.labels.test-rc}"),
+        "patched"
+    );
+    assert!(n
+        .k(&["delete", "rc", "-l", "test-rc=patched"])
+        .contains("\"web\" deleted"));
     wait_for("the RC's pods to go", Duration::from_secs(60), || {
         let p = n.pods("name=web");
-        if p.is_empty() { Ok(()) } else { Err(format!("{p:?}")) }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{p:?}"))
+        }
     });
     n.k(&["delete", "namespace", "wf-rc", "--wait=false"]);
+}
+
+/// An RC that exceeds its namespace's pod quota shows the ReplicaFailure
+/// condition (the quota's refusal), cleared after scaling down to fit.
+fn replication_controller_quota(env: &Env) {
+    let n = Ns::new(env, "wf-rc-quota");
+    n.k(&["create", "quota", "pods", "--hard=pods=2"]);
+    n.apply("apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: big\nspec:\n  replicas: 3\n  selector: {name: big}\n  template:\n    metadata:\n      labels: {name: big}\n    spec:\n      containers:\n      - name: c\n        image: minik/busybox\n        command: [sleep, '3600']\n");
+    let cond = || {
+        n.jsonpath(
+            "rc/big",
+            "{range .status.conditions[*]}{.type}={.status}:{.reason}:{.message}{end}",
+        )
+    };
+    let failure = wait_for(
+        "the ReplicaFailure condition",
+        Duration::from_secs(60),
+        || {
+            let c = cond();
+            if c.starts_with("ReplicaFailure=True:FailedCreate:") {
+                Ok(c)
+            } else {
+                Err(c)
+            }
+        },
+    );
+    assert!(failure.contains("exceeded quota"), "{failure}");
+    n.k(&["scale", "rc", "big", "--replicas=2"]);
+    wait_for("the condition to clear", Duration::from_secs(60), || {
+        let c = cond();
+        if c.is_empty() {
+            Ok(())
+        } else {
+            Err(c)
+        }
+    });
+    assert_eq!(n.pods("name=big").len(), 2);
+    n.k(&["delete", "namespace", "wf-rc-quota", "--wait=false"]);
 }
 
 fn prune_workflow(env: &Env, ns: &str, extra: &[&str]) {
@@ -1775,6 +1876,7 @@ fn apply_prune_with_the_default_allowlist() {
                 apply_prune_default_allowlist,
             ),
             ("replication_controller", replication_controller),
+            ("replication_controller_quota", replication_controller_quota),
         ],
     );
     assert!(failed.is_empty(), "{failed:?}");

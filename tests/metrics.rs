@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{text, wait_for, Env};
+use common::{minik_process_rss_kib, text, wait_for, Env};
 use serde_json::Value;
 
 const PODS: &str = r#"
@@ -86,22 +86,6 @@ fn top_pods(env: &Env, extra: &[&str]) -> Result<Vec<(String, u64, String)>, Str
         .collect())
 }
 
-/// Resident memory of the metrics-server process on this host, in KiB.
-fn metrics_server_rss_kib() -> Option<u64> {
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if args.len() > 1 && args[0] == b"/minik" && args[1] == b"metrics-server" {
-            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
-            return status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok());
-        }
-    }
-    None
-}
-
 /// The kubelet's summary entry of a pod.
 fn pod_in_summary<'a>(s: &'a Value, name: &str) -> Option<&'a Value> {
     s["pods"]
@@ -113,13 +97,7 @@ fn pod_in_summary<'a>(s: &'a Value, name: &str) -> Option<&'a Value> {
 #[test]
 fn metrics_server_addon_and_kubectl_top() {
     let env = Env::new("metrics");
-    let out = env.minik(&["start", "--driver=none"]);
-    assert!(
-        out.status.success(),
-        "minik start failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    env.start_none();
     env.k(&["version"]);
 
     // Before the addon: no metrics API, and kubectl says so.
@@ -129,8 +107,7 @@ fn metrics_server_addon_and_kubectl_top() {
         "kubectl top worked without metrics-server"
     );
 
-    let out = env.kubectl_stdin(&["apply", "-f", "-"], PODS);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    env.apply(PODS);
     wait_for("burner and idle Running", Duration::from_secs(120), || {
         let out = env.k(&["get", "pods", "--no-headers"]);
         let running = out.lines().filter(|l| l.contains("Running")).count();
@@ -341,7 +318,10 @@ fn metrics_server_addon_and_kubectl_top() {
         "--no-headers",
     ]);
     eprintln!("metrics-server itself (kubectl top): {own}");
-    eprintln!("metrics-server VmRSS: {:?} KiB", metrics_server_rss_kib());
+    eprintln!(
+        "metrics-server VmRSS: {:?} KiB",
+        minik_process_rss_kib("metrics-server")
+    );
     let resources = env.k(&["api-resources", "--api-group=metrics.k8s.io"]);
     assert!(
         resources.contains("PodMetrics") && resources.contains("NodeMetrics"),

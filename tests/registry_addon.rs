@@ -51,8 +51,7 @@ fn registry_addon_serves_pushes_and_pulls() {
     assert!(out.status.success(), "skopeo push: {}", text(&out.stderr));
 
     let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: fromreg\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: localhost:5000/demo/app:v1\n";
-    let out = env.kubectl_stdin(&["apply", "-f", "-"], pod);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    env.apply(pod);
     wait_for(
         "the pod pulled from the addon runs",
         Duration::from_secs(90),

@@ -159,7 +159,8 @@ fn persistent_volumes_end_to_end() {
         pv_name
     );
     assert_eq!(
-        env.jsonpath(&["get", "pvc", "data"],
+        env.jsonpath(
+            &["get", "pvc", "data"],
             "{.status.capacity.storage} {.status.accessModes[0]}"
         ),
         "100Mi ReadWriteOnce"
@@ -249,12 +250,11 @@ fn persistent_volumes_end_to_end() {
     // --- a pod writes; a new pod reads it back ---------------------------------
     let payload = format!("hello-{}", std::process::id());
     env.apply(&pod(
-            "writer",
-            "data",
-            &format!("echo {payload} > /data/greeting"),
-            "Never",
-        ),
-    );
+        "writer",
+        "data",
+        &format!("echo {payload} > /data/greeting"),
+        "Never",
+    ));
     wait_phase(&env, "pod", "writer", "Succeeded", Duration::from_secs(90));
     assert_eq!(
         std::fs::read_to_string(dir.join("greeting"))
@@ -270,7 +270,8 @@ fn persistent_volumes_end_to_end() {
     env.m(&["stop"]);
     env.m(&["start", "--driver=none"]);
     assert_eq!(
-        env.jsonpath(&["get", "pvc", "data"],
+        env.jsonpath(
+            &["get", "pvc", "data"],
             "{.status.phase} {.spec.volumeName}"
         ),
         format!("Bound {pv_name}")
@@ -283,7 +284,10 @@ fn persistent_volumes_end_to_end() {
     // FailedMount on the waiting pod
     env.wait_events(
         "waiter",
-        &["FailedMount", "persistentvolumeclaim \"orphan\" is not bound"],
+        &[
+            "FailedMount",
+            "persistentvolumeclaim \"orphan\" is not bound",
+        ],
         Duration::from_secs(30),
     );
     assert_eq!(
@@ -291,7 +295,8 @@ fn persistent_volumes_end_to_end() {
         "Pending"
     );
     assert_eq!(
-        env.jsonpath(&["get", "pod", "waiter"],
+        env.jsonpath(
+            &["get", "pod", "waiter"],
             "{.status.containerStatuses[0].state.waiting.reason}"
         ),
         "ContainerCreating"
@@ -343,11 +348,16 @@ fn persistent_volumes_end_to_end() {
             path.display()
         )
     };
-    env.apply(&pv("static-small", "1Gi", "other", &env.dir.join("elsewhere")),
-    );
+    env.apply(&pv(
+        "static-small",
+        "1Gi",
+        "other",
+        &env.dir.join("elsewhere"),
+    ));
     env.apply(&pv("static-local", "5Gi", "local", &static_dir));
     wait_for("static volumes Available", Duration::from_secs(30), || {
-        let p = env.jsonpath(&["get", "pv", "static-small", "static-local"],
+        let p = env.jsonpath(
+            &["get", "pv", "static-small", "static-local"],
             "{.items[*].status.phase}",
         );
         if p == "Available Available" {
@@ -357,14 +367,14 @@ fn persistent_volumes_end_to_end() {
         }
     });
     env.apply(&claim(
-            "picked",
-            "500Mi",
-            "  storageClassName: manual\n  selector:\n    matchLabels:\n      type: local\n",
-        ),
-    );
+        "picked",
+        "500Mi",
+        "  storageClassName: manual\n  selector:\n    matchLabels:\n      type: local\n",
+    ));
     wait_phase(&env, "pvc", "picked", "Bound", Duration::from_secs(30));
     assert_eq!(
-        env.jsonpath(&["get", "pvc", "picked"],
+        env.jsonpath(
+            &["get", "pvc", "picked"],
             "{.spec.volumeName} {.status.capacity.storage}"
         ),
         "static-local 5Gi",
@@ -374,8 +384,7 @@ fn persistent_volumes_end_to_end() {
         env.jsonpath(&["get", "pv", "static-small"], "{.status.phase}"),
         "Available"
     );
-    env.apply(&pod("static-reader", "picked", "cat /data/seed", "Never"),
-    );
+    env.apply(&pod("static-reader", "picked", "cat /data/seed", "Never"));
     wait_phase(
         &env,
         "pod",
@@ -397,7 +406,8 @@ fn persistent_volumes_end_to_end() {
     assert_eq!(row(&t, "static-local")[4], "Released", "{t}");
 
     // --- a generic ephemeral volume: a claim per pod, gone with the pod --------
-    env.apply(r#"apiVersion: v1
+    env.apply(
+        r#"apiVersion: v1
 kind: Pod
 metadata:
   name: scratch

@@ -3,13 +3,18 @@
 //! NodePort reached with `minik service --url` (a QMP forward), stop, start,
 //! served again, delete leaves nothing behind. On the same VM, the newer
 //! capabilities: a class-less claim bound by the default addons and its data
-//! kept across stop/start (hostPath on the VM's data disk), `kubectl top`
-//! through the metrics-server addon (cgroup v2 + crun in the VM), and the
-//! ingress addon reached from this host through the QMP forwards of the
+//! kept across stop/start (hostPath on the VM's data disk), `kubectl exec`
+//! and `kubectl cp` into a pod, `kubectl top` through the metrics-server
+//! addon (cgroup v2 + crun in the VM), a skopeo push to the registry addon
+//! through the forward of the guest's port 5000 and a pod pulling it, and
+//! the ingress addon reached from this host through the QMP forwards of the
 //! guest's ports 80/443 (again after a restart, on another port when 80 is
 //! taken here). The slow VM tests live here, in one place, sharing one VM.
 
 mod common;
+#[allow(dead_code)]
+#[path = "registry_support/mod.rs"]
+mod registry_support;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -17,6 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{curl, text, wait_for, Env};
+use registry_support::build_image;
 
 /// The ISO built from this tree (`iso/build.sh`), built now if missing.
 fn iso() -> PathBuf {
@@ -240,6 +246,47 @@ fn hello_world_in_a_vm() {
     });
     assert!(log.contains("hw.default.svc.cluster.local"), "{log}");
 
+    // kubectl exec and cp (crun exec joins the container's mount namespace:
+    // the VM's root must be a mount over the initramfs root, see iso/rootfs/init).
+    let pod = env.k(&[
+        "get",
+        "pods",
+        "-l",
+        "app=hw",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let inside = env.k(&[
+        "exec",
+        &pod,
+        "--",
+        "sh",
+        "-c",
+        "hostname; cat /proc/self/comm",
+    ]);
+    assert_eq!(
+        inside.split_whitespace().collect::<Vec<_>>(),
+        [pod.as_str(), "cat"],
+        "{inside}"
+    );
+    let local = env.dir.join("to-the-pod.txt");
+    std::fs::write(&local, "copied-into-the-vm\n").unwrap();
+    env.k(&[
+        "cp",
+        &local.display().to_string(),
+        &format!("{pod}:/tmp/copied.txt"),
+    ]);
+    let back = env.dir.join("from-the-pod.txt");
+    env.k(&[
+        "cp",
+        &format!("{pod}:/tmp/copied.txt"),
+        &back.display().to_string(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap_or_default(),
+        "copied-into-the-vm\n"
+    );
+
     // Storage: the default addons (storage-provisioner, default-storageclass)
     // bind a claim that names no class; a pod writes to it.
     let t = Instant::now();
@@ -281,10 +328,31 @@ fn hello_world_in_a_vm() {
     let on_node = env.m(&["ssh", "--", "cat", &format!("{pv_path}/file")]);
     assert_eq!(on_node.trim(), "written-in-the-vm");
 
-    // metrics-server: kubectl top with figures read from the VM's cgroup v2.
+    // Three addons at once (their pods start together): metrics-server,
+    // registry (port 5000 forwarded to this host), ingress (ports 80/443).
     let t = Instant::now();
     let out = env.minik(&["addons", "enable", "metrics-server"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = env.minik(&["addons", "enable", "registry"]);
+    let reg_err = text(&out.stderr);
+    assert!(out.status.success(), "{reg_err}");
+    let reg = reg_err
+        .split("Registry is reachable at ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no \"Registry is reachable at\" in:\n{reg_err}"))
+        .to_string();
+    assert!(reg.starts_with("localhost:"), "{reg_err}");
+    let t_ingress = Instant::now();
+    let out = env.minik(&["addons", "enable", "ingress"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let url = ingress_url(&err);
+    assert!(url.starts_with("http://127.0.0.1"), "{err}");
+    assert!(err.contains("curl -H 'Host: host.example'"), "{err}");
+    apply(&env, INGRESS);
+
+    // metrics-server: kubectl top with figures read from the VM's cgroup v2.
     // The hello pod (busybox httpd) rounds to 0m/0Mi; the metrics-server's
     // own pod has real figures.
     let top = wait_for("kubectl top pods", Duration::from_secs(150), || {
@@ -316,16 +384,49 @@ fn hello_world_in_a_vm() {
     let nodes_top = env.k(&["top", "nodes", "--no-headers"]);
     assert!(nodes_top.starts_with("minik "), "{nodes_top}");
 
+    // registry: skopeo pushes from this host through the forward; a pod in
+    // the VM pulls localhost:5000/demo/app:v1.
+    let layout = env.dir.join("oci");
+    build_image(&layout, "v1", "pushed-into-the-vm");
+    wait_for(
+        "a push to the registry addon",
+        Duration::from_secs(120),
+        || {
+            let out = Command::new("skopeo")
+                .args(["copy", "--quiet", "--dest-tls-verify=false"])
+                .arg(format!("oci:{}:v1", layout.display()))
+                .arg(format!("docker://{reg}/demo/app:v1"))
+                .output()
+                .map_err(|e| e.to_string())?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(text(&out.stderr))
+            }
+        },
+    );
+    env.k(&[
+        "run",
+        "fromreg",
+        "--image=localhost:5000/demo/app:v1",
+        "--restart=Never",
+    ]);
+    wait_for(
+        "the pod pulled from the registry",
+        Duration::from_secs(90),
+        || {
+            let log = text(&env.kubectl(&["logs", "fromreg"]).stdout);
+            if log.contains("marker: pushed-into-the-vm") {
+                Ok(())
+            } else {
+                Err(env.k(&["get", "pod", "fromreg", "-o", "jsonpath={.status}"]))
+            }
+        },
+    );
+
     // ingress: the controller on the guest's ports 80/443, forwarded to this
     // host; an Ingress routes a host name to the hello Service.
-    let t = Instant::now();
-    let out = env.minik(&["addons", "enable", "ingress"]);
-    let err = text(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    let url = ingress_url(&err);
-    assert!(url.starts_with("http://127.0.0.1"), "{err}");
-    assert!(err.contains("curl -H 'Host: host.example'"), "{err}");
-    apply(&env, INGRESS);
+    let t = t_ingress;
     let page = wait_for("hw through the ingress", Duration::from_secs(120), || {
         curl_host(&url, "hw.minik.test")
     });
@@ -377,6 +478,20 @@ fn hello_world_in_a_vm() {
     // The claim's data is on the VM's disk.
     apply(&env, &data_pod("reader", "cat /data/file"));
     assert!(pod_log(&env, "reader").contains("written-in-the-vm"));
+
+    // Disabling the ingress addon drops the forwards: nothing listens on
+    // the host port any more (a forward would accept the connection).
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(80);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    env.m(&["addons", "disable", "ingress"]);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "127.0.0.1:{port} still forwarded after `addons disable ingress`"
+    );
     wait_for("hw Running after restart", Duration::from_secs(120), || {
         let s = env.k(&["get", "pods", "-l", "app=hw", "--no-headers"]);
         if s.contains("Running") && s.contains("1/1") {

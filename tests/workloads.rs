@@ -141,25 +141,9 @@ spec:
             command: ["sleep", "600"]
 "#;
 
-/// `kubectl get <what> -o jsonpath=<path>`, "" when it does not exist.
-fn jp(env: &Env, what: &[&str], path: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    let o = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &o]);
-    let out = env.kubectl(&args);
-    if out.status.success() {
-        text(&out.stdout)
-    } else {
-        String::new()
-    }
-}
-
 /// The sts pods as (name, phase, ready) in one API snapshot.
 fn web_pods(env: &Env) -> Vec<(String, String, bool)> {
-    jp(
-        env,
-        &["pods", "-l", "app=web"],
+    env.jsonpath(&["get", "pods", "-l", "app=web"],
         r#"{range .items[*]}{.metadata.name} {.status.phase} {.status.conditions[?(@.type=="Ready")].status} {.metadata.deletionTimestamp}{"\n"}{end}"#,
     )
     .lines()
@@ -174,36 +158,15 @@ fn web_pods(env: &Env) -> Vec<(String, String, bool)> {
     .collect()
 }
 
-fn kubectl_ok(env: &Env, args: &[&str]) -> Result<String, String> {
-    let out = env.kubectl(args);
-    if out.status.success() {
-        Ok(text(&out.stdout))
-    } else {
-        Err(format!("{}{}", text(&out.stdout), text(&out.stderr)))
-    }
-}
-
 #[test]
 fn workload_controllers_on_the_none_driver() {
     let env = Env::new("workloads");
     let t0 = Instant::now();
-    let out = env.minik(&["start", "--driver=none"]);
-    assert!(
-        out.status.success(),
-        "minik start failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let out = env.kubectl_stdin(&["apply", "-f", "-"], WORKLOADS);
-    assert!(
-        out.status.success(),
-        "apply failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    env.start_none();
+    env.apply(WORKLOADS);
     // A missed-schedule catch-up for the Forbid cronjob: as if the controller
     // had been down for three minutes, it runs the most recent one at once.
-    let three_min_ago = jp(&env, &["cronjob", "solo"], "{.metadata.creationTimestamp}");
+    let three_min_ago = env.jsonpath(&["get", "cronjob", "solo"], "{.metadata.creationTimestamp}");
     assert!(!three_min_ago.is_empty());
     let past = chrono_minus(&three_min_ago, 180);
     env.k(&[
@@ -254,7 +217,7 @@ fn workload_controllers_on_the_none_driver() {
         "{rs}"
     );
     eprintln!("[{:?}] statefulset ready", t0.elapsed());
-    let labels = jp(&env, &["pod", "web-1"], "{.metadata.labels}");
+    let labels = env.jsonpath(&["get", "pod", "web-1"], "{.metadata.labels}");
     assert!(
         labels.contains(r#""statefulset.kubernetes.io/pod-name":"web-1""#)
             && labels.contains(r#""apps.kubernetes.io/pod-index":"1""#)
@@ -268,22 +231,19 @@ fn workload_controllers_on_the_none_driver() {
     );
 
     // Stable DNS name, from another pod: web-2.web resolves to web-2's IP.
-    let ip2 = jp(&env, &["pod", "web-2"], "{.status.podIP}");
+    let ip2 = env.jsonpath(&["get", "pod", "web-2"], "{.status.podIP}");
     assert!(ip2.starts_with("10.244."), "web-2 IP {ip2:?}");
     let answer = wait_for(
         "web-2's DNS name from web-0",
         Duration::from_secs(30),
         || {
-            let out = kubectl_ok(
-                &env,
-                &[
-                    "exec",
-                    "web-0",
-                    "--",
-                    "nslookup",
-                    "web-2.web.default.svc.cluster.local",
-                ],
-            )?;
+            let out = env.try_k(&[
+                "exec",
+                "web-0",
+                "--",
+                "nslookup",
+                "web-2.web.default.svc.cluster.local",
+            ])?;
             if out.contains(&format!("Address: {ip2}")) {
                 Ok(out)
             } else {
@@ -298,16 +258,14 @@ fn workload_controllers_on_the_none_driver() {
     eprintln!("[{:?}] dns ok", t0.elapsed());
 
     // --- StatefulSet: rolling update from the highest ordinal, then undo ----------
-    let rev1 = jp(&env, &["sts", "web"], "{.status.currentRevision}");
+    let rev1 = env.jsonpath(&["get", "sts", "web"], "{.status.currentRevision}");
     env.k(&["set", "env", "sts/web", "GREETING=two"]);
     wait_for(
         "web rolled to the new revision",
         Duration::from_secs(60),
         || {
-            let update = jp(&env, &["sts", "web"], "{.status.updateRevision}");
-            let snapshot = jp(
-                &env,
-                &["pods", "-l", "app=web"],
+            let update = env.jsonpath(&["get", "sts", "web"], "{.status.updateRevision}");
+            let snapshot = env.jsonpath(&["get", "pods", "-l", "app=web"],
                 r#"{range .items[*]}{.metadata.name}={.metadata.labels.controller-revision-hash} {end}"#,
             );
             let revs: Vec<(String, String)> = snapshot
@@ -353,9 +311,8 @@ fn workload_controllers_on_the_none_driver() {
         "the undo back to the first revision",
         Duration::from_secs(60),
         || {
-            let st = jp(
-                &env,
-                &["sts", "web"],
+            let st = env.jsonpath(
+                &["get", "sts", "web"],
                 "{.status.currentRevision} {.status.updatedReplicas} {.status.readyReplicas}",
             );
             if st == format!("{rev1} 3 3") {
@@ -369,23 +326,20 @@ fn workload_controllers_on_the_none_driver() {
     // --- DaemonSet ----------------------------------------------------------
     let ds = env.k(&["rollout", "status", "ds/agent", "--timeout=60s"]);
     assert!(ds.contains("successfully rolled out"), "{ds}");
-    let nodes = jp(
-        &env,
-        &["pods", "-l", "app=agent"],
+    let nodes = env.jsonpath(
+        &["get", "pods", "-l", "app=agent"],
         "{.items[*].spec.nodeName}",
     );
     assert_eq!(nodes.trim(), "minik", "one agent pod, on the node");
-    let hash1 = jp(
-        &env,
-        &["pods", "-l", "app=agent"],
+    let hash1 = env.jsonpath(
+        &["get", "pods", "-l", "app=agent"],
         "{.items[*].metadata.labels.controller-revision-hash}",
     );
     env.k(&["set", "env", "ds/agent", "MODE=two"]);
     env.k(&["rollout", "status", "ds/agent", "--timeout=60s"]);
     let hash2 = wait_for("one updated agent pod", Duration::from_secs(30), || {
-        let h = jp(
-            &env,
-            &["pods", "-l", "app=agent"],
+        let h = env.jsonpath(
+            &["get", "pods", "-l", "app=agent"],
             "{.items[*].metadata.labels.controller-revision-hash}",
         );
         if !h.contains(' ') && !h.is_empty() && h != hash1 {
@@ -407,10 +361,12 @@ fn workload_controllers_on_the_none_driver() {
     let row = env.k(&["get", "job", "three", "--no-headers"]);
     let f: Vec<&str> = row.split_whitespace().collect();
     assert_eq!((f[1], f[2]), ("Complete", "3/3"), "{row}");
-    assert_eq!(jp(&env, &["job", "three"], "{.status.succeeded}"), "3");
-    let finalizers = jp(
-        &env,
-        &["pods", "-l", "job-name=three"],
+    assert_eq!(
+        env.jsonpath(&["get", "job", "three"], "{.status.succeeded}"),
+        "3"
+    );
+    let finalizers = env.jsonpath(
+        &["get", "pods", "-l", "job-name=three"],
         "{.items[*].metadata.finalizers}",
     );
     assert!(
@@ -425,7 +381,7 @@ fn workload_controllers_on_the_none_driver() {
         "--timeout=60s",
     ]);
     assert_eq!(
-        jp(&env, &["job", "idx"], "{.status.completedIndexes}"),
+        env.jsonpath(&["get", "job", "idx"], "{.status.completedIndexes}"),
         "0-2"
     );
     let logs = env.k(&["logs", "-l", "job-name=idx", "--prefix=false"]);
@@ -440,20 +396,17 @@ fn workload_controllers_on_the_none_driver() {
         "--timeout=60s",
     ]);
     assert_eq!(
-        jp(
-            &env,
-            &["job", "doomed"],
+        env.jsonpath(
+            &["get", "job", "doomed"],
             r#"{.status.conditions[?(@.type=="Failed")].reason}"#
         ),
         "BackoffLimitExceeded"
     );
-    assert_eq!(jp(&env, &["job", "doomed"], "{.status.failed}"), "2");
-    let events = env.k(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=doomed",
-    ]);
+    assert_eq!(
+        env.jsonpath(&["get", "job", "doomed"], "{.status.failed}"),
+        "2"
+    );
+    let events = env.events_of("doomed");
     assert!(events.contains("backoff limit"), "{events}");
 
     wait_for(
@@ -461,9 +414,8 @@ fn workload_controllers_on_the_none_driver() {
         Duration::from_secs(40),
         || {
             let job = env.kubectl(&["get", "job", "shortlived"]);
-            let pods = jp(
-                &env,
-                &["pods", "-l", "job-name=shortlived"],
+            let pods = env.jsonpath(
+                &["get", "pods", "-l", "job-name=shortlived"],
                 "{.items[*].metadata.name}",
             );
             if !job.status.success() && pods.trim().is_empty() {
@@ -490,22 +442,22 @@ fn workload_controllers_on_the_none_driver() {
             Err(format!("{pods:?}"))
         }
     });
-    assert_eq!(jp(&env, &["sts", "web"], "{.status.replicas}"), "1");
+    assert_eq!(
+        env.jsonpath(&["get", "sts", "web"], "{.status.replicas}"),
+        "1"
+    );
 
     eprintln!("[{:?}] scale down ok", t0.elapsed());
     // --- CronJobs --------------------------------------------------------------
     // The catch-up run of solo started at once; it keeps running (Forbid).
-    let solo_job = wait_for("solo's catch-up job", Duration::from_secs(20), || {
-        let names = jp(&env, &["jobs"], "{.items[*].metadata.name}");
-        names
-            .split_whitespace()
-            .find(|n| n.starts_with("solo-"))
-            .map(String::from)
-            .ok_or(names)
-    });
-    let ts = jp(
+    let solo_job = wait_job(
         &env,
-        &["job", &solo_job],
+        "solo's catch-up job",
+        "solo-",
+        Duration::from_secs(20),
+    );
+    let ts = env.jsonpath(
+        &["get", "job", &solo_job],
         r#"{.metadata.annotations.batch\.kubernetes\.io/cronjob-scheduled-timestamp}"#,
     );
     assert!(ts.ends_with(":00Z"), "scheduled timestamp {ts:?}");
@@ -515,14 +467,12 @@ fn workload_controllers_on_the_none_driver() {
         env.k(&["create", "job", n, "--from=cronjob/tick"]);
     }
     // The real schedule: a tick job within ~70 s of creating the cronjob.
-    let tick_job = wait_for("a scheduled tick job", Duration::from_secs(75), || {
-        let names = jp(&env, &["jobs"], "{.items[*].metadata.name}");
-        names
-            .split_whitespace()
-            .find(|n| n.starts_with("tick-"))
-            .map(String::from)
-            .ok_or(names)
-    });
+    let tick_job = wait_job(
+        &env,
+        "a scheduled tick job",
+        "tick-",
+        Duration::from_secs(75),
+    );
     env.k(&[
         "wait",
         "--for=condition=complete",
@@ -531,7 +481,7 @@ fn workload_controllers_on_the_none_driver() {
     ]);
     // successfulJobsHistoryLimit 1: only the newest finished job of tick is kept.
     wait_for("tick's history limit", Duration::from_secs(30), || {
-        let names = jp(&env, &["jobs"], "{.items[*].metadata.name}");
+        let names = env.jsonpath(&["get", "jobs"], "{.items[*].metadata.name}");
         let tick: Vec<&str> = names
             .split_whitespace()
             .filter(|n| n.starts_with("tick-") || n.starts_with("manual-"))
@@ -542,28 +492,16 @@ fn workload_controllers_on_the_none_driver() {
             Err(names.clone())
         }
     });
-    assert!(!jp(&env, &["cronjob", "tick"], "{.status.lastScheduleTime}").is_empty());
-    assert!(!jp(&env, &["cronjob", "tick"], "{.status.lastSuccessfulTime}").is_empty());
+    assert!(!env
+        .jsonpath(&["get", "cronjob", "tick"], "{.status.lastScheduleTime}")
+        .is_empty());
+    assert!(!env
+        .jsonpath(&["get", "cronjob", "tick"], "{.status.lastSuccessfulTime}")
+        .is_empty());
     // A later minute passed for solo while its job still runs: no second one. (If the
     // catch-up landed on the tick's minute itself, this waits for the next minute.)
-    wait_for(
-        "solo's JobAlreadyActive event",
-        Duration::from_secs(75),
-        || {
-            let ev = env.k(&[
-                "get",
-                "events",
-                "--field-selector",
-                "involvedObject.name=solo",
-            ]);
-            if ev.contains("JobAlreadyActive") {
-                Ok(())
-            } else {
-                Err(ev)
-            }
-        },
-    );
-    let solo_jobs = jp(&env, &["jobs"], "{.items[*].metadata.name}");
+    env.wait_events("solo", &["JobAlreadyActive"], Duration::from_secs(75));
+    let solo_jobs = env.jsonpath(&["get", "jobs"], "{.items[*].metadata.name}");
     assert_eq!(
         solo_jobs
             .split_whitespace()
@@ -572,10 +510,24 @@ fn workload_controllers_on_the_none_driver() {
         1,
         "{solo_jobs}"
     );
-    assert!(jp(&env, &["cronjob", "solo"], "{.status.active[*].name}").contains(&solo_job));
+    assert!(env
+        .jsonpath(&["get", "cronjob", "solo"], "{.status.active[*].name}")
+        .contains(&solo_job));
 
     eprintln!("workloads test body took {:?}", t0.elapsed());
     env.m(&["delete"]);
+}
+
+/// Waits for a Job whose name starts with `prefix`; its name.
+fn wait_job(env: &Env, what: &str, prefix: &str, timeout: Duration) -> String {
+    wait_for(what, timeout, || {
+        let names = env.jsonpath(&["get", "jobs"], "{.items[*].metadata.name}");
+        names
+            .split_whitespace()
+            .find(|n| n.starts_with(prefix))
+            .map(String::from)
+            .ok_or(names)
+    })
 }
 
 /// An RFC 3339 UTC time minus `secs` seconds (kubectl prints `...Z`).

@@ -332,6 +332,29 @@ async fn list(profile: &Profile) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// The ports forwarded to this host are the hostPorts the addons' pods
+    /// bind on the node (health ports excepted), so the two cannot drift.
+    #[test]
+    fn node_ports_are_the_addons_host_ports() {
+        for addon in addons::ADDONS {
+            let mut ports: Vec<u64> = Vec::new();
+            for o in addons::objects(addon).unwrap() {
+                let containers = &o.body["spec"]["template"]["spec"]["containers"];
+                for c in containers.as_array().into_iter().flatten() {
+                    for p in c["ports"].as_array().into_iter().flatten() {
+                        if let Some(hp) = p["hostPort"].as_u64() {
+                            if p["name"] != "healthz" {
+                                ports.push(hp);
+                            }
+                        }
+                    }
+                }
+            }
+            let want: Vec<u64> = node_ports(addon.name).iter().map(|&p| p.into()).collect();
+            assert_eq!(ports, want, "addon {}", addon.name);
+        }
+    }
+
     #[test]
     fn table_aligns_columns() {
         let t = table(&[

@@ -3,7 +3,9 @@
 //! (JSON and gnostic protobuf), strict field validation, the three patch
 //! types and server-side apply's field ownership (`fieldmanager`:
 //! managedFields, conflicts) and resource-quota arithmetic (`quota`:
-//! quantities, per-object usage, scopes). No I/O lives here; everything is
+//! quantities, per-object usage, scopes), and the node-placement rules the
+//! scheduler and the DaemonSet controller share (`scheduling`: taints and
+//! tolerations, node selectors and affinity). No I/O lives here; everything is
 //! unit-tested.
 //!
 //! `schema` is the shared base: the kinds' JSON schemas (from k8s-openapi's
@@ -18,6 +20,7 @@ pub mod protobuf;
 pub mod quota;
 pub mod resources;
 pub mod schema;
+pub mod scheduling;
 pub mod validation;
 
 pub use resources::{builtin_resources, ResourceInfo};

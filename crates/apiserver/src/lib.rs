@@ -117,6 +117,8 @@ pub struct Inner {
     pub(crate) http: HttpClient<HttpConnector, Empty<Bytes>>,
     /// Watches currently streaming (for diagnostics and tests).
     pub(crate) active_watches: Arc<std::sync::atomic::AtomicUsize>,
+    /// Watch events decoded and encoded once for all watchers.
+    pub(crate) watch_cache: Arc<watch::WatchCache>,
     /// The service-account token signing key (loaded from the store on first use).
     pub(crate) sa_key: std::sync::OnceLock<Vec<u8>>,
     /// The cluster CA, known once `serve_tls` runs; published as `kube-root-ca.crt`.
@@ -166,6 +168,7 @@ impl ApiServer {
                 svc_lock: tokio::sync::Mutex::new(()),
                 http,
                 active_watches: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+                watch_cache: Default::default(),
                 sa_key: std::sync::OnceLock::new(),
                 root_ca: std::sync::OnceLock::new(),
                 ca_notify: Arc::new(tokio::sync::Notify::new()),

@@ -55,6 +55,141 @@ pub fn convert(info: &ResourceInfo, ev: &Event, sel: &Selectors) -> Option<(&'st
     }
 }
 
+/// Watch events decoded and encoded once, shared by every watch that sends
+/// them: with 200 informers on pods, one update is parsed, rendered and
+/// serialized once instead of 200 times. Keyed by the resource row, the
+/// store key and the revision (an object at a revision never changes);
+/// the oldest entries go first once `WATCH_CACHE_ENTRIES` is reached.
+#[derive(Default)]
+pub(crate) struct WatchCache {
+    m: std::sync::Mutex<CacheMap>,
+}
+
+#[derive(Default)]
+struct CacheMap {
+    entries: std::collections::HashMap<CacheKey, Cached>,
+    order: std::collections::VecDeque<CacheKey>,
+}
+
+/// (address of the ResourceInfo row, store key, mod revision)
+type CacheKey = (usize, String, i64);
+
+struct Cached {
+    obj: Arc<Value>,
+    /// Encoded lines of this object: (event type, output) → bytes.
+    lines: Vec<(&'static str, Output, Bytes)>,
+}
+
+/// How many decoded objects the cache keeps (a few MB at most).
+const WATCH_CACHE_ENTRIES: usize = 2048;
+
+impl WatchCache {
+    fn key(info: &ResourceInfo, kv: &minik_store::KeyValue) -> CacheKey {
+        (
+            info as *const ResourceInfo as usize,
+            kv.key.clone(),
+            kv.mod_revision,
+        )
+    }
+
+    /// The object of a stored key-value as `from_kv` makes it, decoded once.
+    fn object(&self, info: &ResourceInfo, kv: &minik_store::KeyValue) -> Option<Arc<Value>> {
+        let key = Self::key(info, kv);
+        if let Some(c) = self.m.lock().ok()?.entries.get(&key) {
+            return Some(c.obj.clone());
+        }
+        let obj = Arc::new(from_kv(info, kv).ok()?);
+        let mut m = self.m.lock().ok()?;
+        if !m.entries.contains_key(&key) {
+            while m.order.len() >= WATCH_CACHE_ENTRIES {
+                if let Some(old) = m.order.pop_front() {
+                    m.entries.remove(&old);
+                }
+            }
+            m.order.push_back(key.clone());
+            m.entries.insert(
+                key,
+                Cached {
+                    obj: obj.clone(),
+                    lines: Vec::new(),
+                },
+            );
+        }
+        Some(obj)
+    }
+
+    /// The encoded event line for this object, made by `make` on first use.
+    /// Tables are not cached (their cells hold ages relative to now).
+    fn line(
+        &self,
+        info: &ResourceInfo,
+        kv: &minik_store::KeyValue,
+        ty: &'static str,
+        output: Output,
+        make: impl FnOnce() -> Bytes,
+    ) -> Bytes {
+        if matches!(output, Output::Table(_)) {
+            return make();
+        }
+        let key = Self::key(info, kv);
+        if let Ok(m) = self.m.lock() {
+            if let Some(b) = m.entries.get(&key).and_then(|c| {
+                c.lines
+                    .iter()
+                    .find(|(t, o, _)| *t == ty && *o == output)
+                    .map(|(_, _, b)| b.clone())
+            }) {
+                return b;
+            }
+        }
+        let b = make();
+        if let Ok(mut m) = self.m.lock() {
+            if let Some(c) = m.entries.get_mut(&key) {
+                c.lines.push((ty, output, b.clone()));
+            }
+        }
+        b
+    }
+}
+
+/// `convert` through the shared cache: the event type and the line to send.
+/// Only an object leaving the selectors (sent as DELETED with the new
+/// revision) is built outside the cache: it is rare.
+fn convert_cached(
+    cache: &WatchCache,
+    info: &ResourceInfo,
+    ev: &Event,
+    sel: &Selectors,
+    output: Output,
+    render: impl Fn(&Value) -> Value,
+) -> Option<Bytes> {
+    let (ty, kv, obj) = match ev.event_type {
+        EventType::Put => {
+            let new = cache.object(info, &ev.kv)?;
+            let new_match = sel.matches(&new);
+            let old = ev.prev.as_ref().and_then(|p| cache.object(info, p));
+            let old_match = old.as_ref().map(|o| sel.matches(o));
+            match (new_match, old_match) {
+                (true, Some(true)) => ("MODIFIED", &ev.kv, new),
+                (true, _) => ("ADDED", &ev.kv, new),
+                (false, Some(true)) => {
+                    let (ty, obj) = convert(info, ev, sel)?;
+                    return Some(event_line(ty, &render(&obj)));
+                }
+                (false, _) => return None,
+            }
+        }
+        EventType::Delete => {
+            let old = cache.object(info, &ev.kv)?;
+            if !sel.matches(&old) {
+                return None;
+            }
+            ("DELETED", &ev.kv, old)
+        }
+    };
+    Some(cache.line(info, kv, ty, output, || event_line(ty, &render(&obj))))
+}
+
 fn too_old(rv: i64, compact: i64) -> Value {
     ApiError::gone(format!("too old resource version: {rv} ({compact})")).status()
 }
@@ -151,6 +286,7 @@ pub async fn watch(
         None => crate::rest::render_object(info, obj, output),
     };
     let store_watch = inner.store.watch(&prefix, start_rev);
+    let cache = inner.watch_cache.clone();
     let counter = WatchCount::new(inner.active_watches.clone());
     tokio::spawn(async move {
         let _counted = counter;
@@ -220,8 +356,8 @@ pub async fn watch(
                 ev = w.next() => {
                     let Some(ev) = ev else { break };
                     last_rev = ev.revision();
-                    if let Some((ty, obj)) = convert(info, &ev, &sel) {
-                        if tx.send(Ok(event_line(ty, &render(&obj)))).await.is_err() {
+                    if let Some(line) = convert_cached(&cache, info, &ev, &sel, output, &render) {
+                        if tx.send(Ok(line)).await.is_err() {
                             break;
                         }
                     }
@@ -257,6 +393,46 @@ mod tests {
             create_revision: 1,
             mod_revision: rev,
         }
+    }
+
+    #[test]
+    fn cached_events_are_decoded_and_encoded_once_for_all_watchers() {
+        let pods = find("", "v1", "pods").unwrap();
+        let cache = WatchCache::default();
+        let all = Selectors::from_query(pods, &Query::parse(None), None).unwrap();
+        let web = Selectors::from_query(pods, &Query::parse(Some("labelSelector=app%3Dweb")), None)
+            .unwrap();
+        let db = Selectors::from_query(pods, &Query::parse(Some("labelSelector=app%3Ddb")), None)
+            .unwrap();
+        let p = json!({"metadata": {"name": "p", "labels": {"app": "web"}}});
+        let ev = Event {
+            event_type: EventType::Put,
+            kv: kv(p.clone(), 7),
+            prev: Some(kv(p.clone(), 6)),
+        };
+        let render = |o: &Value| crate::rest::render_object(pods, o, Output::Json);
+        let a = convert_cached(&cache, pods, &ev, &all, Output::Json, render).unwrap();
+        let b = convert_cached(&cache, pods, &ev, &web, Output::Json, render).unwrap();
+        assert!(convert_cached(&cache, pods, &ev, &db, Output::Json, render).is_none());
+        // the very same buffer: encoded once
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        let line: Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(line["type"], "MODIFIED");
+        assert_eq!(line["object"]["metadata"]["resourceVersion"], "7");
+        // and the same line as the uncached path makes
+        let (ty, obj) = convert(pods, &ev, &all).unwrap();
+        assert_eq!(a, event_line(ty, &render(&obj)));
+        // a delete of the object is its own entry
+        let del = Event {
+            event_type: EventType::Delete,
+            kv: kv(p, 8),
+            prev: None,
+        };
+        let d: Value = serde_json::from_slice(
+            &convert_cached(&cache, pods, &del, &web, Output::Json, render).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(d["type"], "DELETED");
     }
 
     #[test]

@@ -5,126 +5,11 @@
 //! (APIService → a real TLS backend reached through a Service and its
 //! Endpoints) and the nodes/services proxy subresources.
 
-use minik_apiserver::{ApiServer, ApiServerOptions, TlsFiles};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::pki;
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    _rt: std::thread::JoinHandle<()>,
-}
-
-fn b64(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-fn start() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki();
-    let store_dir = dir.path().join("store");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let tls = TlsFiles {
-        ca_cert_pem: pki.ca_pem.clone(),
-        cert_pem: pki.server_cert.clone(),
-        key_pem: pki.server_key.clone(),
-    };
-    let rt = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let store = minik_store::Store::open(&store_dir).unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            let opts = ApiServerOptions {
-                secure_port: port,
-                ..ApiServerOptions::default()
-            };
-            let server = ApiServer::new(store, opts).await.unwrap();
-            tx.send(port).unwrap();
-            server.serve_tls(listener, tls).await.unwrap();
-        });
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("api server did not start");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let cfg = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: minik\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: minik\n  context:\n    cluster: minik\n    user: admin\n    namespace: default\ncurrent-context: minik\n",
-        b64(&pki.ca_pem),
-        b64(&pki.admin_cert),
-        b64(&pki.admin_key)
-    );
-    std::fs::write(&kubeconfig, cfg).unwrap();
-    std::fs::create_dir_all(dir.path().join("home")).unwrap();
-    Cluster {
-        dir,
-        kubeconfig,
-        _rt: rt,
-    }
-}
-
-impl Cluster {
-    fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env("HOME", self.dir.path().join("home"))
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl on PATH");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("kubectl {args:?} did not finish in 60s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out: Output = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args);
-        assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
-        out
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args);
-        assert!(!ok, "kubectl {args:?} should have failed:\nstdout: {out}");
-        err
-    }
-
-    fn file(&self, name: &str, content: &str) -> String {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, content).unwrap();
-        p.to_string_lossy().into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
-}
+use support::{b64, serve_on_loopback, start_kubectl_cluster as start, KubectlCluster as Cluster};
 
 /// A kubeconfig that authenticates as a new service account (no RBAC yet).
 fn service_account_kubeconfig(c: &Cluster, sa: &str) -> String {
@@ -744,26 +629,22 @@ fn metrics_backend() -> (u16, String) {
     .with_single_cert(vec![cert_der], key_der)
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().port()).unwrap();
-            let who = |h: &HeaderMap| {
-                let user = h.get("x-remote-user").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                let groups: Vec<String> = h
-                    .get_all("x-remote-group")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok().map(String::from))
-                    .collect();
-                let auth = h.contains_key("authorization");
-                (user, groups, auth)
-            };
-            let app = axum::Router::new()
+    let port = serve_on_loopback(move |listener| async move {
+        let who = |h: &HeaderMap| {
+            let user = h
+                .get("x-remote-user")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let groups: Vec<String> = h
+                .get_all("x-remote-group")
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(String::from))
+                .collect();
+            let auth = h.contains_key("authorization");
+            (user, groups, auth)
+        };
+        let app = axum::Router::new()
                 .route(
                     "/apis/metrics.k8s.io/v1beta1",
                     axum::routing::get(|| async {
@@ -793,27 +674,31 @@ fn metrics_backend() -> (u16, String) {
                             "usage": {"cpu": "250m", "memory": "512Mi"}}))
                     }),
                 );
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let acceptor = acceptor.clone();
-                let app = app.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
                         let app = app.clone();
-                        async move { tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
+                        async move {
+                            tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await
+                        }
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
+            });
+        }
     });
-    (
-        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
-        ca_cert.pem(),
-    )
+    (port, ca_cert.pem())
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -998,27 +883,17 @@ fn aggregated_api_through_service_and_endpoints() {
 
 /// An HTTP server that echoes what it got: method, path, query, body.
 fn echo_server() -> u16 {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().port()).unwrap();
-            let app = axum::Router::new().fallback(
-                |method: axum::http::Method, uri: axum::http::Uri, body: String| async move {
-                    axum::Json(
-                        serde_json::json!({"method": method.as_str(), "path": uri.path(),
+    serve_on_loopback(move |listener| async move {
+        let app = axum::Router::new().fallback(
+            |method: axum::http::Method, uri: axum::http::Uri, body: String| async move {
+                axum::Json(
+                    serde_json::json!({"method": method.as_str(), "path": uri.path(),
                         "query": uri.query().unwrap_or(""), "body": body}),
-                    )
-                },
-            );
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+                )
+            },
+        );
+        axum::serve(listener, app).await.unwrap();
+    })
 }
 
 #[test]

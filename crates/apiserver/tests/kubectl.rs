@@ -3,136 +3,12 @@
 //! dispatcher on PATH picks kubectl 1.33 from our /version). No
 //! controllers run here, so these tests check what the API server alone does.
 
-use minik_apiserver::{ApiServer, ApiServerOptions, TlsFiles};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-struct Cluster {
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    server: ApiServer,
-    _rt: std::thread::JoinHandle<()>,
-}
-
 mod support;
-use support::pki;
-
-fn b64(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-fn start() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki();
-    let store_dir = dir.path().join("store");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let tls = TlsFiles {
-        ca_cert_pem: pki.ca_pem.clone(),
-        cert_pem: pki.server_cert.clone(),
-        key_pem: pki.server_key.clone(),
-    };
-    let rt = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let store = minik_store::Store::open(&store_dir).unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            let opts = ApiServerOptions {
-                secure_port: port,
-                ..ApiServerOptions::default()
-            };
-            let server = ApiServer::new(store, opts).await.unwrap();
-            tx.send((port, server.clone())).unwrap();
-            server.serve_tls(listener, tls).await.unwrap();
-        });
-    });
-    let (port, server) = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("api server did not start");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let cfg = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: minik\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: minik\n  context:\n    cluster: minik\n    user: admin\n    namespace: default\ncurrent-context: minik\n",
-        b64(&pki.ca_pem),
-        b64(&pki.admin_cert),
-        b64(&pki.admin_key)
-    );
-    std::fs::write(&kubeconfig, cfg).unwrap();
-    std::fs::create_dir_all(dir.path().join("home")).unwrap();
-    Cluster {
-        dir,
-        kubeconfig,
-        server,
-        _rt: rt,
-    }
-}
-
-impl Cluster {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
-        c.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
-        c.env("HOME", self.dir.path().join("home"));
-        c.env_remove("KUBECONFIG");
-        c.stdin(Stdio::null());
-        c
-    }
-
-    /// Runs kubectl with a deadline; returns (success, stdout, stderr).
-    fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let mut child = self
-            .cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl on PATH");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("kubectl {args:?} did not finish in 60s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out: Output = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args);
-        assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
-        out
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args);
-        assert!(!ok, "kubectl {args:?} should have failed:\nstdout: {out}");
-        err
-    }
-
-    fn file(&self, name: &str, content: &str) -> String {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, content).unwrap();
-        p.to_string_lossy().into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
-}
+use support::{serve_on_loopback, start_kubectl_cluster as start};
 
 fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -677,48 +553,38 @@ fn requests_without_a_client_certificate_are_unauthorized() {
 /// and a Success status (channel 3), as the real kubelet does.
 fn fake_kubelet() -> u16 {
     use axum::extract::ws::{Message, WebSocketUpgrade};
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().port()).unwrap();
-            let exec = |ws: WebSocketUpgrade, uri: axum::http::Uri| async move {
-                let query = uri.query().unwrap_or("").to_string();
-                let path = uri.path().to_string();
-                ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
-                    .on_upgrade(move |mut socket| async move {
-                        let cmd: Vec<String> = query
-                            .split('&')
-                            .filter_map(|kv| kv.strip_prefix("command="))
-                            .map(String::from)
-                            .collect();
-                        let mut out = vec![1u8];
-                        out.extend(format!("ran: {} at {path}\n", cmd.join(" ")).into_bytes());
-                        let _ = socket.send(Message::Binary(out.into())).await;
-                        let mut status = vec![3u8];
-                        status.extend(br#"{"metadata":{},"status":"Success"}"#);
-                        let _ = socket.send(Message::Binary(status.into())).await;
-                        let _ = socket
-                            .send(Message::Close(Some(axum::extract::ws::CloseFrame {
-                                code: 1000,
-                                reason: "".into(),
-                            })))
-                            .await;
-                    })
-            };
-            let app = axum::Router::new()
-                .route("/exec/{ns}/{pod}/{container}", axum::routing::get(exec))
-                .fallback(|uri: axum::http::Uri| async move {
-                    format!("hello from the kubelet\npath {uri}\n")
-                });
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    serve_on_loopback(move |listener| async move {
+        let exec = |ws: WebSocketUpgrade, uri: axum::http::Uri| async move {
+            let query = uri.query().unwrap_or("").to_string();
+            let path = uri.path().to_string();
+            ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
+                .on_upgrade(move |mut socket| async move {
+                    let cmd: Vec<String> = query
+                        .split('&')
+                        .filter_map(|kv| kv.strip_prefix("command="))
+                        .map(String::from)
+                        .collect();
+                    let mut out = vec![1u8];
+                    out.extend(format!("ran: {} at {path}\n", cmd.join(" ")).into_bytes());
+                    let _ = socket.send(Message::Binary(out.into())).await;
+                    let mut status = vec![3u8];
+                    status.extend(br#"{"metadata":{},"status":"Success"}"#);
+                    let _ = socket.send(Message::Binary(status.into())).await;
+                    let _ = socket
+                        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                            code: 1000,
+                            reason: "".into(),
+                        })))
+                        .await;
+                })
+        };
+        let app = axum::Router::new()
+            .route("/exec/{ns}/{pod}/{container}", axum::routing::get(exec))
+            .fallback(|uri: axum::http::Uri| async move {
+                format!("hello from the kubelet\npath {uri}\n")
+            });
+        axum::serve(listener, app).await.unwrap();
+    })
 }
 
 #[test]
@@ -1110,26 +976,15 @@ fn portforward_kubelet(pods_dir: PathBuf) -> u16 {
     };
     std::fs::create_dir_all(&sb.dir).unwrap();
     minik_kubelet::sandbox::write_json(&sb.dir.join("sandbox.json"), &sb).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().port()).unwrap();
-            let app = axum::Router::new()
-                .route(
-                    "/portForward/{namespace}/{pod}",
-                    axum::routing::get(portforward_handler).post(portforward_handler),
-                )
-                .with_state(PortForwardState { pods_dir, registry });
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    serve_on_loopback(move |listener| async move {
+        let app = axum::Router::new()
+            .route(
+                "/portForward/{namespace}/{pod}",
+                axum::routing::get(portforward_handler).post(portforward_handler),
+            )
+            .with_state(PortForwardState { pods_dir, registry });
+        axum::serve(listener, app).await.unwrap();
+    })
 }
 
 fn free_port() -> u16 {
@@ -1309,25 +1164,15 @@ fn attach_follows_container_output() {
         registry: registry.clone(),
         runtime: minik_kubelet::runtime::Runtime::new(Path::new("runc"), &pods_dir),
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().port()).unwrap();
-            let app = axum::Router::new()
-                .route(
-                    "/attach/{namespace}/{pod}/{container}",
-                    axum::routing::get(minik_kubelet::attach::attach_handler),
-                )
-                .with_state(state);
-            axum::serve(listener, app).await.unwrap();
-        });
+    let kport = serve_on_loopback(move |listener| async move {
+        let app = axum::Router::new()
+            .route(
+                "/attach/{namespace}/{pod}/{container}",
+                axum::routing::get(minik_kubelet::attach::attach_handler),
+            )
+            .with_state(state);
+        axum::serve(listener, app).await.unwrap();
     });
-    let kport = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     let f = c.file(
         "atnode.yaml",
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: minik\n",

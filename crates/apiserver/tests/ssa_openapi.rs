@@ -3,81 +3,12 @@
 //! on a temp store over TLS on 127.0.0.1, driven by real kubectl builds (the
 //! ones installed beside the `kubectl` dispatcher on PATH: kubectl.1.27 …).
 
-use minik_apiserver::{ApiServer, ApiServerOptions, TlsFiles};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::pki;
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    port: u16,
-    _rt: std::thread::JoinHandle<()>,
-}
-
-fn b64(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-fn start() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki();
-    for (name, pem) in [
-        ("ca.crt", &pki.ca_pem),
-        ("admin.crt", &pki.admin_cert),
-        ("admin.key", &pki.admin_key),
-    ] {
-        std::fs::write(dir.path().join(name), pem).unwrap();
-    }
-    let store_dir = dir.path().join("store");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let tls = TlsFiles {
-        ca_cert_pem: pki.ca_pem.clone(),
-        cert_pem: pki.server_cert.clone(),
-        key_pem: pki.server_key.clone(),
-    };
-    let rt = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let store = minik_store::Store::open(&store_dir).unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            let opts = ApiServerOptions {
-                secure_port: port,
-                ..ApiServerOptions::default()
-            };
-            let server: ApiServer = ApiServer::new(store, opts).await.unwrap();
-            tx.send(port).unwrap();
-            server.serve_tls(listener, tls).await.unwrap();
-        });
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("api server did not start");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let cfg = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: minik\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: minik\n  context:\n    cluster: minik\n    user: admin\n    namespace: default\ncurrent-context: minik\n",
-        b64(&pki.ca_pem),
-        b64(&pki.admin_cert),
-        b64(&pki.admin_key)
-    );
-    std::fs::write(&kubeconfig, cfg).unwrap();
-    std::fs::create_dir_all(dir.path().join("home")).unwrap();
-    Cluster {
-        dir,
-        kubeconfig,
-        port,
-        _rt: rt,
-    }
-}
+use support::{start_kubectl_cluster as start, KubectlCluster as Cluster};
 
 /// A kubectl build installed beside the dispatcher (`kubectl.1.27`), or the
 /// dispatcher itself for `None`.
@@ -100,38 +31,14 @@ fn kubectl(minor: Option<u32>) -> PathBuf {
     }
 }
 
+/// Runs of a given kubectl build (`bin`), with a 90 s deadline.
 impl Cluster {
-    /// Runs `bin` with a deadline; returns (success, stdout, stderr).
-    fn run(&self, bin: &PathBuf, args: &[&str]) -> (bool, String, String) {
-        let mut child = Command::new(bin)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env("HOME", self.dir.path().join("home"))
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{} {args:?} did not finish in 90s", bin.display());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+    fn run_k(&self, bin: &Path, args: &[&str]) -> (bool, String, String) {
+        self.run_with(bin, args, Duration::from_secs(90))
     }
 
-    fn ok(&self, bin: &PathBuf, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(bin, args);
+    fn ok_k(&self, bin: &Path, args: &[&str]) -> String {
+        let (ok, out, err) = self.run_k(bin, args);
         assert!(
             ok,
             "{} {args:?} failed:\nstdout: {out}\nstderr: {err}",
@@ -140,16 +47,10 @@ impl Cluster {
         out
     }
 
-    fn file(&self, name: &str, content: &str) -> String {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, content).unwrap();
-        p.to_string_lossy().into_owned()
-    }
-
-    fn json(&self, bin: &PathBuf, args: &[&str]) -> serde_json::Value {
+    fn json_k(&self, bin: &Path, args: &[&str]) -> serde_json::Value {
         let mut a = args.to_vec();
         a.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(bin, &a)).unwrap()
+        serde_json::from_str(&self.ok_k(bin, &a)).unwrap()
     }
 
     /// `curl` with the admin certificate: (status line + headers, body).
@@ -301,7 +202,7 @@ fn kubectl_1_27_and_1_28_apply_twice() {
         let name = format!("web{minor}");
         let v1 = DEPLOY.replace("NAME", &name);
         let f1 = c.file(&format!("{name}-1.yaml"), &v1);
-        let (ok, out, log) = c.run(&k, &["apply", "-f", &f1, "-v=6"]);
+        let (ok, out, log) = c.run_k(&k, &["apply", "-f", &f1, "-v=6"]);
         assert!(ok, "{log}");
         assert_eq!(out.trim(), format!("deployment.apps/{name} created"));
         // this build reads the protobuf v2 document (and gets it)
@@ -318,17 +219,17 @@ fn kubectl_1_27_and_1_28_apply_twice() {
             .replace("        - {name: B, value: '2'}\n", "");
         let f2 = c.file(&format!("{name}-2.yaml"), &v2);
         assert_eq!(
-            c.ok(&k, &["apply", "-f", &f2]).trim(),
+            c.ok_k(&k, &["apply", "-f", &f2]).trim(),
             format!("deployment.apps/{name} configured")
         );
-        let d = c.json(&k, &["get", "deployment", &name]);
+        let d = c.json_k(&k, &["get", "deployment", &name]);
         assert_eq!(d["spec"]["replicas"], 3);
         assert!(d["metadata"]["labels"].get("tier").is_none(), "{d}");
         let ctr = &d["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(ctr["image"], "minik/hello:2");
         assert_eq!(ctr["env"], serde_json::json!([{"name": "A", "value": "1"}]));
         assert_eq!(
-            c.ok(&k, &["apply", "-f", &f2]).trim(),
+            c.ok_k(&k, &["apply", "-f", &f2]).trim(),
             format!("deployment.apps/{name} unchanged")
         );
         // strict validation from the v2 schema (or the server) refuses unknown fields
@@ -336,16 +237,16 @@ fn kubectl_1_27_and_1_28_apply_twice() {
             &format!("{name}-bad.yaml"),
             &v2.replace("replicas: 3", "replicas: 3\n  replicaz: 4"),
         );
-        let (ok, _, err) = c.run(&k, &["apply", "-f", &bad]);
+        let (ok, _, err) = c.run_k(&k, &["apply", "-f", &bad]);
         assert!(!ok && err.contains("replicaz"), "{err}");
         // explain and diff work with this build too
-        let ex = c.ok(&k, &["explain", "deployment.spec.replicas"]);
+        let ex = c.ok_k(&k, &["explain", "deployment.spec.replicas"]);
         assert!(ex.contains("replicas") && ex.contains("integer"), "{ex}");
         let f3 = c.file(
             &format!("{name}-3.yaml"),
             &v2.replace("replicas: 3", "replicas: 4"),
         );
-        let (ok, out, err) = c.run(&k, &["diff", "-f", &f3]);
+        let (ok, out, err) = c.run_k(&k, &["diff", "-f", &f3]);
         assert!(
             !ok && out.contains("-  replicas: 3") && out.contains("+  replicas: 4"),
             "{out}{err}"
@@ -378,10 +279,10 @@ fn server_side_apply_conflicts_after_scale_and_force_wins() {
     let v1 = DEPLOY.replace("NAME", "ssa");
     let f1 = c.file("ssa-1.yaml", &v1);
     assert_eq!(
-        c.ok(&k, &["apply", "--server-side", "-f", &f1]).trim(),
+        c.ok_k(&k, &["apply", "--server-side", "-f", &f1]).trim(),
         "deployment.apps/ssa serverside-applied"
     );
-    let d = c.json(&k, &["get", "deployment", "ssa", "--show-managed-fields"]);
+    let d = c.json_k(&k, &["get", "deployment", "ssa", "--show-managed-fields"]);
     let mf = &d["metadata"]["managedFields"][0];
     assert_eq!(
         (
@@ -402,11 +303,11 @@ fn server_side_apply_conflicts_after_scale_and_force_wins() {
         "{f}"
     );
     // hidden by kubectl unless asked for
-    let plain = c.json(&k, &["get", "deployment", "ssa"]);
+    let plain = c.json_k(&k, &["get", "deployment", "ssa"]);
     assert!(plain["metadata"].get("managedFields").is_none());
 
-    c.ok(&k, &["scale", "deployment", "ssa", "--replicas=3"]);
-    let d = c.json(&k, &["get", "deployment", "ssa", "--show-managed-fields"]);
+    c.ok_k(&k, &["scale", "deployment", "ssa", "--replicas=3"]);
+    let d = c.json_k(&k, &["get", "deployment", "ssa", "--show-managed-fields"]);
     let ms = managers(&d);
     let scaler = ms
         .iter()
@@ -423,7 +324,7 @@ fn server_side_apply_conflicts_after_scale_and_force_wins() {
     // applying replicas: 2 now conflicts with the scaler
     let v2 = v1.replace("replicas: 1", "replicas: 2");
     let f2 = c.file("ssa-2.yaml", &v2);
-    let (ok, out, err) = c.run(&k, &["apply", "--server-side", "-f", &f2]);
+    let (ok, out, err) = c.run_k(&k, &["apply", "--server-side", "-f", &f2]);
     assert!(!ok, "apply should conflict: {out}");
     let want = format!(
         "Apply failed with 1 conflict: conflict with \"{scaler}\" with subresource \"scale\" using apps/v1: .spec.replicas"
@@ -434,11 +335,11 @@ fn server_side_apply_conflicts_after_scale_and_force_wins() {
         "kubectl explains the way out: {err}"
     );
     assert_eq!(
-        c.json(&k, &["get", "deployment", "ssa"])["spec"]["replicas"],
+        c.json_k(&k, &["get", "deployment", "ssa"])["spec"]["replicas"],
         3
     );
     // the raw Status carries the causes
-    let (ok, _, err) = c.run(&k, &["apply", "--server-side", "-f", &f2, "-v=8"]);
+    let (ok, _, err) = c.run_k(&k, &["apply", "--server-side", "-f", &f2, "-v=8"]);
     assert!(!ok);
     // (kubectl logs the body with its quotes escaped)
     let body = err.replace("\\\"", "\"");
@@ -454,7 +355,7 @@ fn server_side_apply_conflicts_after_scale_and_force_wins() {
         "ssa-status.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ssa}\nstatus: {observedGeneration: 7}\n",
     );
-    c.ok(
+    c.ok_k(
         &k,
         &[
             "apply",
@@ -465,7 +366,7 @@ fn server_side_apply_conflicts_after_scale_and_force_wins() {
             &st,
         ],
     );
-    let d = c.json(&k, &["get", "deployment", "ssa", "--show-managed-fields"]);
+    let d = c.json_k(&k, &["get", "deployment", "ssa", "--show-managed-fields"]);
     assert_eq!(d["status"]["observedGeneration"], 7, "{d}");
     assert!(
         managers(&d).contains(&("st".to_string(), "Apply".to_string(), "status".to_string())),
@@ -478,11 +379,11 @@ fn server_side_apply_conflicts_after_scale_and_force_wins() {
     );
 
     // --force-conflicts takes the field over
-    c.ok(
+    c.ok_k(
         &k,
         &["apply", "--server-side", "--force-conflicts", "-f", &f2],
     );
-    let d = c.json(&k, &["get", "deployment", "ssa", "--show-managed-fields"]);
+    let d = c.json_k(&k, &["get", "deployment", "ssa", "--show-managed-fields"]);
     assert_eq!(d["spec"]["replicas"], 2);
     assert!(d["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
         .get("f:replicas")
@@ -494,9 +395,9 @@ fn server_side_apply_conflicts_after_scale_and_force_wins() {
     );
     // and now applying the same again is a no-op
     let rv = d["metadata"]["resourceVersion"].clone();
-    c.ok(&k, &["apply", "--server-side", "-f", &f2]);
+    c.ok_k(&k, &["apply", "--server-side", "-f", &f2]);
     assert_eq!(
-        c.json(&k, &["get", "deployment", "ssa"])["metadata"]["resourceVersion"],
+        c.json_k(&k, &["get", "deployment", "ssa"])["metadata"]["resourceVersion"],
         rv
     );
 }
@@ -510,8 +411,8 @@ fn client_side_apply_then_server_side_apply_conflicts() {
     let k = kubectl(None);
     let v1 = DEPLOY.replace("NAME", "csa");
     let f1 = c.file("csa-1.yaml", &v1);
-    c.ok(&k, &["apply", "-f", &f1]);
-    let d = c.json(&k, &["get", "deployment", "csa", "--show-managed-fields"]);
+    c.ok_k(&k, &["apply", "-f", &f1]);
+    let d = c.json_k(&k, &["get", "deployment", "csa", "--show-managed-fields"]);
     assert_eq!(
         managers(&d),
         vec![(
@@ -523,25 +424,25 @@ fn client_side_apply_then_server_side_apply_conflicts() {
     let labels = &d["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"]["f:labels"];
     assert_eq!(labels["."], serde_json::json!({}), "{labels}");
     let f2 = c.file("csa-2.yaml", &v1.replace("replicas: 1", "replicas: 5"));
-    let (ok, _, err) = c.run(&k, &["apply", "--server-side", "-f", &f2]);
+    let (ok, _, err) = c.run_k(&k, &["apply", "--server-side", "-f", &f2]);
     assert!(!ok);
     assert!(
         err.contains("Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"),
         "{err}"
     );
     // the same values are shared, not a conflict
-    c.ok(&k, &["apply", "--server-side", "-f", &f1]);
-    c.ok(
+    c.ok_k(&k, &["apply", "--server-side", "-f", &f1]);
+    c.ok_k(
         &k,
         &["apply", "--server-side", "--force-conflicts", "-f", &f2],
     );
     assert_eq!(
-        c.json(&k, &["get", "deployment", "csa"])["spec"]["replicas"],
+        c.json_k(&k, &["get", "deployment", "csa"])["spec"]["replicas"],
         5
     );
 
-    c.ok(&k, &["create", "configmap", "cm", "--from-literal=a=1"]);
-    let cm = c.json(&k, &["get", "configmap", "cm", "--show-managed-fields"]);
+    c.ok_k(&k, &["create", "configmap", "cm", "--from-literal=a=1"]);
+    let cm = c.json_k(&k, &["get", "configmap", "cm", "--show-managed-fields"]);
     assert_eq!(
         managers(&cm),
         vec![(
@@ -555,8 +456,8 @@ fn client_side_apply_then_server_side_apply_conflicts() {
         serde_json::json!({"f:data": {".": {}, "f:a": {}}})
     );
     // a label added by `kubectl label` belongs to its writer
-    c.ok(&k, &["label", "configmap", "cm", "team=x"]);
-    let cm = c.json(&k, &["get", "configmap", "cm", "--show-managed-fields"]);
+    c.ok_k(&k, &["label", "configmap", "cm", "team=x"]);
+    let cm = c.json_k(&k, &["get", "configmap", "cm", "--show-managed-fields"]);
     let ms = managers(&cm);
     assert_eq!(ms.len(), 2, "{ms:?}");
     let labeler = &cm["metadata"]["managedFields"][1];
@@ -566,7 +467,7 @@ fn client_side_apply_then_server_side_apply_conflicts() {
         "{cm}"
     );
     // the documented way to clear managedFields: overwrite them with [{}]
-    c.ok(
+    c.ok_k(
         &k,
         &[
             "patch",
@@ -577,7 +478,7 @@ fn client_side_apply_then_server_side_apply_conflicts() {
             r#"{"metadata":{"managedFields":[{}]}}"#,
         ],
     );
-    let cm = c.json(&k, &["get", "configmap", "cm", "--show-managed-fields"]);
+    let cm = c.json_k(&k, &["get", "configmap", "cm", "--show-managed-fields"]);
     assert!(cm["metadata"].get("managedFields").is_none(), "{cm}");
 }
 
@@ -612,7 +513,7 @@ fn crd_schemas_join_openapi_v2_for_kubectl_1_27() {
     let k = kubectl(Some(27));
     let (_, before) = c.curl("/openapi/v2", &[PB]);
     let crd = c.file("crd.yaml", CRD);
-    c.ok(&kubectl(None), &["apply", "-f", &crd]);
+    c.ok_k(&kubectl(None), &["apply", "-f", &crd]);
     // the CRD is served once it is established
     let deadline = Instant::now() + Duration::from_secs(30);
     let doc = loop {
@@ -644,7 +545,7 @@ fn crd_schemas_join_openapi_v2_for_kubectl_1_27() {
         "apiVersion: h4.example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: 3, color: red}\n",
     );
     assert_eq!(
-        c.ok(&k, &["apply", "-f", &w]).trim(),
+        c.ok_k(&k, &["apply", "-f", &w]).trim(),
         "widget.h4.example.com/w created"
     );
     let w2 = c.file(
@@ -652,9 +553,9 @@ fn crd_schemas_join_openapi_v2_for_kubectl_1_27() {
         "apiVersion: h4.example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: 4}\n",
     );
     assert_eq!(
-        c.ok(&k, &["apply", "-f", &w2]).trim(),
+        c.ok_k(&k, &["apply", "-f", &w2]).trim(),
         "widget.h4.example.com/w configured"
     );
-    let got = c.json(&k, &["get", "widget", "w"]);
+    let got = c.json_k(&k, &["get", "widget", "w"]);
     assert_eq!(got["spec"], serde_json::json!({"size": 4}), "{got}");
 }

@@ -30,12 +30,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::civil::Date;
 use k8s_openapi::jiff::tz::{AmbiguousOffset, TimeZone};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::events::{EventType, Recorder};
+use crate::events::EventType;
+use crate::reconcile::Ctx;
 use crate::job::finished_condition;
 use crate::util::{
     controller_owner_ref, is_conflict, is_controlled_by, is_namespace_terminating, is_not_found,
@@ -415,41 +416,26 @@ pub fn history_to_delete(finished: &[&Job], limit: Option<i32>) -> Vec<String> {
 // Reconcile
 // ---------------------------------------------------------------------------
 
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
-
 /// Runs the CronJob controller until the task is dropped.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "cronjob-controller"),
-        client: client.clone(),
-    });
+    let ctx = Ctx::new(&client, "cronjob-controller");
     Controller::new(
         Api::<CronJob>::all(client.clone()),
         watcher::Config::default(),
     )
     .owns(Api::<Job>::all(client), watcher::Config::default())
     .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            tracing::debug!(error = %e, "cronjob reconcile");
-        }
-    })
+    .for_each(|res| crate::reconcile::log_result("cronjob", res))
     .await;
     Ok(())
 }
 
 fn error_policy(_c: Arc<CronJob>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    match err {
-        Error::Kube(e) if is_namespace_terminating(e) => Action::requeue(Duration::from_secs(5)),
-        Error::Kube(e) if is_conflict(e) => Action::requeue(Duration::from_millis(300)),
-        _ => {
-            tracing::warn!(error = %err, "cronjob reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(2))
-        }
-    }
+    let kube_err = match err {
+        Error::Kube(e) => Some(e),
+        _ => None,
+    };
+    Action::requeue(crate::reconcile::error_requeue("cronjob", kube_err, err))
 }
 
 fn job_ref(j: &Job) -> ObjectReference {
@@ -471,22 +457,15 @@ fn until(now: Timestamp, at: Timestamp) -> Duration {
 }
 
 async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let (Some(ns), Some(name), Some(uid)) = (
-        cj.metadata.namespace.clone(),
-        cj.metadata.name.clone(),
-        cj.metadata.uid.clone(),
-    ) else {
+    let Some((ns, name, uid)) = crate::reconcile::ns_name_uid(&cj.metadata) else {
         return Err(Error::MissingMeta);
     };
     let cj_api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ns);
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let cj = match cj_api.get(&name).await {
-        Ok(c) => c,
-        Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-        Err(e) => return Err(e.into()),
+    let Some(cj) = crate::reconcile::get_current(&cj_api, &name, &uid).await? else {
+        return Ok(Action::await_change());
     };
-    if cj.metadata.uid.as_deref() != Some(uid.as_str()) || cj.metadata.deletion_timestamp.is_some()
-    {
+    if cj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let Some(spec) = cj.spec.clone() else {
@@ -726,15 +705,9 @@ async fn write_status(api: &Api<CronJob>, name: &str, status: &CronJobStatus) ->
     if value.get("active").is_none() {
         value["active"] = serde_json::Value::Null;
     }
-    let patch = serde_json::json!({ "status": value });
-    match api
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    // Gone meanwhile: nothing left to write to.
+    crate::reconcile::merge_status(api, name, value).await?;
+    Ok(())
 }
 
 async fn delete_job(ctx: &Ctx, api: &Api<Job>, cj: &CronJob, jname: &str) -> Result<(), Error> {

@@ -21,7 +21,6 @@
 //! Owns the pods it creates and the DaemonSet's revisions. Node changes wake
 //! every DaemonSet.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,40 +28,34 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, PodTemplateSpec, Taint, Toleration,
+    PodSpec, PodTemplateSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use minik_apimachinery::scheduling;
 
-use crate::events::{EventType, Recorder};
+use crate::events::EventType;
+use crate::reconcile::Ctx;
 use crate::job::claim_pods;
 use crate::statefulset::{
     sync_revisions, truncate_history, Error, REVISION_HASH_LABEL, REVISION_LABEL,
 };
 use crate::util::{
-    controller_owner_ref, is_conflict, is_namespace_terminating, is_not_found, is_pod_available,
-    is_pod_ready, pod_phase, pod_ready_since, pod_target_node, resolve_int_or_percent, time_secs,
+    controller_owner_ref, is_namespace_terminating, is_not_found, is_pod_available, is_pod_ready,
+    pod_phase, pod_target_node, resolve_int_or_percent, time_secs,
 };
 
 pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
 
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
-
 /// Runs the DaemonSet controller until the task is dropped.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "daemonset-controller"),
-        client: client.clone(),
-    });
+    let ctx = Ctx::new(&client, "daemonset-controller");
     let controller = Controller::new(
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
@@ -93,24 +86,19 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
             },
         )
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "daemonset reconcile");
-            }
-        })
+        .for_each(|res| crate::reconcile::log_result("daemonset", res))
         .await;
     Ok(())
 }
 
 fn error_policy(_d: Arc<DaemonSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     match err {
-        Error::Kube(e) if is_namespace_terminating(e) => Action::requeue(Duration::from_secs(5)),
-        Error::Kube(e) if is_conflict(e) => Action::requeue(Duration::from_millis(300)),
+        // A new name to try: at once.
         Error::HashCollision(_) => Action::requeue(Duration::from_millis(100)),
-        _ => {
-            tracing::warn!(error = %err, "daemonset reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(2))
+        Error::Kube(e) => {
+            Action::requeue(crate::reconcile::error_requeue("daemonset", Some(e), err))
         }
+        _ => Action::requeue(crate::reconcile::error_requeue("daemonset", None, err)),
     }
 }
 
@@ -154,68 +142,6 @@ fn add_default_tolerations(spec: &mut PodSpec) {
     }
 }
 
-/// Whether a toleration tolerates a taint (kube's `ToleratesTaint`).
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = t.effect.as_deref().filter(|e| !e.is_empty()) {
-        if e != taint.effect {
-            return false;
-        }
-    }
-    if let Some(k) = t.key.as_deref().filter(|k| !k.is_empty()) {
-        if k != taint.key {
-            return false;
-        }
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&String>) -> bool {
-    let values = r.values.as_deref().unwrap_or(&[]);
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key)))
-        && fields.iter().all(|r| {
-            let v = (r.key == "metadata.name")
-                .then(|| node.metadata.name.clone())
-                .flatten();
-            requirement_matches(r, v.as_ref())
-        })
-}
-
 /// Whether a daemon pod with `spec` should run on `node` (kube's
 /// `NodeShouldRunDaemonPod`): node name, nodeSelector, required node
 /// affinity, and every NoSchedule/NoExecute taint tolerated.
@@ -225,25 +151,8 @@ pub fn node_should_run(node: &Node, spec: &PodSpec) -> bool {
             return false;
         }
     }
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    if let Some(sel) = &spec.node_selector {
-        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            return false;
-        }
-    }
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    if let Some(r) = required {
-        if !r.node_selector_terms.iter().any(|t| term_matches(t, node)) {
-            return false;
-        }
+    if !scheduling::node_selector_and_affinity_match(spec, node) {
+        return false;
     }
     let mut with_defaults = spec.clone();
     add_default_tolerations(&mut with_defaults);
@@ -254,7 +163,7 @@ pub fn node_should_run(node: &Node, spec: &PodSpec) -> bool {
         .into_iter()
         .flatten()
         .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .all(|taint| tols.iter().any(|t| tolerates(t, taint)))
+        .all(|taint| scheduling::tolerated_by(&tols, taint))
 }
 
 /// The pod a DaemonSet runs on `node`: the template pinned to the node with a
@@ -522,22 +431,15 @@ pub fn rolling_bounds(ds: &DaemonSet, desired: i32) -> Option<(i32, i32)> {
 // ---------------------------------------------------------------------------
 
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let (Some(ns), Some(name), Some(uid)) = (
-        ds.metadata.namespace.clone(),
-        ds.metadata.name.clone(),
-        ds.metadata.uid.clone(),
-    ) else {
+    let Some((ns, name, uid)) = crate::reconcile::ns_name_uid(&ds.metadata) else {
         return Err(Error::MissingMeta);
     };
     let ds_api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let ds = match ds_api.get(&name).await {
-        Ok(d) => d,
-        Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-        Err(e) => return Err(e.into()),
+    let Some(ds) = crate::reconcile::get_current(&ds_api, &name, &uid).await? else {
+        return Ok(Action::await_change());
     };
-    if ds.metadata.uid.as_deref() != Some(uid.as_str()) || ds.metadata.deletion_timestamp.is_some()
-    {
+    if ds.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let Some(spec) = ds.spec.clone() else {
@@ -650,16 +552,10 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         collision_count: Some(revs.collision_count),
         ..status
     };
-    if ds.status.as_ref() != Some(&status) {
-        let patch = serde_json::json!({ "status": status });
-        match ds_api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
-        }
+    if ds.status.as_ref() != Some(&status)
+        && !crate::reconcile::merge_status(&ds_api, &name, serde_json::json!(status)).await?
+    {
+        return Ok(Action::await_change());
     }
     let update_name = revs.update.name_any();
     let live_hashes: Vec<String> = pods
@@ -687,18 +583,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     )
     .await;
 
-    if min_ready > 0 {
-        let wait = pods
-            .iter()
-            .filter(|p| is_pod_ready(p) && !is_pod_available(p, min_ready, now))
-            .filter_map(pod_ready_since)
-            .map(|since| since.as_second() + i64::from(min_ready) - now.as_second())
-            .min();
-        if let Some(secs) = wait {
-            return Ok(Action::requeue(Duration::from_secs(
-                secs.clamp(1, 3600) as u64
-            )));
-        }
+    // Ready pods waiting out minReadySeconds need a wake-up.
+    if let Some(wait) = crate::reconcile::next_available_in(pods.iter(), min_ready, now) {
+        return Ok(Action::requeue(wait));
     }
     Ok(Action::requeue(Duration::from_secs(300)))
 }
@@ -748,6 +635,7 @@ mod tests {
         DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
     };
     use k8s_openapi::api::core::v1::NodeSpec;
+    use k8s_openapi::api::core::v1::Taint;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
     fn node(name: &str, lbls: &[(&str, &str)], taints: Vec<Taint>) -> Node {

@@ -32,7 +32,8 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::events::{EventType, Recorder};
+use crate::events::EventType;
+use crate::reconcile::Ctx;
 use crate::util::{
     controller_owner_ref, controller_ref, is_conflict, is_controlled_by, is_not_found,
     resolve_int_or_percent, selector_matches, time_secs, UtilError,
@@ -70,44 +71,26 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
-
 /// Runs the Deployment controller until the task is dropped.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "deployment-controller"),
-        client: client.clone(),
-    });
+    let ctx = Ctx::new(&client, "deployment-controller");
     Controller::new(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),
     )
     .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
     .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            tracing::debug!(error = %e, "deployment reconcile");
-        }
-    })
+    .for_each(|res| crate::reconcile::log_result("deployment", res))
     .await;
     Ok(())
 }
 
 fn error_policy(_d: Arc<Deployment>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    if matches!(err, Error::Kube(e) if crate::util::is_namespace_terminating(e)) {
-        tracing::debug!(error = %err, "deployment in a terminating namespace");
-        return Action::requeue(Duration::from_secs(5));
-    }
-    if matches!(err, Error::Kube(e) if crate::util::is_conflict(e)) {
-        // Someone else wrote the object meanwhile: just look again.
-        tracing::debug!(error = %err, "deployment write conflict; retrying");
-        return Action::requeue(Duration::from_millis(300));
-    }
-    tracing::warn!(error = %err, "deployment reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(2))
+    let kube_err = match err {
+        Error::Kube(e) => Some(e),
+        _ => None,
+    };
+    Action::requeue(crate::reconcile::error_requeue("deployment", kube_err, err))
 }
 
 // ---------------------------------------------------------------------------
@@ -814,20 +797,13 @@ impl Work {
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let (Some(ns), Some(name), Some(uid)) = (
-        d.metadata.namespace.clone(),
-        d.metadata.name.clone(),
-        d.metadata.uid.clone(),
-    ) else {
+    let Some((ns, name, uid)) = crate::reconcile::ns_name_uid(&d.metadata) else {
         return Err(Error::MissingMeta);
     };
     let d_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let d = match d_api.get(&name).await {
-        Ok(d) if d.metadata.uid.as_deref() == Some(uid.as_str()) => d,
-        Ok(_) => return Ok(Action::await_change()),
-        Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-        Err(e) => return Err(e.into()),
+    let Some(d) = crate::reconcile::get_current(&d_api, &name, &uid).await? else {
+        return Ok(Action::await_change());
     };
     let Some(spec) = d.spec.clone() else {
         return Ok(Action::await_change());

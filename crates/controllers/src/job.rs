@@ -40,7 +40,8 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::events::{EventType, Recorder};
+use crate::events::EventType;
+use crate::reconcile::Ctx;
 use crate::util::{
     controller_owner_ref, controller_ref, is_conflict, is_controlled_by, is_namespace_terminating,
     is_not_found, is_pod_ready, pod_phase, pod_restarts, selector_matches,
@@ -62,17 +63,9 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
-
 /// Runs the Job controller (and the orphan-finalizer sweep) until the task is dropped.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "job-controller"),
-        client: client.clone(),
-    });
+    let ctx = Ctx::new(&client, "job-controller");
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
     let controller = controller
@@ -86,24 +79,17 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
             },
         )
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "job reconcile");
-            }
-        });
+        .for_each(|res| crate::reconcile::log_result("job", res));
     tokio::join!(controller, sweep_orphans(client));
     Ok(())
 }
 
 fn error_policy(_j: Arc<Job>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    match err {
-        Error::Kube(e) if is_namespace_terminating(e) => Action::requeue(Duration::from_secs(5)),
-        Error::Kube(e) if is_conflict(e) => Action::requeue(Duration::from_millis(300)),
-        _ => {
-            tracing::warn!(error = %err, "job reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(2))
-        }
-    }
+    let kube_err = match err {
+        Error::Kube(e) => Some(e),
+        _ => None,
+    };
+    Action::requeue(crate::reconcile::error_requeue("job", kube_err, err))
 }
 
 // ---------------------------------------------------------------------------
@@ -482,23 +468,14 @@ async fn remove_finalizer(api: &Api<Pod>, pod: &Pod) -> Result<(), kube::Error> 
 }
 
 async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let (Some(ns), Some(name), Some(uid)) = (
-        job.metadata.namespace.clone(),
-        job.metadata.name.clone(),
-        job.metadata.uid.clone(),
-    ) else {
+    let Some((ns, name, uid)) = crate::reconcile::ns_name_uid(&job.metadata) else {
         return Err(Error::MissingMeta);
     };
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let job = match jobs.get(&name).await {
-        Ok(j) => j,
-        Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-        Err(e) => return Err(e.into()),
-    };
-    if job.metadata.uid.as_deref() != Some(uid.as_str()) {
+    let Some(job) = crate::reconcile::get_current(&jobs, &name, &uid).await? else {
         return Ok(Action::await_change());
-    }
+    };
     let Some(spec) = job.spec.clone() else {
         return Ok(Action::await_change());
     };
@@ -1032,14 +1009,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 u[key] = serde_json::Value::Null;
             }
         }
-        let patch = serde_json::json!({ "status": value });
-        match jobs
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
+        if !crate::reconcile::merge_status(&jobs, &name, value).await? {
+            return Ok(Action::await_change());
         }
     }
 

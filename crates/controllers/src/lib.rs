@@ -6,7 +6,7 @@
 //! apiserver or the store: in the node agent the `kube::Client` it gets talks
 //! in-process to the apiserver, elsewhere it could be any cluster.
 //!
-//! One module per controller; `events`, `discovery` and `util` are shared.
+//! One module per controller; `events`, `discovery`, `reconcile` and `util` are shared.
 
 pub mod cronjob;
 pub mod daemonset;
@@ -20,6 +20,7 @@ pub mod garbagecollector;
 pub mod job;
 pub mod namespace;
 pub mod persistentvolume;
+pub mod reconcile;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod serviceaccount;

@@ -171,6 +171,50 @@ impl ReplicaStatus {
     }
 }
 
+/// The API's message of a failed call (`pods "x" is forbidden: exceeded quota: ...`).
+fn error_message(e: &Error) -> String {
+    match e {
+        Error::Kube(kube::Error::Api(ae)) => ae.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// kube's `ReplicaFailure` condition: added (reason `FailedCreate` or
+/// `FailedDelete`, the API's message) when managing pods failed, removed once
+/// it works again. The new `status.conditions` (`null` for none left), or
+/// `None` when they stay as they are.
+pub fn replica_failure_conditions(
+    current: &Value,
+    failure: Option<(&str, &str)>,
+    now: &str,
+) -> Option<Value> {
+    let list: Vec<Value> = current.as_array().cloned().unwrap_or_default();
+    let is_failure = |c: &Value| c.get("type").and_then(Value::as_str) == Some("ReplicaFailure");
+    let has = list.iter().any(is_failure);
+    match (failure, has) {
+        (Some((reason, message)), false) => {
+            let mut list = list;
+            list.push(serde_json::json!({
+                "type": "ReplicaFailure",
+                "status": "True",
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": now,
+            }));
+            Some(Value::Array(list))
+        }
+        (None, true) => {
+            let rest: Vec<Value> = list.into_iter().filter(|c| !is_failure(c)).collect();
+            Some(if rest.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(rest)
+            })
+        }
+        _ => None,
+    }
+}
+
 struct Ctx {
     client: Client,
     recorder: Recorder,
@@ -283,10 +327,14 @@ async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, 
 
     let active: Vec<&Pod> = owned.iter().filter(|p| is_pod_active(p)).collect();
     let want = obj.desired().max(0) as usize;
+    // Why creating or deleting pods failed: shown as the ReplicaFailure condition.
+    let mut manage_err: Option<(&str, Error)> = None;
     if !deleting {
         if active.len() < want {
             let n = (want - active.len()).min(BURST_REPLICAS);
-            create_pods(&ctx, &pods_api, &obj, n).await?;
+            if let Err(e) = create_pods(&ctx, &pods_api, &obj, n).await {
+                manage_err = Some(("FailedCreate", e));
+            }
         } else if active.len() > want {
             let victims = pods_to_delete(&active, active.len() - want);
             for pod in victims {
@@ -303,7 +351,10 @@ async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, 
                             .await
                     }
                     Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        manage_err = Some(("FailedDelete", e.into()));
+                        break;
+                    }
                 }
             }
         }
@@ -317,8 +368,23 @@ async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, 
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     let status = compute_status(&obj, &active, &template_labels, min_ready, now);
-    if !status.is_current(&obj.status_json()) {
-        let patch = serde_json::json!({ "status": status });
+    let current = obj.status_json();
+    let failure = manage_err
+        .as_ref()
+        .map(|(reason, e)| (*reason, error_message(e)));
+    let conditions = replica_failure_conditions(
+        current.get("conditions").unwrap_or(&Value::Null),
+        failure.as_ref().map(|(r, m)| (*r, m.as_str())),
+        // metav1.Time: whole seconds
+        &Timestamp::from_second(now.as_second())
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+    );
+    if !status.is_current(&current) || conditions.is_some() {
+        let mut patch = serde_json::json!({ "status": status });
+        if let Some(c) = conditions {
+            patch["status"]["conditions"] = c;
+        }
         match api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -327,6 +393,9 @@ async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, 
             Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
             Err(e) => return Err(e.into()),
         }
+    }
+    if let Some((_, e)) = manage_err {
+        return Err(e);
     }
     // Pods that are Ready but not yet available need a wake-up when they become available.
     if min_ready > 0 {
@@ -643,6 +712,36 @@ mod tests {
         assert!(!st.is_current(&serde_json::json!({"replicas": 2})));
         assert!(!st.is_current(&Value::Null));
         assert!(ReplicaStatus::default().is_current(&serde_json::json!({"replicas": 0})));
+    }
+
+    #[test]
+    fn replica_failure_condition_comes_and_goes() {
+        let now = "2026-01-01T00:00:00Z";
+        let set = replica_failure_conditions(
+            &Value::Null,
+            Some(("FailedCreate", "exceeded quota: q")),
+            now,
+        )
+        .expect("added");
+        assert_eq!(set[0]["type"], "ReplicaFailure");
+        assert_eq!(set[0]["status"], "True");
+        assert_eq!(set[0]["reason"], "FailedCreate");
+        assert_eq!(set[0]["message"], "exceeded quota: q");
+        // Failing again changes nothing; succeeding removes it.
+        assert_eq!(
+            replica_failure_conditions(&set, Some(("FailedCreate", "again")), now),
+            None
+        );
+        assert_eq!(
+            replica_failure_conditions(&set, None, now),
+            Some(Value::Null)
+        );
+        assert_eq!(replica_failure_conditions(&Value::Null, None, now), None);
+        let other = serde_json::json!([{"type": "Other", "status": "True"}, set[0].clone()]);
+        assert_eq!(
+            replica_failure_conditions(&other, None, now),
+            Some(serde_json::json!([{"type": "Other", "status": "True"}]))
+        );
     }
 
     fn rc(selector: Option<&[(&str, &str)]>) -> ReplicationController {

@@ -41,11 +41,12 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
-use crate::events::{EventType, Recorder};
+use crate::events::EventType;
+use crate::reconcile::Ctx;
 use crate::util::{
     controller_owner_ref, controller_ref, is_conflict, is_controlled_by, is_namespace_terminating,
-    is_not_found, is_pod_available, is_pod_ready, pod_phase, pod_ready_since, revision_hash,
-    revision_name, selector_matches, template_from_revision_data, template_revision_data,
+    is_not_found, is_pod_available, is_pod_ready, pod_phase, revision_hash, revision_name,
+    selector_matches, template_from_revision_data, template_revision_data,
 };
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -66,17 +67,9 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
-
 /// Runs the StatefulSet controller until the task is dropped.
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "statefulset-controller"),
-        client: client.clone(),
-    });
+    let ctx = Ctx::new(&client, "statefulset-controller");
     let controller = Controller::new(
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),
@@ -93,24 +86,19 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
             },
         )
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "statefulset reconcile");
-            }
-        })
+        .for_each(|res| crate::reconcile::log_result("statefulset", res))
         .await;
     Ok(())
 }
 
 fn error_policy(_s: Arc<StatefulSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     match err {
-        Error::Kube(e) if is_namespace_terminating(e) => Action::requeue(Duration::from_secs(5)),
-        Error::Kube(e) if is_conflict(e) => Action::requeue(Duration::from_millis(300)),
+        // A new name to try: at once.
         Error::HashCollision(_) => Action::requeue(Duration::from_millis(100)),
-        _ => {
-            tracing::warn!(error = %err, "statefulset reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(2))
+        Error::Kube(e) => {
+            Action::requeue(crate::reconcile::error_requeue("statefulset", Some(e), err))
         }
+        _ => Action::requeue(crate::reconcile::error_requeue("statefulset", None, err)),
     }
 }
 
@@ -519,23 +507,15 @@ pub(crate) async fn truncate_history(
 // ---------------------------------------------------------------------------
 
 async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let (Some(ns), Some(name), Some(uid)) = (
-        sts.metadata.namespace.clone(),
-        sts.metadata.name.clone(),
-        sts.metadata.uid.clone(),
-    ) else {
+    let Some((ns, name, uid)) = crate::reconcile::ns_name_uid(&sts.metadata) else {
         return Err(Error::MissingMeta);
     };
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let sts = match sts_api.get(&name).await {
-        Ok(s) => s,
-        Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-        Err(e) => return Err(e.into()),
+    let Some(sts) = crate::reconcile::get_current(&sts_api, &name, &uid).await? else {
+        return Ok(Action::await_change());
     };
-    if sts.metadata.uid.as_deref() != Some(uid.as_str())
-        || sts.metadata.deletion_timestamp.is_some()
-    {
+    if sts.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let Some(spec) = sts.spec.clone() else {
@@ -757,16 +737,10 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         revs.collision_count,
         now,
     );
-    if sts.status.as_ref() != Some(&status) {
-        let patch = serde_json::json!({ "status": status });
-        match sts_api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
-        }
+    if sts.status.as_ref() != Some(&status)
+        && !crate::reconcile::merge_status(&sts_api, &name, serde_json::json!(status)).await?
+    {
+        return Ok(Action::await_change());
     }
     let mut live: Vec<&str> = vec![current_name.as_str(), update_name.as_str()];
     live.extend(owned.iter().map(pod_revision));
@@ -782,18 +756,8 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     .await;
 
     // Ready pods waiting out minReadySeconds need a wake-up.
-    if min_ready > 0 {
-        let wait = owned
-            .iter()
-            .filter(|p| is_pod_ready(p) && !is_pod_available(p, min_ready, now))
-            .filter_map(pod_ready_since)
-            .map(|since| since.as_second() + i64::from(min_ready) - now.as_second())
-            .min();
-        if let Some(secs) = wait {
-            return Ok(Action::requeue(Duration::from_secs(
-                secs.clamp(1, 3600) as u64
-            )));
-        }
+    if let Some(wait) = crate::reconcile::next_available_in(owned.iter(), min_ready, now) {
+        return Ok(Action::requeue(wait));
     }
     Ok(Action::requeue(Duration::from_secs(300)))
 }

@@ -18,7 +18,7 @@
 //! without `stdin: true` read `/dev/null`; input sent to them is dropped
 //! with a note on stderr. Not yet: `tty: true` (a console for attach).
 
-use crate::exec::{parse_exec_query, ExecState};
+use crate::exec::{next_frame, parse_exec_query, ExecState};
 use crate::logs::{log_files, parse_line};
 use crate::sandbox::{pid_alive, read_json, ContainerFile};
 use axum::extract::ws::{Message, WebSocketUpgrade};
@@ -152,22 +152,13 @@ async fn pump_stdin(
             }
         }
     };
-    while let Some(Ok(m)) = stream.next().await {
-        let data = match m {
-            Message::Binary(b) => b.to_vec(),
-            Message::Text(t) => t.as_bytes().to_vec(),
-            Message::Close(_) => break,
-            _ => continue,
-        };
-        let Some((&ch, rest)) = data.split_first() else {
-            continue;
-        };
+    while let Some((ch, rest)) = next_frame(&mut stream).await {
         match ch {
             0 if !rest.is_empty() => {
                 if let Some(p) = &pipe {
                     let mut g = p.lock().await;
                     if let Some(w) = g.writer.as_mut() {
-                        if w.write_all(rest).await.is_err() {
+                        if w.write_all(&rest).await.is_err() {
                             // The process closed its stdin (or exited).
                             g.writer = None;
                         }

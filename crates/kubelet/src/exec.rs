@@ -212,6 +212,26 @@ fn set_winsize(fd: &OwnedFd, width: u16, height: u16) {
     }
 }
 
+/// The next channel frame the client sent (`v4`/`v5.channel.k8s.io`: the
+/// first byte names the channel): (channel, payload). None once the socket
+/// closes or fails; empty and non-data messages are skipped.
+pub(crate) async fn next_frame(
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+) -> Option<(u8, Vec<u8>)> {
+    while let Some(Ok(msg)) = stream.next().await {
+        let data = match msg {
+            Message::Binary(b) => b.to_vec(),
+            Message::Text(t) => t.as_bytes().to_vec(),
+            Message::Close(_) => return None,
+            _ => continue,
+        };
+        if let Some((&ch, rest)) = data.split_first() {
+            return Some((ch, rest.to_vec()));
+        }
+    }
+    None
+}
+
 async fn pump_out<R: AsyncRead + Unpin>(mut r: R, channel: u8, tx: mpsc::Sender<Message>) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -374,20 +394,11 @@ async fn session(socket: WebSocket, rt: Runtime, id: String, opts: ExecOptions, 
     }
     // Client → process.
     let input = tokio::spawn(async move {
-        while let Some(Ok(msg)) = stream.next().await {
-            let data = match msg {
-                Message::Binary(b) => b.to_vec(),
-                Message::Text(t) => t.as_bytes().to_vec(),
-                Message::Close(_) => break,
-                _ => continue,
-            };
-            let Some((&ch, rest)) = data.split_first() else {
-                continue;
-            };
+        while let Some((ch, rest)) = next_frame(&mut stream).await {
             match ch {
                 0 => {
                     if let Some(w) = stdin_w.as_mut() {
-                        if w.write_all(rest).await.is_err() {
+                        if w.write_all(&rest).await.is_err() {
                             stdin_w = None;
                         } else {
                             let _ = w.flush().await;
@@ -397,7 +408,7 @@ async fn session(socket: WebSocket, rt: Runtime, id: String, opts: ExecOptions, 
                 4 => {
                     if let (Some(fd), Ok(v)) = (
                         &resize_fd,
-                        serde_json::from_slice::<serde_json::Value>(rest),
+                        serde_json::from_slice::<serde_json::Value>(&rest),
                     ) {
                         let w = v["Width"].as_u64().unwrap_or(80) as u16;
                         let h = v["Height"].as_u64().unwrap_or(24) as u16;

@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
 
 /// Bumped when the built-in layers' contents change, so old layers are not reused.
-const BUILTIN_LAYER_VERSION: &str = "minik-builtin-v3";
+// v4: the busybox copy carries the `wget -T` fix (`patch_wget_timeout`).
+const BUILTIN_LAYER_VERSION: &str = "minik-builtin-v4";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -382,6 +383,7 @@ impl ImageStore {
             Some(id) => id,
             None => {
                 let bin = std::fs::read(busybox).map_err(io_err(busybox))?;
+                let bin = patch_wget_timeout(bin);
                 let id = sha256_hex(&[BUILTIN_LAYER_VERSION.as_bytes(), b"busybox", &bin]);
                 self.ensure_layer(&id, |dir| fill_busybox_layer(dir, busybox, &bin))?;
                 let _ = std::fs::write(&stamp_path, format!("{stamp} {id}"));
@@ -723,6 +725,35 @@ child=$!
 wait $child
 "#;
 
+/// wget's option string in Debian's busybox 1.35 (bookworm's busybox-static
+/// before 1:1.36.1-5), built without `FEATURE_WGET_TIMEOUT`: `-T` is still
+/// declared an integer option (`T:+`) but its storage pointer is NULL, so
+/// `wget -T 5 URL` writes through it and dies with SIGSEGV (exit code 139),
+/// in `kubectl exec` and in `sh -c` alike (ash runs applets directly).
+const WGET_OPTS_BUGGY: &[u8] = b"cqSO:o:P:Y:U:T:+t:n::\0";
+/// The same options in the same order (so the same option bits and argument
+/// slots), but `-T` takes a string argument, which getopt32 drops when its
+/// pointer is NULL: `-T N` is accepted and has no effect, as `-t N` already
+/// does in this build. The extra `:` after `n::` is skipped by the parser.
+const WGET_OPTS_FIXED: &[u8] = b"cqSO:o:P:Y:U:T:t:n:::\0";
+
+/// The busybox the built-in images carry: the host's binary with the `wget -T`
+/// crash fixed in the copy (see [`WGET_OPTS_BUGGY`]); any other build (the
+/// string absent, or present more than once) is returned unchanged.
+pub fn patch_wget_timeout(mut bin: Vec<u8>) -> Vec<u8> {
+    let hits: Vec<usize> = bin
+        .windows(WGET_OPTS_BUGGY.len())
+        .enumerate()
+        .filter(|(_, w)| *w == WGET_OPTS_BUGGY)
+        .map(|(i, _)| i)
+        .take(2)
+        .collect();
+    if let [at] = hits[..] {
+        bin[at..at + WGET_OPTS_FIXED.len()].copy_from_slice(WGET_OPTS_FIXED);
+    }
+    bin
+}
+
 fn fill_busybox_layer(dir: &Path, busybox: &Path, bin: &[u8]) -> Result<(), ImageError> {
     for d in [
         "bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "home", "tmp", "var/log", "var/run",
@@ -812,6 +843,71 @@ fn fill_hello_layer(dir: &Path) -> Result<(), ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wget_timeout_patch_rewrites_exactly_one_option_string() {
+        let mut bin = b"\x7fELF....^".to_vec();
+        bin.extend_from_slice(WGET_OPTS_BUGGY);
+        bin.extend_from_slice(b"-1:\xfe--\xfb");
+        let out = patch_wget_timeout(bin.clone());
+        assert_eq!(out.len(), bin.len());
+        let at = bin.len() - WGET_OPTS_BUGGY.len() - 7;
+        assert_eq!(&out[at..at + WGET_OPTS_FIXED.len()], WGET_OPTS_FIXED);
+        assert_eq!(&out[..at], &bin[..at]);
+        assert_eq!(
+            &out[at + WGET_OPTS_FIXED.len()..],
+            &bin[at + WGET_OPTS_BUGGY.len()..]
+        );
+        // Other builds (absent, or ambiguous) are left alone.
+        let other = b"no such string here".to_vec();
+        assert_eq!(patch_wget_timeout(other.clone()), other);
+        let mut twice = bin.clone();
+        twice.extend_from_slice(WGET_OPTS_BUGGY);
+        assert_eq!(patch_wget_timeout(twice.clone()), twice);
+    }
+
+    /// The host's busybox, patched as the images carry it, runs `wget -T 5`
+    /// against a real HTTP server on loopback (unpatched Debian 1.35 exits 139).
+    #[test]
+    fn patched_host_busybox_wget_accepts_a_timeout() {
+        use std::io::{Read, Write};
+        let Some(host) = BUSYBOX_CANDIDATES
+            .iter()
+            .map(Path::new)
+            .find(|p| p.is_file())
+        else {
+            eprintln!("no busybox on this host; install busybox-static");
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("minik-wget-patch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bb = dir.join("busybox");
+        std::fs::write(&bb, patch_wget_timeout(std::fs::read(host).unwrap())).unwrap();
+        std::fs::set_permissions(&bb, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n")
+                .unwrap();
+        });
+        let out = std::process::Command::new(&bb)
+            .args(["wget", "-T", "5", "-q", "-O", "-"])
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        server.join().unwrap();
+        assert!(
+            out.status.success(),
+            "wget -T: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    }
 
     #[test]
     fn references_normalize_like_docker() {

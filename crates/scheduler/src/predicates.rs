@@ -8,10 +8,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use k8s_openapi::api::core::v1::{
-    Container, Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
-};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use minik_apimachinery::scheduling;
 
 /// Resource amounts in milli-units (cpu in millicores, memory in milli-bytes),
 /// keyed by resource name; `pods` counts pods (x1000 like the rest).
@@ -150,102 +149,20 @@ pub fn pod_occupies_node(pod: &Pod) -> bool {
     phase != "Succeeded" && phase != "Failed"
 }
 
-/// Whether the toleration tolerates the taint (kube's `ToleratesTaint`).
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty()) {
-        if effect != taint.effect {
-            return false;
-        }
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    let op = t.operator.as_deref().unwrap_or("Equal");
-    if key.is_empty() {
-        return op == "Exists";
-    }
-    if key != taint.key {
-        return false;
-    }
-    match op {
-        "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
+pub use minik_apimachinery::scheduling::tolerates;
 
 fn tolerated(pod: &Pod, taint: &Taint) -> bool {
     pod.spec
         .as_ref()
         .and_then(|s| s.tolerations.as_ref())
-        .is_some_and(|ts| ts.iter().any(|t| tolerates(t, taint)))
-}
-
-fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&String>) -> bool {
-    let values = req.values.as_deref().unwrap_or(&[]);
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if req.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return false; // an empty term matches nothing (kube semantics)
-    }
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key)))
-        && fields.iter().all(|r| {
-            let v = (r.key == "metadata.name")
-                .then(|| node.metadata.name.clone())
-                .flatten();
-            requirement_matches(r, v.as_ref())
-        })
+        .is_some_and(|ts| scheduling::tolerated_by(ts, taint))
 }
 
 /// nodeSelector labels and requiredDuringSchedulingIgnoredDuringExecution.
 pub fn node_affinity_matches(pod: &Pod, node: &Node) -> bool {
-    let Some(spec) = pod.spec.as_ref() else {
-        return true;
-    };
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    if let Some(sel) = &spec.node_selector {
-        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            return false;
-        }
-    }
-    let required = spec
-        .affinity
+    pod.spec
         .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    match required {
-        Some(r) => r.node_selector_terms.iter().any(|t| term_matches(t, node)),
-        None => true,
-    }
+        .is_none_or(|spec| scheduling::node_selector_and_affinity_match(spec, node))
 }
 
 fn host_ports(pod: &Pod) -> Vec<(String, String, i32)> {
@@ -500,8 +417,9 @@ pub fn select_node(pod: &Pod, infos: &[NodeInfo]) -> Result<String, String> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        Affinity, ContainerPort, NodeAffinity, NodeCondition, NodeSelector, NodeSpec, NodeStatus,
-        PodSpec, PodStatus, ResourceRequirements,
+        Affinity, ContainerPort, NodeAffinity, NodeCondition, NodeSelector,
+        NodeSelectorRequirement, NodeSelectorTerm, NodeSpec, NodeStatus, PodSpec, PodStatus,
+        ResourceRequirements, Toleration,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 

@@ -2,7 +2,10 @@
 //! `kubectl.rs`), and for the client-library suites (`client_library.rs`,
 //! `python_client.rs`) an API server served over real TLS on 127.0.0.1
 //! with a fresh CA, on a temp store the test keeps a handle to (to compact
-//! it), and a kubeconfig file with the admin client certificate.
+//! it), and a kubeconfig file with the admin client certificate; for the
+//! kubectl suites (`kubectl.rs`, `extensions.rs`, `ssa_openapi.rs`) the same
+//! server on its own runtime thread ([`KubectlCluster`]) and kubectl runs
+//! with a deadline against it.
 
 #![allow(dead_code)] // each suite uses a different part
 
@@ -14,7 +17,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub struct Pki {
     pub ca_pem: String,
@@ -70,9 +75,23 @@ pub fn pki() -> Pki {
     }
 }
 
-fn b64(s: &str) -> String {
+pub fn b64(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Writes `<dir>/kubeconfig` for https://127.0.0.1:`port` with the admin
+/// client certificate of `pki` (namespace `default`); its path.
+pub fn write_admin_kubeconfig(dir: &Path, port: u16, pki: &Pki) -> PathBuf {
+    let kubeconfig = dir.join("kubeconfig");
+    let cfg = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: minik\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: minik\n  context:\n    cluster: minik\n    user: admin\n    namespace: default\ncurrent-context: minik\n",
+        b64(&pki.ca_pem),
+        b64(&pki.admin_cert),
+        b64(&pki.admin_key)
+    );
+    std::fs::write(&kubeconfig, cfg).unwrap();
+    kubeconfig
 }
 
 /// An API server over TLS on a temp store, and a kube client built from a
@@ -117,14 +136,7 @@ pub async fn start() -> Cluster {
             server.serve_tls(listener, tls).await.unwrap();
         })
     };
-    let kubeconfig = dir.path().join("kubeconfig");
-    let cfg = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: minik\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: minik\n  context:\n    cluster: minik\n    user: admin\n    namespace: default\ncurrent-context: minik\n",
-        b64(&pki.ca_pem),
-        b64(&pki.admin_cert),
-        b64(&pki.admin_key)
-    );
-    std::fs::write(&kubeconfig, cfg).unwrap();
+    let kubeconfig = write_admin_kubeconfig(dir.path(), port, &pki);
     let kc = Kubeconfig::read_from(&kubeconfig).unwrap();
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
@@ -141,4 +153,168 @@ pub async fn start() -> Cluster {
         server,
         serving,
     }
+}
+
+/// An API server over TLS on 127.0.0.1 (temp store, fresh CA) running on its
+/// own runtime thread, for suites that drive it with blocking `kubectl` runs.
+/// `dir` holds the kubeconfig, `home/` (kubectl's HOME) and the CA and admin
+/// certificate as `ca.crt`, `admin.crt`, `admin.key` (for curl).
+pub struct KubectlCluster {
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub port: u16,
+    pub server: ApiServer,
+    _rt: std::thread::JoinHandle<()>,
+}
+
+/// Starts a [`KubectlCluster`]; returns once the server listens.
+pub fn start_kubectl_cluster() -> KubectlCluster {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    for (name, pem) in [
+        ("ca.crt", &pki.ca_pem),
+        ("admin.crt", &pki.admin_cert),
+        ("admin.key", &pki.admin_key),
+    ] {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
+    let store_dir = dir.path().join("store");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tls = TlsFiles {
+        ca_cert_pem: pki.ca_pem.clone(),
+        cert_pem: pki.server_cert.clone(),
+        key_pem: pki.server_key.clone(),
+    };
+    let rt = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let store = Store::open(&store_dir).unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let opts = ApiServerOptions {
+                secure_port: port,
+                ..ApiServerOptions::default()
+            };
+            let server = ApiServer::new(store, opts).await.unwrap();
+            tx.send((port, server.clone())).unwrap();
+            server.serve_tls(listener, tls).await.unwrap();
+        });
+    });
+    let (port, server) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("api server did not start");
+    let kubeconfig = write_admin_kubeconfig(dir.path(), port, &pki);
+    std::fs::create_dir_all(dir.path().join("home")).unwrap();
+    KubectlCluster {
+        dir,
+        kubeconfig,
+        port,
+        server,
+        _rt: rt,
+    }
+}
+
+impl KubectlCluster {
+    /// `bin --kubeconfig <ours> args` with HOME in the temp dir, no KUBECONFIG
+    /// from the environment and stdin closed.
+    pub fn cmd_with(&self, bin: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(bin);
+        c.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        c.env("HOME", self.dir.path().join("home"));
+        c.env_remove("KUBECONFIG");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// [`Self::cmd_with`] for the `kubectl` on PATH.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_with(Path::new("kubectl"), args)
+    }
+
+    /// Runs `bin` (a kubectl) and kills it after `timeout`, failing the test;
+    /// (success, stdout, stderr).
+    pub fn run_with(&self, bin: &Path, args: &[&str], timeout: Duration) -> (bool, String, String) {
+        let mut child = self
+            .cmd_with(bin, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} did not start: {e}", bin.display()));
+        let deadline = Instant::now() + timeout;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} {args:?} did not finish in {timeout:?}", bin.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out: Output = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `kubectl args` with a 60 s deadline; (success, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (bool, String, String) {
+        self.run_with(Path::new("kubectl"), args, Duration::from_secs(60))
+    }
+
+    /// kubectl that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args);
+        assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
+        out
+    }
+
+    /// kubectl that must fail; its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args);
+        assert!(!ok, "kubectl {args:?} should have failed:\nstdout: {out}");
+        err
+    }
+
+    /// Writes `content` to `name` in the temp dir; the path.
+    pub fn file(&self, name: &str, content: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    /// `kubectl args -o json`, which must succeed, parsed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+}
+
+/// Runs `serve` with a listener on 127.0.0.1 (an ephemeral port) on its own
+/// thread and runtime, for stand-in backends (a kubelet, an aggregated API
+/// server); returns the port once it is bound.
+pub fn serve_on_loopback<F, Fut>(serve: F) -> u16
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            serve(listener).await;
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the loopback server did not start")
 }
