@@ -462,10 +462,6 @@ fn workload_controllers_on_the_none_driver() {
     );
     assert!(ts.ends_with(":00Z"), "scheduled timestamp {ts:?}");
 
-    // Manual runs from the template are owned by the cronjob and subject to its history limit.
-    for n in ["manual-1", "manual-2"] {
-        env.k(&["create", "job", n, "--from=cronjob/tick"]);
-    }
     // The real schedule: a tick job within ~70 s of creating the cronjob.
     let tick_job = wait_job(
         &env,
@@ -479,6 +475,12 @@ fn workload_controllers_on_the_none_driver() {
         &format!("job/{tick_job}"),
         "--timeout=30s",
     ]);
+    // Manual runs from the template are owned by the cronjob and subject to
+    // its history limit (made after the scheduled job finished: the limit
+    // may remove that one as soon as these finish).
+    for n in ["manual-1", "manual-2"] {
+        env.k(&["create", "job", n, "--from=cronjob/tick"]);
+    }
     // successfulJobsHistoryLimit 1: only the newest finished job of tick is kept.
     wait_for("tick's history limit", Duration::from_secs(30), || {
         let names = env.jsonpath(&["get", "jobs"], "{.items[*].metadata.name}");

@@ -81,7 +81,7 @@ struct Cached {
 }
 
 /// How many decoded objects the cache keeps (a few MB at most).
-const WATCH_CACHE_ENTRIES: usize = 2048;
+const WATCH_CACHE_ENTRIES: usize = 256;
 
 impl WatchCache {
     fn key(info: &ResourceInfo, kv: &minik_store::KeyValue) -> CacheKey {

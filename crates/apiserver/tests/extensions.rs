@@ -18,14 +18,7 @@ fn service_account_kubeconfig(c: &Cluster, sa: &str) -> String {
         .ok(&["create", "token", sa, "--duration=1h"])
         .trim()
         .to_string();
-    let cfg = std::fs::read_to_string(&c.kubeconfig).unwrap();
-    let with_token: String = cfg
-        .lines()
-        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
-        .replace("  user:\n", &format!("  user:\n    token: {token}\n"));
-    c.file(&format!("{sa}-kubeconfig"), &with_token)
+    c.token_kubeconfig(&format!("{sa}-kubeconfig"), &token)
 }
 
 const CRONTAB_CRD: &str = r#"

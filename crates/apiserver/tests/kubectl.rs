@@ -866,14 +866,7 @@ fn service_account_tokens_authenticate_and_root_ca_is_published() {
         .trim()
         .to_string();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
-    let cfg = std::fs::read_to_string(&c.kubeconfig).unwrap();
-    let with_token: String = cfg
-        .lines()
-        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
-        .replace("  user:\n", &format!("  user:\n    token: {token}\n"));
-    let f = c.file("sa-kubeconfig", &with_token);
+    let f = c.token_kubeconfig("sa-kubeconfig", &token);
     let who = c.ok(&["--kubeconfig", &f, "auth", "whoami"]);
     assert!(who.contains("system:serviceaccount:default:robot"), "{who}");
     // RBAC: nothing is granted until a binding says so
@@ -926,7 +919,7 @@ fn service_account_tokens_authenticate_and_root_ca_is_published() {
         .ok(&["create", "token", "robot", "--audience=vault"])
         .trim()
         .to_string();
-    let f2 = c.file("vault-kubeconfig", &with_token.replace(&token, &other));
+    let f2 = c.token_kubeconfig("vault-kubeconfig", &other);
     let (ok, _, err) = c.run(&["--kubeconfig", &f2, "get", "pods"]);
     assert!(!ok && err.contains("You must be logged in"), "{err}");
     // deleting the service account revokes its tokens

@@ -268,6 +268,18 @@ fn managers(obj: &serde_json::Value) -> Vec<(String, String, String)> {
         .unwrap_or_default()
 }
 
+/// The managedFields entry of `manager` with `operation` (the order of the
+/// entries is not part of the contract).
+fn entry<'a>(obj: &'a serde_json::Value, manager: &str, operation: &str) -> &'a serde_json::Value {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|e| e["manager"] == manager && e["operation"] == operation)
+        })
+        .unwrap_or_else(|| panic!("no {operation} entry of {manager}: {:?}", managers(obj)))
+}
+
 /// `kubectl apply --server-side`, then `kubectl scale` (an Update through
 /// the scale subresource takes spec.replicas), then applying other
 /// replicas again conflicts (409 with Kubernetes' message) until
@@ -283,7 +295,7 @@ fn server_side_apply_conflicts_after_scale_and_force_wins() {
         "deployment.apps/ssa serverside-applied"
     );
     let d = c.json_k(&k, &["get", "deployment", "ssa", "--show-managed-fields"]);
-    let mf = &d["metadata"]["managedFields"][0];
+    let mf = entry(&d, "kubectl", "Apply");
     assert_eq!(
         (
             mf["manager"].as_str(),
@@ -315,7 +327,7 @@ fn server_side_apply_conflicts_after_scale_and_force_wins() {
         .unwrap_or_else(|| panic!("no Update entry for the scale subresource: {ms:?}"))
         .0
         .clone();
-    let applier = d["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"].clone();
+    let applier = entry(&d, "kubectl", "Apply")["fieldsV1"]["f:spec"].clone();
     assert!(
         applier.get("f:replicas").is_none(),
         "the applier lost replicas: {applier}"
@@ -385,7 +397,7 @@ fn server_side_apply_conflicts_after_scale_and_force_wins() {
     );
     let d = c.json_k(&k, &["get", "deployment", "ssa", "--show-managed-fields"]);
     assert_eq!(d["spec"]["replicas"], 2);
-    assert!(d["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
+    assert!(entry(&d, "kubectl", "Apply")["fieldsV1"]["f:spec"]
         .get("f:replicas")
         .is_some());
     assert!(
@@ -460,7 +472,7 @@ fn client_side_apply_then_server_side_apply_conflicts() {
     let cm = c.json_k(&k, &["get", "configmap", "cm", "--show-managed-fields"]);
     let ms = managers(&cm);
     assert_eq!(ms.len(), 2, "{ms:?}");
-    let labeler = &cm["metadata"]["managedFields"][1];
+    let labeler = entry(&cm, "kubectl-label", "Update");
     assert_eq!(
         labeler["fieldsV1"]["f:metadata"]["f:labels"]["f:team"],
         serde_json::json!({}),

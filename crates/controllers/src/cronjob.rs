@@ -36,8 +36,8 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use crate::events::EventType;
-use crate::reconcile::Ctx;
 use crate::job::finished_condition;
+use crate::reconcile::Ctx;
 use crate::util::{
     controller_owner_ref, is_conflict, is_controlled_by, is_namespace_terminating, is_not_found,
     time_secs,

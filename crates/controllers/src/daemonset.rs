@@ -41,8 +41,8 @@ use kube::{Client, ResourceExt};
 use minik_apimachinery::scheduling;
 
 use crate::events::EventType;
-use crate::reconcile::Ctx;
 use crate::job::claim_pods;
+use crate::reconcile::Ctx;
 use crate::statefulset::{
     sync_revisions, truncate_history, Error, REVISION_HASH_LABEL, REVISION_LABEL,
 };

@@ -1,12 +1,13 @@
 //! The reconcile-loop plumbing the workload controllers (Deployment,
 //! StatefulSet, DaemonSet, Job, CronJob) share: their context (client and
-//! Event recorder), the requeue after a failed
-//! reconcile, logging the run loop's results, reading the live object at the
-//! start of a reconcile (`ns_name_uid`, `get_current`), merge-patching its status, and the wake-up a
-//! controller needs for pods waiting out `minReadySeconds`.
+//! Event recorder), the requeue after a failed reconcile, logging the run
+//! loop's results, reading the live object at the start of a reconcile
+//! (`ns_name_uid`, `get_current`), merge-patching its status, and the wake-up
+//! a controller needs for pods waiting out `minReadySeconds`.
 //!
-//! The decisions (`error_requeue`, `next_available_in`) are pure and unit
-//! tested below; the two API calls are thin wrappers over kube's `Api`.
+//! The decisions (`ns_name_uid`, `error_requeue`, `next_available_in`) are
+//! pure and unit tested below; the two API calls are thin wrappers over
+//! kube's `Api`.
 
 use std::fmt::{Debug, Display};
 use std::sync::Arc;

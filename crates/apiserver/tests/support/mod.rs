@@ -286,6 +286,20 @@ impl KubectlCluster {
         p.to_string_lossy().into_owned()
     }
 
+    /// A copy of the admin kubeconfig that authenticates with the bearer
+    /// `token` instead of the client certificate, written as `name` in the
+    /// temp dir; its path.
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> String {
+        let cfg = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let with_token: String = cfg
+            .lines()
+            .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .replace("  user:\n", &format!("  user:\n    token: {token}\n"));
+        self.file(name, &with_token)
+    }
+
     /// `kubectl args -o json`, which must succeed, parsed.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut a = args.to_vec();
