@@ -163,42 +163,13 @@ async fn receive_console(
     let stream = stream
         .into_std()
         .map_err(|e| format!("runc's terminal socket: {e}"))?;
-    tokio::task::spawn_blocking(move || {
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
-        use std::os::fd::FromRawFd;
-        stream
-            .set_nonblocking(false)
-            .map_err(|e| format!("runc's terminal socket: {e}"))?;
-        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-        let mut buf = [0u8; 4096];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<UnixAddr>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )
-        .map_err(|e| format!("receiving runc's terminal: {e}"))?;
-        for c in msg
-            .cmsgs()
-            .map_err(|e| format!("receiving runc's terminal: {e}"))?
-        {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(&fd) = fds.first() {
-                    // SAFETY: SCM_RIGHTS just installed this descriptor in
-                    // our process; nothing else owns it.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
-            }
-        }
-        Err("runc connected to the terminal socket but sent no terminal".to_string())
-    })
-    .await
-    .map_err(|e| format!("receiving runc's terminal: {e}"))?
+    tokio::task::spawn_blocking(move || crate::runtime::recv_console_fd(stream))
+        .await
+        .map_err(|e| format!("receiving runc's terminal: {e}"))?
 }
 
-fn set_winsize(fd: &OwnedFd, width: u16, height: u16) {
+/// Sets the window size of the pty whose master is `fd` (TIOCSWINSZ).
+pub(crate) fn set_winsize(fd: &OwnedFd, width: u16, height: u16) {
     let ws = libc::winsize {
         ws_row: height,
         ws_col: width,

@@ -13,7 +13,10 @@
 //! container are reaped by the container's PID 1 (own PID namespace).
 //!
 //! Stdout/stderr: the container inherits the write ends of two pipes
-//! (runc's detached pass-through mode, `terminal: false`); the kubelet reads
+//! (runc's detached pass-through mode, `terminal: false`); a `tty: true`
+//! container instead gets a pty from runc (`terminal: true`,
+//! [`Runtime::create_with_console`]) whose master the kubelet keeps
+//! ([`crate::attach::keep_console`]). The kubelet reads
 //! them and writes CRI-format lines (`<RFC3339Nano> <stream> <F|P> <text>`)
 //! to `<root>/pods/<uid>/<container>/<restartCount>.log`. A consequence is
 //! that containers do not outlive the kubelet process meaningfully: on
@@ -159,6 +162,82 @@ impl Runtime {
         stdout: OwnedFd,
         stderr: OwnedFd,
     ) -> Result<i32, RuntimeError> {
+        self.create_inner(
+            id,
+            bundle,
+            &[],
+            stdin.map_or_else(Stdio::null, Stdio::from),
+            Stdio::from(stdout),
+            Stdio::from(stderr),
+        )
+    }
+
+    /// `create` for a container whose OCI process has `terminal: true`:
+    /// runc allocates the pty inside the container and hands its master to
+    /// us over `--console-socket`. Returns the init PID and the master
+    /// (reading it gives the container's output, writing it its input).
+    pub fn create_with_console(
+        &self,
+        id: &str,
+        bundle: &Path,
+    ) -> Result<(i32, OwnedFd), RuntimeError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        // In the temp dir: a bundle path may exceed sun_path's 108 bytes.
+        let sock = std::env::temp_dir().join(format!(
+            "minik-console-{}-{}.sock",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&sock);
+        let listener = std::os::unix::net::UnixListener::bind(&sock).map_err(io_err(&sock))?;
+        let sock_arg = sock.display().to_string();
+        let created = self.create_inner(
+            id,
+            bundle,
+            &["--console-socket", &sock_arg],
+            Stdio::null(),
+            Stdio::null(),
+            Stdio::null(),
+        );
+        // runc connected and sent the master before `create` returned: the
+        // connection waits in the backlog, so a non-blocking accept suffices.
+        let accepted = listener
+            .set_nonblocking(true)
+            .and_then(|()| listener.accept());
+        let _ = std::fs::remove_file(&sock);
+        let pid = created?;
+        let failed = |msg: String| RuntimeError::Failed {
+            bin: self.bin.clone(),
+            op: "create",
+            id: id.to_string(),
+            msg,
+        };
+        let stream = accepted
+            .map_err(|e| {
+                failed(format!(
+                    "runc did not hand over the container's terminal: {e}"
+                ))
+            })?
+            .0;
+        match recv_console_fd(stream) {
+            Ok(fd) => Ok((pid, fd)),
+            Err(msg) => {
+                let _ = self.delete(id);
+                Err(failed(msg))
+            }
+        }
+    }
+
+    fn create_inner(
+        &self,
+        id: &str,
+        bundle: &Path,
+        extra: &[&str],
+        stdin: Stdio,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Result<i32, RuntimeError> {
         become_subreaper();
         std::fs::create_dir_all(&self.state_root).map_err(io_err(&self.state_root))?;
         let pid_file = bundle.join("init.pid");
@@ -176,10 +255,11 @@ impl Runtime {
             .arg(bundle)
             .arg("--pid-file")
             .arg(&pid_file)
+            .args(extra)
             .arg(id)
-            .stdin(stdin.map_or_else(Stdio::null, Stdio::from))
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr))
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
             .status()
             .map_err(|source| RuntimeError::Spawn {
                 bin: self.bin.clone(),
@@ -253,6 +333,41 @@ impl Runtime {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect()
     }
+}
+
+/// Receives the pty master runc sends (SCM_RIGHTS) on a connection to a
+/// `--console-socket` (`runc create` and `runc exec --tty`). Blocking, with
+/// a 10 s read timeout; the descriptor is close-on-exec.
+pub(crate) fn recv_console_fd(stream: std::os::unix::net::UnixStream) -> Result<OwnedFd, String> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| format!("runc's terminal socket: {e}"))?;
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<UnixAddr>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| format!("receiving runc's terminal: {e}"))?;
+    for c in msg
+        .cmsgs()
+        .map_err(|e| format!("receiving runc's terminal: {e}"))?
+    {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: SCM_RIGHTS just installed this descriptor in
+                // our process; nothing else owns it.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err("runc connected to the terminal socket but sent no terminal".to_string())
 }
 
 fn last_runtime_error(log: &Path) -> Option<String> {

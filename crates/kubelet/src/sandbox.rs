@@ -409,31 +409,65 @@ impl Machinery {
         }
         let log_path = cdir.join(format!("{}.log", inputs.restart_count));
         let _ = std::fs::remove_file(&log_path);
-        let (out_w, err_w, _pumps) = runtime::spawn_log_pumps(log_path.clone(), self.logs.clone())?;
+        // `tty: true`: runc hands us the pty master; attach.rs keeps it and
+        // copies its output to the log (no pipes, no stdout/stderr split).
+        let tty = c.tty.unwrap_or(false);
+        let pipes = if tty {
+            None
+        } else {
+            let (out_w, err_w, _pumps) =
+                runtime::spawn_log_pumps(log_path.clone(), self.logs.clone())?;
+            Some((out_w, err_w))
+        };
         // `stdin: true`: a pipe held open for `kubectl attach -i` (attach.rs).
         let stdin_r = crate::attach::open_stdin(
             &cdir,
-            c.stdin.unwrap_or(false),
+            c.stdin.unwrap_or(false) && !tty,
             c.stdin_once.unwrap_or(false),
         )
         .map_err(io_err(&cdir))?;
         let rt = self.runtime.clone();
         let id2 = id.clone();
         let cdir2 = cdir.clone();
-        let created = tokio::task::spawn_blocking(move || -> Result<i32, SandboxError> {
-            let pid = rt.create_with_stdin(&id2, &cdir2, stdin_r, out_w, err_w)?;
-            let f = ContainerFile {
-                id: id2.clone(),
-                pid,
-            };
-            write_json(&cdir2.join("container.json"), &f)?;
-            Ok(pid)
-        })
+        let created = tokio::task::spawn_blocking(
+            move || -> Result<(i32, Option<std::os::fd::OwnedFd>), SandboxError> {
+                let (pid, master) = match pipes {
+                    Some((out_w, err_w)) => (
+                        rt.create_with_stdin(&id2, &cdir2, stdin_r, out_w, err_w)?,
+                        None,
+                    ),
+                    None => {
+                        let (pid, m) = rt.create_with_console(&id2, &cdir2)?;
+                        (pid, Some(m))
+                    }
+                };
+                let f = ContainerFile {
+                    id: id2.clone(),
+                    pid,
+                };
+                write_json(&cdir2.join("container.json"), &f)?;
+                Ok((pid, master))
+            },
+        )
         .await
         .map_err(|e| SandboxError::Spec(format!("create task failed: {e}")));
+        let created = match created {
+            Ok(Ok((pid, Some(master)))) => crate::attach::keep_console(
+                &cdir,
+                master,
+                log_path.clone(),
+                self.logs.clone(),
+                c.stdin.unwrap_or(false),
+                c.stdin_once.unwrap_or(false),
+            )
+            .map(|()| pid)
+            .map_err(io_err(&log_path)),
+            Ok(Ok((pid, None))) => Ok(pid),
+            Ok(Err(e)) | Err(e) => Err(e),
+        };
         let pid = match created {
-            Ok(Ok(pid)) => pid,
-            Ok(Err(e)) | Err(e) => {
+            Ok(pid) => pid,
+            Err(e) => {
                 self.logs.set_active(&log_path, false);
                 let rt = self.runtime.clone();
                 let rootfs = cdir.join("rootfs");
@@ -621,6 +655,7 @@ impl Machinery {
             privileged: sc.privileged.unwrap_or(false),
             add_caps: caps.add.unwrap_or_default(),
             drop_caps: caps.drop.unwrap_or_default(),
+            tty: c.tty.unwrap_or(false),
         })
     }
 

@@ -167,6 +167,9 @@ pub struct SpecInput {
     pub no_new_privileges: bool,
     /// Namespaced sysctls from the pod's security context.
     pub sysctls: Vec<(String, String)>,
+    /// `tty: true`: the process gets a pty (runc `--console-socket`) and
+    /// `TERM=xterm` unless the container sets TERM.
+    pub tty: bool,
 }
 
 /// The capabilities containerd/Docker grant by default (what Kubernetes pods get).
@@ -309,13 +312,17 @@ pub fn oci_spec(input: &SpecInput) -> Value {
     } else {
         &input.cwd
     };
+    let mut env = input.env.clone();
+    if input.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": input.tty,
             "user": user,
             "args": input.args,
-            "env": input.env,
+            "env": env,
             "cwd": cwd,
             // No rlimits: the container inherits the node agent's (raising them may be refused).
             "capabilities": {
@@ -528,6 +535,24 @@ mod tests {
         assert_eq!(s["process"]["noNewPrivileges"], true);
         assert_eq!(s["linux"]["sysctl"]["kernel.shm_rmid_forced"], "1");
         let plain = oci_spec(&SpecInput::default());
+        assert!(!plain["process"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "TERM=xterm"));
+        let tty = oci_spec(&SpecInput {
+            tty: true,
+            env: v(&["PATH=/bin"]),
+            ..Default::default()
+        });
+        assert_eq!(tty["process"]["terminal"], true);
+        assert_eq!(tty["process"]["env"], json!(["PATH=/bin", "TERM=xterm"]));
+        let own = oci_spec(&SpecInput {
+            tty: true,
+            env: v(&["TERM=vt100"]),
+            ..Default::default()
+        });
+        assert_eq!(own["process"]["env"], json!(["TERM=vt100"]));
         assert!(plain["linux"].get("sysctl").is_none());
         assert!(plain["process"]["user"].get("additionalGids").is_none());
     }
