@@ -308,7 +308,10 @@ async fn main() -> R<()> {
         rss_mb(&pid),
     );
 
-    if let Some(secs) = std::env::var("BENCH_PAUSE_SECS").ok().and_then(|s| s.parse().ok()) {
+    if let Some(secs) = std::env::var("BENCH_PAUSE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         println!("pausing {secs} s before delete (agent pid {pid})");
         tokio::time::sleep(Duration::from_secs(secs)).await;
     }

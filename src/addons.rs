@@ -499,10 +499,16 @@ mod tests {
             pod["containers"][0]["args"],
             serde_json::json!(["storage-provisioner", "--root", "/srv/node/volumes"])
         );
-        assert_eq!(pod["containers"][0]["volumeMounts"][0]["mountPath"], "/srv/node/volumes");
+        assert_eq!(
+            pod["containers"][0]["volumeMounts"][0]["mountPath"],
+            "/srv/node/volumes"
+        );
         assert_eq!(pod["volumes"][0]["hostPath"]["path"], "/srv/node/volumes");
         let sc = objects(find("default-storageclass").unwrap()).unwrap();
-        assert_eq!(sc[0].path, "/apis/storage.k8s.io/v1/storageclasses/standard");
+        assert_eq!(
+            sc[0].path,
+            "/apis/storage.k8s.io/v1/storageclasses/standard"
+        );
         assert_eq!(
             sc[0].body["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"],
             "true"

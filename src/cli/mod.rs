@@ -12,8 +12,8 @@ pub mod registry_server;
 pub mod service;
 pub mod start;
 pub mod status;
-pub mod storage_provisioner;
 pub mod stop;
+pub mod storage_provisioner;
 
 /// The Kubernetes version the cluster reports (the kubectl dispatcher on
 /// these machines picks its kubectl build by this minor version).

@@ -19,8 +19,8 @@ pub mod patch;
 pub mod protobuf;
 pub mod quota;
 pub mod resources;
-pub mod schema;
 pub mod scheduling;
+pub mod schema;
 pub mod validation;
 
 pub use resources::{builtin_resources, ResourceInfo};

@@ -163,7 +163,12 @@ mod tests {
     fn toleration_matching_follows_kube() {
         let gpu = taint("dedicated", Some("gpu"), "NoSchedule");
         let t = |k, op, v, e| tolerates(&tol(k, op, v, e), &gpu);
-        assert!(t(Some("dedicated"), "Equal", Some("gpu"), Some("NoSchedule")));
+        assert!(t(
+            Some("dedicated"),
+            "Equal",
+            Some("gpu"),
+            Some("NoSchedule")
+        ));
         assert!(!t(Some("dedicated"), "Equal", Some("cpu"), None));
         assert!(t(Some("dedicated"), "Exists", None, None));
         assert!(!t(Some("dedicated"), "Exists", None, Some("NoExecute")));
@@ -181,7 +186,10 @@ mod tests {
         assert!(tolerates(&tol(None, "Equal", None, None), &bare));
         assert!(!t(None, "Equal", None, None));
         assert!(tolerated_by(
-            &[tol(Some("x"), "Exists", None, None), tol(None, "Exists", None, None)],
+            &[
+                tol(Some("x"), "Exists", None, None),
+                tol(None, "Exists", None, None)
+            ],
             &gpu
         ));
         assert!(!tolerated_by(&[], &gpu));
@@ -205,7 +213,10 @@ mod tests {
         assert!(m(term(vec![req("rack", "DoesNotExist", &[])], vec![])));
         assert!(m(term(vec![req("cores", "Gt", &["4"])], vec![])));
         assert!(!m(term(vec![req("cores", "Lt", &["4"])], vec![])));
-        assert!(!m(term(vec![req("zone", "Gt", &["4"])], vec![])), "not a number");
+        assert!(
+            !m(term(vec![req("zone", "Gt", &["4"])], vec![])),
+            "not a number"
+        );
         assert!(m(term(vec![], vec![req("metadata.name", "In", &["n1"])])));
         assert!(!m(term(vec![], vec![req("metadata.name", "In", &["n2"])])));
         assert!(!m(term(

@@ -338,13 +338,21 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
                 .cloned();
             if let Some(l) = &tmpl_labels {
                 let meta = child(obj, "metadata");
-                if meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty) {
+                if meta
+                    .get("labels")
+                    .and_then(Value::as_object)
+                    .is_none_or(Map::is_empty)
+                {
                     meta["labels"] = l.clone();
                 }
             }
             let spec = child(obj, "spec");
             if let Some(l) = tmpl_labels {
-                if spec.get("selector").and_then(Value::as_object).is_none_or(Map::is_empty) {
+                if spec
+                    .get("selector")
+                    .and_then(Value::as_object)
+                    .is_none_or(Map::is_empty)
+                {
                     spec["selector"] = l;
                 }
             }
@@ -1211,7 +1219,10 @@ mod image_pull_secret_tests {
         let sa = json!({"imagePullSecrets": [{"name": "regcred"}]});
         let mut pod = json!({"spec": {"containers": []}});
         inherit_image_pull_secrets(&mut pod, Some(&sa));
-        assert_eq!(pod["spec"]["imagePullSecrets"], json!([{"name": "regcred"}]));
+        assert_eq!(
+            pod["spec"]["imagePullSecrets"],
+            json!([{"name": "regcred"}])
+        );
         // the pod's own list wins
         let mut own = json!({"spec": {"imagePullSecrets": [{"name": "mine"}]}});
         inherit_image_pull_secrets(&mut own, Some(&sa));

@@ -1418,7 +1418,10 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
                 }
                 _ => String::new(),
             };
-            let beta = s(obj, "/metadata/annotations/volume.beta.kubernetes.io~1storage-class");
+            let beta = s(
+                obj,
+                "/metadata/annotations/volume.beta.kubernetes.io~1storage-class",
+            );
             let class = if beta.is_empty() {
                 s(obj, "/spec/storageClassName")
             } else {
@@ -1432,10 +1435,16 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
                 json!(storage_phase(obj)),
                 json!(claim),
                 json!(class),
-                json!(unset(s(obj, "/spec/volumeAttributesClassName"), obj.pointer("/spec/volumeAttributesClassName"))),
+                json!(unset(
+                    s(obj, "/spec/volumeAttributesClassName"),
+                    obj.pointer("/spec/volumeAttributesClassName")
+                )),
                 json!(s(obj, "/status/reason")),
                 age,
-                json!(unset(s(obj, "/spec/volumeMode"), obj.pointer("/spec/volumeMode"))),
+                json!(unset(
+                    s(obj, "/spec/volumeMode"),
+                    obj.pointer("/spec/volumeMode")
+                )),
             ]
         }
         ("", "persistentvolumeclaims") => {
@@ -1448,7 +1457,10 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
                     access_modes(arr(obj, "/status/accessModes")),
                 )
             };
-            let beta = s(obj, "/metadata/annotations/volume.beta.kubernetes.io~1storage-class");
+            let beta = s(
+                obj,
+                "/metadata/annotations/volume.beta.kubernetes.io~1storage-class",
+            );
             let class = if beta.is_empty() {
                 s(obj, "/spec/storageClassName")
             } else {
@@ -1461,26 +1473,44 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
                 json!(capacity),
                 json!(modes),
                 json!(class),
-                json!(unset(s(obj, "/spec/volumeAttributesClassName"), obj.pointer("/spec/volumeAttributesClassName"))),
+                json!(unset(
+                    s(obj, "/spec/volumeAttributesClassName"),
+                    obj.pointer("/spec/volumeAttributesClassName")
+                )),
                 age,
-                json!(unset(s(obj, "/spec/volumeMode"), obj.pointer("/spec/volumeMode"))),
+                json!(unset(
+                    s(obj, "/spec/volumeMode"),
+                    obj.pointer("/spec/volumeMode")
+                )),
             ]
         }
         ("storage.k8s.io", "storageclasses") => {
-            let default = ["storageclass.kubernetes.io~1is-default-class", "storageclass.beta.kubernetes.io~1is-default-class"]
-                .iter()
-                .any(|k| s(obj, &format!("/metadata/annotations/{k}")) == "true");
+            let default = [
+                "storageclass.kubernetes.io~1is-default-class",
+                "storageclass.beta.kubernetes.io~1is-default-class",
+            ]
+            .iter()
+            .any(|k| s(obj, &format!("/metadata/annotations/{k}")) == "true");
             let mut shown = s(obj, "/metadata/name").to_string();
             if default {
                 shown.push_str(" (default)");
             }
-            let or = |v: &str, d: &str| if v.is_empty() { d.to_string() } else { v.to_string() };
+            let or = |v: &str, d: &str| {
+                if v.is_empty() {
+                    d.to_string()
+                } else {
+                    v.to_string()
+                }
+            };
             vec![
                 json!(shown),
                 json!(s(obj, "/provisioner")),
                 json!(or(s(obj, "/reclaimPolicy"), "Delete")),
                 json!(or(s(obj, "/volumeBindingMode"), "Immediate")),
-                json!(obj.get("allowVolumeExpansion").and_then(Value::as_bool).unwrap_or(false)),
+                json!(obj
+                    .get("allowVolumeExpansion")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)),
                 age,
             ]
         }
@@ -1796,25 +1826,58 @@ mod tests {
         let c = cells(&find("", "persistentvolumes"), &pv, now());
         assert_eq!(
             c[..9],
-            [json!("pvc-1"), json!("1Gi"), json!("RWO,RWX"), json!("Delete"), json!("Bound"),
-             json!("default/data"), json!("standard"), json!("<unset>"), json!("")]
+            [
+                json!("pvc-1"),
+                json!("1Gi"),
+                json!("RWO,RWX"),
+                json!("Delete"),
+                json!("Bound"),
+                json!("default/data"),
+                json!("standard"),
+                json!("<unset>"),
+                json!("")
+            ]
         );
         assert_eq!(c[10], json!("Filesystem"));
         let pending = json!({"metadata": {"name": "data"}, "spec": {"storageClassName": "standard",
             "resources": {"requests": {"storage": "1Gi"}}}, "status": {"phase": "Pending"}});
         let c = cells(&find("", "persistentvolumeclaims"), &pending, now());
-        assert_eq!(c[1..7], [json!("Pending"), json!(""), json!(""), json!(""), json!("standard"), json!("<unset>")]);
+        assert_eq!(
+            c[1..7],
+            [
+                json!("Pending"),
+                json!(""),
+                json!(""),
+                json!(""),
+                json!("standard"),
+                json!("<unset>")
+            ]
+        );
         let bound = json!({"metadata": {"name": "data", "deletionTimestamp": "2024-01-01T00:00:00Z"},
             "spec": {"volumeName": "pvc-1", "storageClassName": "standard"},
             "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}});
         let c = cells(&find("", "persistentvolumeclaims"), &bound, now());
-        assert_eq!(c[1..5], [json!("Terminating"), json!("pvc-1"), json!("1Gi"), json!("RWO")]);
+        assert_eq!(
+            c[1..5],
+            [
+                json!("Terminating"),
+                json!("pvc-1"),
+                json!("1Gi"),
+                json!("RWO")
+            ]
+        );
         let sc = json!({"metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
             "provisioner": "minik.io/hostpath"});
         let c = cells(&find("storage.k8s.io", "storageclasses"), &sc, now());
         assert_eq!(
             c[..5],
-            [json!("standard (default)"), json!("minik.io/hostpath"), json!("Delete"), json!("Immediate"), json!(false)]
+            [
+                json!("standard (default)"),
+                json!("minik.io/hostpath"),
+                json!("Delete"),
+                json!("Immediate"),
+                json!(false)
+            ]
         );
     }
 

@@ -516,7 +516,9 @@ pub fn claim_unready_reason(
         ));
     };
     if pvc.metadata.deletion_timestamp.is_some() {
-        return Some(format!("persistentvolumeclaim \"{claim}\" is being deleted"));
+        return Some(format!(
+            "persistentvolumeclaim \"{claim}\" is being deleted"
+        ));
     }
     let phase = pvc
         .status
@@ -586,8 +588,7 @@ pub fn claim_read_only(pod: &Pod, volume: &str) -> bool {
         .flat_map(|s| s.volumes.iter().flatten())
         .any(|v| {
             v.name == volume
-                && v
-                    .persistent_volume_claim
+                && v.persistent_volume_claim
                     .as_ref()
                     .is_some_and(|c| c.read_only == Some(true))
         })
@@ -721,11 +722,10 @@ mod tests {
             None
         );
         let mut deleting = pvc(Some("Bound"), Some("pv1"));
-        deleting.metadata.deletion_timestamp = Some(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-            ),
-        );
+            ));
         assert!(claim_unready_reason("data", Some(&deleting))
             .unwrap()
             .contains("being deleted"));
