@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# One build, no incremental caches: a clean CI clone never reuses them, and
+# they double the target directory (tens of GB here).
+export CARGO_INCREMENTAL=0
 cargo build --workspace --all-targets
 # Integration tests share one cluster per test binary and host-wide resources
 # (the minik0 bridge, port 8443): run test binaries one at a time.
