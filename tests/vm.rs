@@ -12,7 +12,6 @@
 //! taken here). The slow VM tests live here, in one place, sharing one VM.
 
 mod common;
-#[allow(dead_code)]
 #[path = "registry_support/mod.rs"]
 mod registry_support;
 

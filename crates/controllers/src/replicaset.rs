@@ -164,9 +164,11 @@ impl ReplicaStatus {
             return false;
         };
         mine.iter().all(|(k, v)| {
-            let have = current.get(k).cloned().unwrap_or(Value::Null);
             // A zero count may be omitted by a writer; treat absent as 0.
-            have == *v || (have.is_null() && *v == Value::from(0))
+            match current.get(k) {
+                Some(have) if !have.is_null() => have == v,
+                _ => v.is_null() || v.as_i64() == Some(0),
+            }
         })
     }
 }
