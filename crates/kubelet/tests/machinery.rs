@@ -8,45 +8,12 @@ use k8s_openapi::api::core::v1::Container;
 use minik_kubelet::sandbox::{ContainerInputs, ExitInfo, Machinery, PodMeta};
 use minik_kubelet::{network, runtime, KubeletConfig};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-struct Env {
-    cfg: KubeletConfig,
-}
-
-impl Env {
-    fn new(tag: &str, subnet: u8) -> Env {
-        let pid = std::process::id();
-        let root = std::env::temp_dir().join(format!("minik-kubelet-it-{tag}-{pid}"));
-        let _ = std::fs::remove_dir_all(&root);
-        let mut cfg = KubeletConfig::with_defaults("minik-test", "127.0.0.1", &root);
-        cfg.bridge = format!("mk{tag}{}", pid % 100000);
-        cfg.pod_cidr = format!("10.251.{subnet}.0/24");
-        cfg.runtime = PathBuf::from("runc");
-        Env { cfg }
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = minik_kubelet::teardown(&self.cfg);
-        let _ = std::fs::remove_dir_all(&self.cfg.root_dir);
-    }
-}
-
-fn uid() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{:08x}-0000-4000-8000-{:012x}",
-        (n as u32) ^ std::process::id(),
-        n as u64 & 0xffff_ffff_ffff
-    )
-}
+mod common;
+use common::{uid, Env};
 
 fn container(name: &str, image: &str, command: Option<&[&str]>) -> Container {
     Container {

@@ -8,48 +8,13 @@
 use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::Container;
 use minik_kubelet::sandbox::{ContainerInputs, ExitInfo, Machinery, PodMeta};
-use minik_kubelet::KubeletConfig;
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-struct Env {
-    cfg: KubeletConfig,
-}
-
-impl Env {
-    fn new(tag: &str, subnet: u8) -> Env {
-        let pid = std::process::id();
-        let root = std::env::temp_dir().join(format!("minik-kubelet-tty-{tag}-{pid}"));
-        let _ = std::fs::remove_dir_all(&root);
-        let mut cfg = KubeletConfig::with_defaults("minik-test", "127.0.0.1", &root);
-        cfg.bridge = format!("mk{tag}{}", pid % 100000);
-        cfg.pod_cidr = format!("10.251.{subnet}.0/24");
-        cfg.runtime = PathBuf::from("runc");
-        Env { cfg }
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = minik_kubelet::teardown(&self.cfg);
-        let _ = std::fs::remove_dir_all(&self.cfg.root_dir);
-    }
-}
-
-fn uid() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{:08x}-0000-4000-8000-{:012x}",
-        (n as u32) ^ std::process::id(),
-        n as u64 & 0xffff_ffff_ffff
-    )
-}
+mod common;
+use common::{uid, Env};
 
 fn meta(uid: &str, name: &str) -> PodMeta {
     PodMeta {
@@ -124,7 +89,7 @@ async fn drain(ws: &mut Ws) -> (String, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_to_a_tty_container() {
-    let env = Env::new("t", 17);
+    let env = Env::new("t", 18);
     let cfg = env.cfg.clone();
     minik_kubelet::ensure_builtin_images(&cfg).unwrap();
     let m = Machinery::new(&cfg).unwrap();
