@@ -5,7 +5,7 @@
 //! bridge, pod CIDR and root directory.
 
 use k8s_openapi::api::core::v1::Container;
-use minik_kubelet::sandbox::{ContainerInputs, ExitInfo, Machinery, PodMeta};
+use minik_kubelet::sandbox::{ContainerInputs, ExitInfo, Machinery};
 use minik_kubelet::{network, runtime, KubeletConfig};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 mod common;
-use common::{uid, Env};
+use common::{meta, uid, Env};
 
 fn container(name: &str, image: &str, command: Option<&[&str]>) -> Container {
     Container {
@@ -21,20 +21,6 @@ fn container(name: &str, image: &str, command: Option<&[&str]>) -> Container {
         image: Some(image.into()),
         command: command.map(|c| c.iter().map(|s| s.to_string()).collect()),
         ..Default::default()
-    }
-}
-
-fn meta(uid: &str, name: &str) -> PodMeta {
-    PodMeta {
-        uid: uid.into(),
-        namespace: "default".into(),
-        name: name.into(),
-        host_network: false,
-        dns_policy: "ClusterFirst".into(),
-        host_aliases: vec![],
-        grace_seconds: 30,
-        hostname: None,
-        subdomain: None,
     }
 }
 

@@ -7,28 +7,14 @@
 
 use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::Container;
-use minik_kubelet::sandbox::{ContainerInputs, ExitInfo, Machinery, PodMeta};
+use minik_kubelet::sandbox::{ContainerInputs, ExitInfo, Machinery};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{uid, Env};
-
-fn meta(uid: &str, name: &str) -> PodMeta {
-    PodMeta {
-        uid: uid.into(),
-        namespace: "default".into(),
-        name: name.into(),
-        host_network: false,
-        dns_policy: "ClusterFirst".into(),
-        host_aliases: vec![],
-        grace_seconds: 30,
-        hostname: None,
-        subdomain: None,
-    }
-}
+use common::{meta, uid, Env};
 
 fn tty_shell(once: bool) -> Container {
     Container {

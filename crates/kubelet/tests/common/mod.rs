@@ -3,6 +3,7 @@
 //! and pod UIDs.
 #![allow(dead_code)]
 
+use minik_kubelet::sandbox::PodMeta;
 use minik_kubelet::KubeletConfig;
 use std::path::PathBuf;
 
@@ -43,4 +44,19 @@ pub fn uid() -> String {
         (n as u32) ^ std::process::id(),
         n as u64 & 0xffff_ffff_ffff
     )
+}
+
+/// The sandbox metadata of a plain pod `default/<name>` on the pod network.
+pub fn meta(uid: &str, name: &str) -> PodMeta {
+    PodMeta {
+        uid: uid.into(),
+        namespace: "default".into(),
+        name: name.into(),
+        host_network: false,
+        dns_policy: "ClusterFirst".into(),
+        host_aliases: vec![],
+        grace_seconds: 30,
+        hostname: None,
+        subdomain: None,
+    }
 }
